@@ -1,0 +1,1 @@
+//! PNG checks, the size rule and resizing for init images. (skeleton: image helper fills this)

@@ -1,12 +1,41 @@
 //! Configuration: the config file and the profiles beside it, read into validated types.
 //!
 //! Reading happens in two steps, as in ripgrep's low/high-level args: `raw` holds serde structs
-//! that mirror the TOML exactly (unknown keys are errors), and this module turns them into the
-//! typed values the rest of drawdrop uses. Every error names the file, line and column.
+//! that mirror the TOML exactly (unknown keys are errors), and the other modules turn them into
+//! the typed values the rest of drawdrop uses. Every error names the file, line and column.
+//!
+//! - `location`: which file (`--config`, `$DRAWDROP_CONFIG`, the platform config folder)
+//! - `load`: the config file into a [`Config`]; `server`: its `[server]` table
+//! - `profiles`: the `profiles/` folder; `settings`: one profile's keys; `extra`: its `[extra]`
+//! - `checks`: ranges and choices; `diagnostic`: spans to `line:col`, plain messages
+//! - `paths`: `~`, relative folders, inbox/outbox nesting; `files`: reading a file as text
+//! - `templates`: the annotated files `drawdrop init` writes
+
+mod checks;
+mod diagnostic;
+mod extra;
+mod files;
+mod load;
+mod location;
+mod paths;
+mod profiles;
+mod raw;
+mod server;
+mod settings;
+mod templates;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub use load::{DEFAULT_INBOX, DEFAULT_OUTBOX, DEFAULT_SETTLE_MS};
+pub use location::{CONFIG_ENV, CONFIG_FILE_NAME, default_config_path, locate, locate_with};
+pub use paths::{expand_tilde, home_dir, normalize};
+pub use profiles::{DEFAULT_PROFILE_NAME, RESERVED_PROFILE_NAMES, profile_name_problem};
+pub use server::{
+    DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_SERVER_URL, DEFAULT_TIMEOUT_S,
+};
+pub use templates::{DEFAULT_CONFIG_TOML, DEFAULT_PROFILE_TOML};
 
 /// The whole validated configuration: the config file plus every profile.
 #[derive(Debug, Clone)]
@@ -23,6 +52,7 @@ pub struct Config {
     pub settle: Duration,
     /// What happens to an original after success.
     pub after: After,
+    /// The image server and how to talk to it.
     pub server: Server,
     /// Every profile by name; always holds `default_profile`.
     pub profiles: BTreeMap<String, Profile>,
@@ -40,7 +70,9 @@ pub enum After {
 /// The image server drawdrop talks to.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// Base URL, http (or https with the `tls` feature), without user name or password.
     pub url: reqwest::Url,
+    /// Which request keys to use.
     pub api: Api,
     /// Per request; a generation may take minutes.
     pub timeout: Duration,
@@ -48,13 +80,16 @@ pub struct Server {
     pub max_attempts: u32,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Sent with every request when `username` and `password_env` are set.
     pub auth: Option<BasicAuth>,
 }
 
 /// Which request keys the server understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
+    /// Draw Things' names (`strength`, `guidance_scale`, `loras` ...), as in profiles.
     DrawThings,
+    /// AUTOMATIC1111's names (`denoising_strength`, `cfg_scale`, LoRAs in the prompt ...).
     A1111,
 }
 
@@ -62,6 +97,7 @@ pub enum Api {
 #[derive(Clone)]
 pub struct BasicAuth {
     pub username: String,
+    /// Read from the variable `password_env` names; never shown by `Debug` or in errors.
     pub password: String,
 }
 
@@ -77,6 +113,7 @@ impl std::fmt::Debug for BasicAuth {
 /// A named style: `profiles/NAME.toml`.
 #[derive(Debug, Clone)]
 pub struct Profile {
+    /// The file stem, which is also the name of the profile's folder in the inbox.
     pub name: String,
     /// The file it came from; `None` for the built-in empty `default` profile.
     pub file: Option<PathBuf>,
@@ -103,9 +140,12 @@ pub struct Settings {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// One `[[loras]]` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lora {
+    /// The LoRA's file name as the server knows it, such as `x_lora_f16.ckpt`.
     pub file: String,
+    /// -10 to 10; 1 when the profile leaves it out.
     pub weight: f64,
 }
 
@@ -131,18 +171,18 @@ impl ConfigError {
 /// How the config file was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
+    /// `--config FILE`; a missing file is an error.
     Flag,
+    /// `$DRAWDROP_CONFIG`; a missing file is an error.
     Env,
     /// The platform config folder; a missing file there means built-in defaults.
     Default,
 }
 
+/// Where the config file is (or would be), and how that was decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
+    /// Absolute; the file need not exist.
     pub path: PathBuf,
     pub source: ConfigSource,
-}
-
-pub fn locate(_flag: Option<&Path>) -> Result<Located, ConfigError> {
-    todo!("config helper")
 }

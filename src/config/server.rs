@@ -1,0 +1,244 @@
+//! The `[server]` table checked: the URL drawdrop can reach, the request dialect, timeouts and
+//! limits, and HTTP basic auth whose password is read from the environment.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use reqwest::Url;
+use toml::Spanned;
+
+use super::checks::{choice, integer_in, non_empty};
+use super::diagnostic::Source;
+use super::raw::RawServer;
+use super::{Api, BasicAuth, ConfigError, Server};
+
+/// Where Draw Things' API server listens by default (as does A1111's).
+pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7860";
+/// Seconds per request: one generation may take minutes.
+pub const DEFAULT_TIMEOUT_S: u64 = 600;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Draw Things runs one request at a time.
+pub const DEFAULT_CONCURRENCY: usize = 1;
+
+/// Looks up an environment variable; injectable so tests need not change the process's.
+pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+/// The built-in server: Draw Things on this machine.
+pub(crate) fn default_server() -> Server {
+    Server {
+        url: default_url(),
+        api: Api::DrawThings,
+        timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        concurrency: DEFAULT_CONCURRENCY,
+        auth: None,
+    }
+}
+
+fn default_url() -> Url {
+    match Url::parse(DEFAULT_SERVER_URL) {
+        Ok(url) => url,
+        // A constant that a unit test parses; `Url` has no constructor that cannot fail.
+        Err(error) => unreachable!("{DEFAULT_SERVER_URL} does not parse: {error}"),
+    }
+}
+
+/// `[server]` checked; `env` supplies the password named by `password_env`.
+pub(crate) fn server(
+    source: &Source<'_>,
+    raw: &RawServer,
+    env: EnvLookup<'_>,
+) -> Result<Server, ConfigError> {
+    let defaults = default_server();
+    Ok(Server {
+        url: match &raw.url {
+            Some(url) => self::url(source, url)?,
+            None => defaults.url,
+        },
+        api: match &raw.api {
+            Some(api) => {
+                [Api::DrawThings, Api::A1111][choice(source, "api", api, &["drawthings", "a1111"])?]
+            }
+            None => defaults.api,
+        },
+        timeout: match &raw.timeout_s {
+            Some(seconds) => {
+                Duration::from_secs(integer_in(source, "timeout_s", seconds, 1..=86_400)?)
+            }
+            None => defaults.timeout,
+        },
+        max_attempts: match &raw.max_attempts {
+            Some(attempts) => integer_in(source, "max_attempts", attempts, 1..=100)?,
+            None => defaults.max_attempts,
+        },
+        concurrency: match &raw.concurrency {
+            Some(requests) => integer_in(source, "concurrency", requests, 1..=64)?,
+            None => defaults.concurrency,
+        },
+        auth: auth(source, raw, env)?,
+    })
+}
+
+/// An http(s) URL with a host. The value is never quoted back: it might hold a password.
+fn url(source: &Source<'_>, value: &Spanned<String>) -> Result<Url, ConfigError> {
+    let error = |message: String| Err(source.error_at(value.span(), message));
+    let url = match Url::parse(value.get_ref().trim()) {
+        Ok(url) => url,
+        Err(problem) => {
+            return error(format!(
+                "`url` is not a valid URL ({problem}): write it like \"{DEFAULT_SERVER_URL}\""
+            ));
+        }
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return error(format!(
+            "`url` must start with http:// or https://, not {}://",
+            url.scheme()
+        ));
+    }
+    if url.host().is_none() {
+        return error(format!(
+            "`url` must name a host, like \"{DEFAULT_SERVER_URL}\""
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return error(
+            "`url` must not hold a user name or password: set `username`, and `password_env` \
+             to the environment variable that holds the password"
+                .to_owned(),
+        );
+    }
+    if url.scheme() == "https" && !cfg!(feature = "tls") {
+        return error(
+            "`url` uses https, but this drawdrop was built without the `tls` feature: use http:// \
+             or a build with TLS"
+                .to_owned(),
+        );
+    }
+    Ok(url)
+}
+
+/// `username` and `password_env` come together; the password is read from the environment.
+fn auth(
+    source: &Source<'_>,
+    raw: &RawServer,
+    env: EnvLookup<'_>,
+) -> Result<Option<BasicAuth>, ConfigError> {
+    let (username, password_env) = match (&raw.username, &raw.password_env) {
+        (None, None) => return Ok(None),
+        (Some(username), None) => {
+            return Err(source.error_at(
+                username.span(),
+                "`username` needs `password_env` too: the name of the environment variable that \
+                 holds the password (passwords are never read from this file)",
+            ));
+        }
+        (None, Some(password_env)) => {
+            return Err(source.error_at(
+                password_env.span(),
+                "`password_env` needs `username` too: HTTP basic auth sends both",
+            ));
+        }
+        (Some(username), Some(password_env)) => (username, password_env),
+    };
+    let username = non_empty(source, "username", username, None)?;
+    let variable = non_empty(source, "password_env", password_env, None)?;
+    let problem = |what: &str| {
+        source.error_at(
+            password_env.span(),
+            format!("password_env = \"{variable}\", but {variable} {what}"),
+        )
+    };
+    let password = env(&variable)
+        .ok_or_else(|| problem("is not set in drawdrop's environment"))?
+        .into_string()
+        .map_err(|_| problem("is not valid UTF-8"))?;
+    if password.is_empty() {
+        return Err(problem("is empty in drawdrop's environment"));
+    }
+    Ok(Some(BasicAuth { username, password }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn check(text: &str, env: EnvLookup<'_>) -> Result<Server, ConfigError> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            server: RawServer,
+        }
+        let doc: Doc = toml::from_str(text).unwrap();
+        server(&Source::new(Path::new("c.toml"), text), &doc.server, env)
+    }
+
+    fn no_env(_: &str) -> Option<OsString> {
+        None
+    }
+
+    #[test]
+    fn the_default_url_parses() {
+        assert_eq!(default_url().as_str(), "http://127.0.0.1:7860/");
+    }
+
+    #[test]
+    fn a_full_server_table_is_read() {
+        let server = check(
+            "[server]\nurl = \"http://gpu.local:7861\"\napi = \"a1111\"\ntimeout_s = 60\n\
+             max_attempts = 2\nconcurrency = 3\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(server.url.as_str(), "http://gpu.local:7861/");
+        assert_eq!(server.api, Api::A1111);
+        assert_eq!(server.timeout, Duration::from_secs(60));
+        assert_eq!((server.max_attempts, server.concurrency), (2, 3));
+        assert!(server.auth.is_none());
+    }
+
+    #[test]
+    fn urls_are_checked_without_quoting_them() {
+        let message = |url: &str| {
+            check(&format!("[server]\nurl = \"{url}\""), &no_env)
+                .unwrap_err()
+                .message
+        };
+        assert!(message("127.0.0.1:7860").contains("http://"));
+        assert!(message("ftp://host").contains("not ftp://"));
+        assert!(message("not a url").contains("not a valid URL"));
+        let leaked = message("http://me:hunter2@host");
+        assert!(leaked.contains("must not hold a user name"), "{leaked}");
+        assert!(!leaked.contains("hunter2"));
+        let https = check("[server]\nurl = \"https://host\"", &no_env);
+        assert_eq!(https.is_ok(), cfg!(feature = "tls"));
+    }
+
+    #[test]
+    fn the_password_comes_from_the_environment_and_is_never_shown() {
+        let env = |name: &str| (name == "PW").then(|| OsString::from("hunter2"));
+        let server = check("[server]\nusername = \"me\"\npassword_env = \"PW\"", &env).unwrap();
+        let auth = server.auth.clone().unwrap();
+        assert_eq!(
+            (auth.username.as_str(), auth.password.as_str()),
+            ("me", "hunter2")
+        );
+        assert!(!format!("{server:?}").contains("hunter2"));
+
+        let error =
+            check("[server]\nusername = \"me\"\npassword_env = \"NOPE\"", &env).unwrap_err();
+        assert_eq!(error.position, Some((3, 16)));
+        assert_eq!(
+            error.message,
+            "password_env = \"NOPE\", but NOPE is not set in drawdrop's environment"
+        );
+        let error = check("[server]\nusername = \"me\"", &env).unwrap_err();
+        assert!(error.message.contains("needs `password_env`"));
+        let error = check("[server]\npassword_env = \"PW\"", &env).unwrap_err();
+        assert!(error.message.contains("needs `username`"));
+        let empty = |_: &str| Some(OsString::new());
+        let error =
+            check("[server]\nusername = \"me\"\npassword_env = \"PW\"", &empty).unwrap_err();
+        assert!(error.message.contains("is empty"));
+    }
+}

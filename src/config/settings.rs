@@ -1,0 +1,265 @@
+//! Generation settings: a profile file's (or per-image sidecar's) text parsed and checked against
+//! the ranges the servers enforce, and one set of settings laid over another.
+
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::checks::{integer_in, non_empty, number_in};
+use super::diagnostic::{Source, unknown_key};
+use super::extra::{SentFor, sent_for};
+use super::raw::{Integer, RawLora, RawSettings};
+use super::{ConfigError, Lora, Settings};
+
+/// Draw Things generates at multiples of this, so the init image must be sized to one.
+const SIZE_STEP: i64 = 64;
+
+impl Settings {
+    /// Parses a profile file's content (or a per-image `.toml` sidecar's); `file` is named in
+    /// errors. Unknown keys, wrong types and values the servers would refuse are errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Settings, ConfigError> {
+        let source = Source::new(file, text);
+        let raw: RawSettings = toml::from_str(text).map_err(|error| {
+            let mut config_error = source.toml_error(&error);
+            // Only the profile's own table allows `extra`, so its list of keys names it.
+            let top_level = error.message().contains("`extra`");
+            if let Some(hint) = unknown_key(&error).and_then(|key| unknown_key_hint(key, top_level))
+            {
+                config_error.message.push_str(&hint);
+            }
+            config_error
+        })?;
+        Settings::from_raw(&source, raw)
+    }
+
+    /// These settings with `other` laid over them: each key `other` sets wins; `extra` is merged
+    /// key by key (top-level keys), and `loras`, when `other` sets it, replaces the whole list.
+    pub fn overridden_by(&self, other: &Settings) -> Settings {
+        fn pick<T: Clone>(base: &Option<T>, over: &Option<T>) -> Option<T> {
+            over.as_ref().or(base.as_ref()).cloned()
+        }
+        let mut extra = self.extra.clone();
+        extra.extend(
+            other
+                .extra
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        Settings {
+            prompt: pick(&self.prompt, &other.prompt),
+            negative_prompt: pick(&self.negative_prompt, &other.negative_prompt),
+            steps: pick(&self.steps, &other.steps),
+            strength: pick(&self.strength, &other.strength),
+            guidance_scale: pick(&self.guidance_scale, &other.guidance_scale),
+            seed: pick(&self.seed, &other.seed),
+            sampler: pick(&self.sampler, &other.sampler),
+            model: pick(&self.model, &other.model),
+            batch_count: pick(&self.batch_count, &other.batch_count),
+            width: pick(&self.width, &other.width),
+            height: pick(&self.height, &other.height),
+            loras: pick(&self.loras, &other.loras),
+            extra,
+        }
+    }
+
+    fn from_raw(source: &Source<'_>, raw: RawSettings) -> Result<Settings, ConfigError> {
+        let leave_out = |key: &str| format!("leave `{key}` out to use the server's own setting");
+        Ok(Settings {
+            prompt: raw.prompt,
+            negative_prompt: raw.negative_prompt,
+            steps: optional(raw.steps, |v| integer_in(source, "steps", v, 1..=150))?,
+            strength: optional(raw.strength, |v| {
+                number_in(source, "strength", v, 0.0..=1.0)
+            })?,
+            guidance_scale: optional(raw.guidance_scale, |v| {
+                number_in(source, "guidance_scale", v, 0.0..=50.0)
+            })?,
+            seed: optional(raw.seed, |v| {
+                integer_in(source, "seed", v, -1..=4_294_967_295)
+            })?,
+            sampler: optional(raw.sampler, |v| {
+                non_empty(source, "sampler", v, Some(&leave_out("sampler")))
+            })?,
+            model: optional(raw.model, |v| {
+                non_empty(source, "model", v, Some(&leave_out("model")))
+            })?,
+            batch_count: optional(raw.batch_count, |v| {
+                integer_in(source, "batch_count", v, 1..=100)
+            })?,
+            width: optional(raw.width, |v| image_size(source, "width", v))?,
+            height: optional(raw.height, |v| image_size(source, "height", v))?,
+            loras: match raw.loras {
+                None => None,
+                Some(loras) => Some(
+                    loras
+                        .iter()
+                        .map(|lora| self::lora(source, lora.get_ref()))
+                        .collect::<Result<_, _>>()?,
+                ),
+            },
+            extra: match raw.extra {
+                None => serde_json::Map::new(),
+                Some(extra) => super::extra::convert(source, extra)?,
+            },
+        })
+    }
+}
+
+/// Applies `check` to a value that may be absent.
+fn optional<R, T>(
+    value: Option<R>,
+    check: impl FnOnce(&R) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    value.as_ref().map(check).transpose()
+}
+
+/// `width` or `height`: within what Draw Things accepts, and a multiple of 64.
+fn image_size(
+    source: &Source<'_>,
+    key: &str,
+    value: &Spanned<Integer>,
+) -> Result<u32, ConfigError> {
+    let size: u32 = integer_in(source, key, value, 128..=8192)?;
+    let Integer(number) = *value.get_ref();
+    if number % SIZE_STEP != 0 {
+        let below = number / SIZE_STEP * SIZE_STEP;
+        return Err(source.error_at(
+            value.span(),
+            format!(
+                "`{key}` = {number} is not a multiple of 64 (try {below} or {}): Draw Things \
+                 generates at multiples of 64 and the image sent must match that size",
+                below + SIZE_STEP
+            ),
+        ));
+    }
+    Ok(size)
+}
+
+/// A `[[loras]]` entry; `weight` defaults to 1.
+fn lora(source: &Source<'_>, raw: &RawLora) -> Result<Lora, ConfigError> {
+    Ok(Lora {
+        file: non_empty(
+            source,
+            "file",
+            &raw.file,
+            Some("name the LoRA's file, such as \"x_lora_f16.ckpt\""),
+        )?,
+        weight: optional(raw.weight.as_ref(), |v| {
+            number_in(source, "weight", v, -10.0..=10.0)
+        })?
+        .unwrap_or(1.0),
+    })
+}
+
+/// Advice for an unknown key in a profile: A1111's name for a key, or where server keys go.
+/// `top_level` tells a key among the profile's own keys from one in a `[[loras]]` entry.
+fn unknown_key_hint(key: &str, top_level: bool) -> Option<String> {
+    match sent_for(key) {
+        Some(SentFor::ProfileKey(profile_key)) if profile_key != key => Some(format!(
+            "; profiles use Draw Things' names: set `{profile_key}` instead"
+        )),
+        Some(SentFor::InputImage) => Some("; drawdrop sends the dropped image itself".to_owned()),
+        _ if top_level => Some("; keys for the server itself go under [extra]".to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::parse(text, Path::new("/p/style.toml"))
+    }
+
+    #[test]
+    fn a_full_profile_parses() {
+        let settings = parse(
+            "prompt = \"a dog\"\nnegative_prompt = \"blur\"\nsteps = 4\nstrength = 0.6\n\
+             guidance_scale = 7\nseed = 4294967295\nsampler = \"DPM++ 2M Karras\"\n\
+             model = \"m.ckpt\"\nbatch_count = 2\nwidth = 1024\nheight = 128\n\
+             [[loras]]\nfile = \"a.ckpt\"\n[[loras]]\nfile = \"b.ckpt\"\nweight = -0.5\n\
+             [extra]\nsharpness = 2\n",
+        )
+        .unwrap();
+        assert_eq!(settings.prompt.as_deref(), Some("a dog"));
+        assert_eq!(settings.steps, Some(4));
+        assert_eq!(settings.guidance_scale, Some(7.0));
+        assert_eq!(settings.seed, Some(4_294_967_295));
+        assert_eq!(settings.width, Some(1024));
+        assert_eq!(
+            settings.loras,
+            Some(vec![
+                Lora {
+                    file: "a.ckpt".into(),
+                    weight: 1.0
+                },
+                Lora {
+                    file: "b.ckpt".into(),
+                    weight: -0.5
+                },
+            ])
+        );
+        assert_eq!(settings.extra.get("sharpness"), Some(&json!(2)));
+    }
+
+    #[test]
+    fn an_empty_profile_sets_nothing() {
+        assert_eq!(parse("# nothing\n").unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn values_are_checked() {
+        let message = |text| parse(text).unwrap_err().message;
+        assert!(message("steps = 151").contains("allowed: 1 to 150"));
+        assert!(message("strength = nan").contains("finite"));
+        assert!(message("guidance_scale = inf").contains("finite"));
+        assert!(message("width = 8256").contains("allowed: 128 to 8192"));
+        assert!(message("height = 200").contains("try 192 or 256"));
+        assert!(message("model = \"\"").contains("must not be empty"));
+        assert!(message("[[loras]]\nfile = \"x\"\nweight = 11").contains("allowed: -10 to 10"));
+    }
+
+    #[test]
+    fn unknown_keys_get_advice() {
+        let error = parse("cfg_scale = 7").unwrap_err();
+        assert!(
+            error
+                .message
+                .starts_with("unknown key `cfg_scale` (allowed: `prompt`"),
+            "{error}"
+        );
+        assert!(
+            error.message.ends_with("set `guidance_scale` instead"),
+            "{error}"
+        );
+        let error = parse("sharpness = 2").unwrap_err();
+        assert!(error.message.ends_with("go under [extra]"), "{error}");
+        let error = parse("[[loras]]\nfile = \"x\"\nname = \"y\"").unwrap_err();
+        assert_eq!(
+            error.message,
+            "unknown key `name` (allowed: `file`, `weight`)"
+        );
+    }
+
+    #[test]
+    fn overridden_by_lets_the_other_side_win_key_by_key() {
+        let base = parse(
+            "prompt = \"a\"\nsteps = 4\n[[loras]]\nfile = \"l.ckpt\"\n[extra]\nx = 1\ny = 2\n",
+        )
+        .unwrap();
+        let over = parse("steps = 8\nseed = 3\nloras = []\n[extra]\ny = 3\nz = 4\n").unwrap();
+        let merged = base.overridden_by(&over);
+        assert_eq!(merged.prompt.as_deref(), Some("a"));
+        assert_eq!(merged.steps, Some(8));
+        assert_eq!(merged.seed, Some(3));
+        assert_eq!(merged.loras, Some(vec![]));
+        assert_eq!(
+            serde_json::Value::Object(merged.extra),
+            json!({"x": 1, "y": 3, "z": 4})
+        );
+        assert_eq!(base.overridden_by(&Settings::default()), base);
+        assert_eq!(Settings::default().overridden_by(&base), base);
+    }
+}

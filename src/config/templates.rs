@@ -1,0 +1,8 @@
+//! The annotated files `drawdrop init` writes; the repository's `config/` folder holds the same
+//! text, so that there is one copy and the tests load exactly what users get.
+
+/// The annotated default config file (`config/drawdrop.toml` in the repository).
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/drawdrop.toml");
+
+/// The annotated `default` profile (`config/profiles/default.toml` in the repository).
+pub const DEFAULT_PROFILE_TOML: &str = include_str!("../../config/profiles/default.toml");

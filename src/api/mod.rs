@@ -1,0 +1,10 @@
+//! Talking to img2img servers: Draw Things' strict API and AUTOMATIC1111-compatible ones.
+//!
+//! `request` builds bodies in either dialect, `client` sends them and sorts failures,
+//! `answer` reads images and error reasons out of what comes back.
+
+pub mod answer;
+pub mod client;
+pub mod request;
+
+pub use client::{Client, Disposition, Probe, SendError, is_loopback};

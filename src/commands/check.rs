@@ -1,0 +1,137 @@
+//! `drawdrop check`: is the config valid, are the folders usable, does the server answer?
+//! Prints a readable report; exit 0 when all is well, 1 when something needs fixing,
+//! 2 when the config itself cannot be read.
+
+use super::{EXIT_START, load_config, runtime};
+use crate::api::{Client, Probe};
+use crate::config::{Api, Config, ConfigSource};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn check(flag: Option<&Path>) -> ExitCode {
+    let (located, config) = match load_config(flag) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            println!("config    PROBLEM  {error}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    let mut report = Report::default();
+    let source = match located.source {
+        ConfigSource::Flag => "from --config",
+        ConfigSource::Env => "from $DRAWDROP_CONFIG",
+        ConfigSource::Default if located.path.exists() => "the default location",
+        ConfigSource::Default => "not there: using the built-in defaults",
+    };
+    report.ok("config", format!("{} ({source})", located.path.display()));
+    let names: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
+    report.ok(
+        "profiles",
+        format!("{} (default for the inbox itself: {})", names.join(", "), config.default_profile),
+    );
+    report.folder("inbox", &config.inbox);
+    report.folder("outbox", &config.outbox);
+    report.server(&config);
+    report.finish()
+}
+
+#[derive(Default)]
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn ok(&mut self, what: &str, detail: String) {
+        println!("{what:<9} ok       {detail}");
+    }
+
+    fn problem(&mut self, what: &str, detail: String) {
+        self.problems += 1;
+        println!("{what:<9} PROBLEM  {detail}");
+    }
+
+    fn folder(&mut self, what: &str, path: &Path) {
+        match folder_state(path) {
+            Ok(state) => self.ok(what, format!("{} ({state})", path.display())),
+            Err(problem) => self.problem(what, format!("{}: {problem}", path.display())),
+        }
+    }
+
+    fn server(&mut self, config: &Config) {
+        let server = &config.server;
+        let api = match server.api {
+            Api::DrawThings => "drawthings",
+            Api::A1111 => "a1111",
+        };
+        let what = format!("{} ({api})", server.url);
+        let client = match Client::new(server) {
+            Ok(client) => client,
+            Err(error) => return self.problem("server", format!("{what}: {error}")),
+        };
+        let probe = match runtime() {
+            Ok(runtime) => runtime.block_on(client.probe()),
+            Err(error) => return self.problem("server", format!("{what}: {error}")),
+        };
+        match probe {
+            Probe::Up(settings) => {
+                let current = settings.as_ref().map(describe_settings).unwrap_or_default();
+                self.ok("server", format!("{what} answers{current}"));
+            }
+            Probe::Down(reason) => self.problem(
+                "server",
+                format!("{what} does not answer: {reason}. Files wait in the inbox until it does."),
+            ),
+        }
+    }
+
+    fn finish(self) -> ExitCode {
+        if self.problems == 0 {
+            println!("all is well");
+            ExitCode::SUCCESS
+        } else {
+            println!(
+                "{} problem{} to fix",
+                self.problems,
+                if self.problems == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Draw Things' current model and size, from its `GET /` answer.
+fn describe_settings(settings: &serde_json::Value) -> String {
+    let model = settings.get("model").and_then(|m| m.as_str());
+    let width = settings.get("width").and_then(|w| w.as_u64());
+    let height = settings.get("height").and_then(|h| h.as_u64());
+    match (model, width, height) {
+        (Some(model), Some(w), Some(h)) => format!(": its current model is {model}, size {w}x{h}"),
+        (Some(model), _, _) => format!(": its current model is {model}"),
+        _ => String::new(),
+    }
+}
+
+/// Whether drawdrop can use (or create) a folder.
+fn folder_state(path: &Path) -> Result<&'static str, String> {
+    if path.is_dir() {
+        let probe = path.join(format!(".drawdrop-check-{}", std::process::id()));
+        return match std::fs::write(&probe, b"") {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&probe);
+                Ok("writable")
+            }
+            Err(error) => Err(format!("not writable ({error})")),
+        };
+    }
+    if path.exists() {
+        return Err("exists but is not a folder".into());
+    }
+    let mut ancestor = path.parent();
+    while let Some(dir) = ancestor {
+        if dir.is_dir() {
+            return Ok("missing: `drawdrop run` creates it");
+        }
+        ancestor = dir.parent();
+    }
+    Err("cannot be created".into())
+}

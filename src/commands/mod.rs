@@ -1,0 +1,36 @@
+//! The commands behind the CLI, each returning the process exit status.
+
+mod check;
+mod run;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, ConfigError, Located, locate};
+use crate::logging::LogHandle;
+use std::process::ExitCode;
+
+/// Exit status for a config or start-up error.
+pub const EXIT_START: u8 = 2;
+
+/// Runs the command the user asked for.
+pub fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
+    let flag = cli.config.as_deref();
+    match cli.command {
+        Command::Run { once } => run::run(flag, once, logs),
+        Command::Check => check::check(flag),
+    }
+}
+
+/// Finds and loads the config, or reports why not.
+fn load_config(flag: Option<&std::path::Path>) -> Result<(Located, Config), ConfigError> {
+    let located = locate(flag)?;
+    let config = Config::load(&located)?;
+    Ok((located, config))
+}
+
+/// A multi-threaded runtime sized for a background daemon.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}

@@ -1,0 +1,208 @@
+//! Putting the pipeline together for `drawdrop run` and `run --once`:
+//! folders, lock, recovery, the watch stage, the prober and the workers, and an orderly
+//! shutdown that never takes longer than 10 s.
+
+use crate::api::{Client, is_loopback};
+use crate::claim::{Claims, LockError};
+use crate::config::Config;
+use crate::finish::Finisher;
+use crate::folders;
+use crate::health::{Health, Unreachable};
+use crate::image::Limits;
+use crate::logging::LogHandle;
+use crate::outbox::Outbox;
+use crate::queue::{Queue, Work};
+use crate::tally::Tally;
+use crate::watch::{WatchStage, source};
+use crate::worker::{self, SHUTDOWN_GRACE, Shared};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// After a shutdown request, tasks get this long in all before drawdrop exits anyway.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(9);
+
+/// How `run` should behave.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Process what is in the inbox now, then return.
+    pub once: bool,
+}
+
+/// Why drawdrop could not start, or (`--once`) could not go on: exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Folders(#[from] folders::FolderError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("cannot watch the inbox {inbox}: {source}")]
+    Watch {
+        inbox: String,
+        source: notify::Error,
+    },
+    #[error("cannot read the jobs left by the last run in {path}: {source}")]
+    Recover {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}; the files stay in the inbox")]
+    Unreachable(#[from] Unreachable),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub done: usize,
+    pub failed: usize,
+}
+
+/// Runs until `shutdown` is cancelled (or, with `once`, until the inbox is done).
+pub async fn run(
+    config: Config,
+    options: Options,
+    logs: &LogHandle,
+    tally: Arc<Tally>,
+    shutdown: CancellationToken,
+) -> Result<Summary, StartError> {
+    let inbox = folders::prepare(&config)?;
+    if let Err(error) = logs.log_to_folder(&config.outbox.join(crate::outbox::LOGS)) {
+        tracing::warn!("cannot write the log file in the outbox: {error}");
+    }
+    let claims = Claims::new(&inbox);
+    claims.create().map_err(|error| folders::FolderError::create(&inbox, error))?;
+    let _lock = claims.lock()?;
+    warn_about_plain_http(&config);
+    let recovered = claims.recover().map_err(|source| StartError::Recover {
+        path: inbox.display().to_string(),
+        source,
+    })?;
+    let queue = Arc::new(Queue::new());
+    tally.add_found(recovered.len());
+    for job in recovered {
+        queue.push(Work::Recovered(job));
+    }
+    let health = Arc::new(Health::new());
+    let outbox = Arc::new(Outbox::new(config.outbox.clone()));
+    let cancel = shutdown.child_token();
+    let shared = Arc::new(Shared {
+        client: Client::new(&config.server)?,
+        finisher: Finisher {
+            outbox,
+            claims,
+        },
+        queue: queue.clone(),
+        health: health.clone(),
+        tally: tally.clone(),
+        limits: Limits::default(),
+        inbox: inbox.clone(),
+        give_up_after: options.once.then_some(config.server.timeout),
+        cancel: cancel.clone(),
+        config: Arc::new(config),
+    });
+    tracing::info!(
+        "drawdrop {} watching {} -> {} (server {}, {} profile{})",
+        env!("CARGO_PKG_VERSION"),
+        inbox.display(),
+        shared.config.outbox.display(),
+        shared.config.server.url,
+        shared.config.profiles.len(),
+        if shared.config.profiles.len() == 1 { "" } else { "s" }
+    );
+
+    let hints = if options.once {
+        None
+    } else {
+        health.want_server();
+        let (watcher, hints) = source::watch(&inbox).map_err(|source| StartError::Watch {
+            inbox: inbox.display().to_string(),
+            source,
+        })?;
+        // The watcher lives as long as the watch stage.
+        Some((watcher, hints))
+    };
+    let (watcher, hints) = match hints {
+        Some((watcher, hints)) => (Some(watcher), Some(hints)),
+        None => (None, None),
+    };
+
+    let mut tasks = JoinSet::new();
+    let stage_tally = tally.clone();
+    let stage = WatchStage::new(inbox.clone(), shared.config.settle, queue.clone(), options.once)
+        .on_found(move |count| stage_tally.add_found(count));
+    let stage_cancel = cancel.clone();
+    tasks.spawn(async move {
+        stage.run(hints, stage_cancel).await;
+        drop(watcher);
+        Ok(())
+    });
+    let prober_shared = shared.clone();
+    let prober = tokio::spawn(async move {
+        prober_shared
+            .health
+            .run_prober(&prober_shared.client, &prober_shared.cancel)
+            .await;
+    });
+    for _ in 0..shared.config.server.concurrency {
+        tasks.spawn(worker::run(shared.clone()));
+    }
+
+    let outcome = wait(&mut tasks, &shutdown, &cancel).await;
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), prober).await;
+    outcome?;
+    Ok(Summary {
+        done: tally.done(),
+        failed: tally.failed(),
+    })
+}
+
+/// Waits for every task; stops them all on shutdown or when one gives up.
+async fn wait(
+    tasks: &mut JoinSet<Result<(), Unreachable>>,
+    shutdown: &CancellationToken,
+    cancel: &CancellationToken,
+) -> Result<(), StartError> {
+    let mut gave_up = None;
+    loop {
+        let next = tokio::select! {
+            next = tasks.join_next() => next,
+            _ = shutdown.cancelled() => break,
+        };
+        match next {
+            None => return gave_up.map_or(Ok(()), |e| Err(StartError::Unreachable(e))),
+            Some(Ok(Err(unreachable))) => {
+                cancel.cancel();
+                gave_up.get_or_insert(unreachable);
+            }
+            Some(Ok(Ok(()))) => {}
+            Some(Err(panic)) => {
+                tracing::error!("a drawdrop task stopped unexpectedly: {panic}");
+                cancel.cancel();
+            }
+        }
+    }
+    tracing::info!("stopping: no new files are taken; a request in flight gets {} s", SHUTDOWN_GRACE.as_secs());
+    cancel.cancel();
+    let drained = tokio::time::timeout(SHUTDOWN_LIMIT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("stopping without waiting further; unfinished jobs are resumed at the next start");
+        tasks.abort_all();
+    }
+    gave_up.map_or(Ok(()), |e| Err(StartError::Unreachable(e)))
+}
+
+fn warn_about_plain_http(config: &Config) {
+    let url = &config.server.url;
+    if url.scheme() == "http" && !is_loopback(url) {
+        tracing::warn!(
+            "the server {url} is on another machine over plain HTTP: pictures and prompts travel unencrypted"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! File operations that survive a crash or `kill -9`: write-then-rename, fsync of files and
+//! of the folders that hold them, moves that work across file systems, and a rename that
+//! never overwrites.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Flushes a folder's entries (new names, renames) to disk. A no-op where folders cannot
+/// be opened for syncing.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        match File::open(dir) {
+            Ok(handle) => match handle.sync_all() {
+                Ok(()) => Ok(()),
+                // Some file systems (network shares) refuse fsync on folders.
+                Err(error) if is_unsupported(&error) => Ok(()),
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+fn is_unsupported(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::Unsupported | io::ErrorKind::InvalidInput | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// Creates `dir` and its parents, syncing each new entry's parent.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` completely and durably, creating parent folders. The file
+/// appears under its name only when whole (written to a temporary sibling, then renamed),
+/// replacing what was there.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let parent = parent_of(path)?;
+    create_dir_all(parent)?;
+    let temporary = temporary_sibling(path);
+    let result = (|| {
+        let mut file = File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temporary, path)?;
+        sync_dir(parent)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// Writes a new file durably (the caller owns the name; used inside staging folders).
+pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let parent = parent_of(path)?;
+    create_dir_all(parent)?;
+    let mut file = File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Moves a file, replacing `to`, and works across file systems: a rename where possible,
+/// else copy to a temporary sibling of `to`, fsync, rename into place, then remove `from`.
+/// Either way `to` is never seen half-written and `from` is removed only once `to` is durable.
+pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
+    let parent = parent_of(to)?;
+    create_dir_all(parent)?;
+    match fs::rename(from, to) {
+        Ok(()) => {
+            sync_dir(parent)?;
+            if let Some(source_dir) = from.parent() {
+                sync_dir(source_dir)?;
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == io::ErrorKind::CrossesDevices => copy_then_remove(from, to),
+        Err(error) => Err(error),
+    }
+}
+
+fn copy_then_remove(from: &Path, to: &Path) -> io::Result<()> {
+    let parent = parent_of(to)?;
+    let temporary = temporary_sibling(to);
+    let copied = (|| {
+        fs::copy(from, &temporary)?;
+        File::open(&temporary)?.sync_all()?;
+        fs::rename(&temporary, to)?;
+        sync_dir(parent)
+    })();
+    if let Err(error) = copied {
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
+    }
+    fs::remove_file(from)?;
+    if let Some(source_dir) = from.parent() {
+        sync_dir(source_dir)?;
+    }
+    Ok(())
+}
+
+/// Renames `from` to `to` unless `to` exists (then `Ok(false)` and nothing changes). Both
+/// must be on one file system. Uses a hard link, which fails on an existing name atomically;
+/// where links are not supported, checks first and renames.
+pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+    match fs::hard_link(from, to) {
+        Ok(()) => {
+            fs::remove_file(from)?;
+            Ok(true)
+        }
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(error),
+        Err(_) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Ok(false);
+            }
+            fs::rename(from, to)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Removes a folder tree; a folder already gone is fine.
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Removes a file; a file already gone is fine.
+pub fn remove_file(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Removes the empty folders between `dir` and `stop` (exclusive), innermost first.
+pub fn remove_empty_parents(dir: &Path, stop: &Path) {
+    let mut current = Some(dir);
+    while let Some(folder) = current {
+        if folder == stop || !folder.starts_with(stop) || fs::remove_dir(folder).is_err() {
+            break;
+        }
+        current = folder.parent();
+    }
+}
+
+/// A hidden name next to `path` for a file being written.
+fn temporary_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.drawdrop-{}.tmp", std::process::id()))
+}
+
+fn parent_of(path: &Path) -> io::Result<&Path> {
+    path.parent().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no parent folder", path.display()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_whole_replaces_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/c.txt");
+        write_whole(&path, b"one").unwrap();
+        write_whole(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn rename_no_replace_keeps_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+        fs::write(&from, b"new").unwrap();
+        fs::write(&to, b"old").unwrap();
+        assert!(!rename_no_replace(&from, &to).unwrap());
+        assert_eq!(fs::read(&to).unwrap(), b"old");
+        assert_eq!(fs::read(&from).unwrap(), b"new");
+        fs::remove_file(&to).unwrap();
+        assert!(rename_no_replace(&from, &to).unwrap());
+        assert_eq!(fs::read(&to).unwrap(), b"new");
+        assert!(!from.exists());
+    }
+
+    #[test]
+    fn move_file_creates_folders_and_removes_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from.png");
+        let to = dir.path().join("x/y/to.png");
+        fs::write(&from, b"bytes").unwrap();
+        move_file(&from, &to).unwrap();
+        assert_eq!(fs::read(&to).unwrap(), b"bytes");
+        assert!(!from.exists());
+    }
+
+    #[test]
+    fn copy_then_remove_moves_the_bytes_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from.png");
+        let to = dir.path().join("to.png");
+        fs::write(&from, vec![7u8; 100_000]).unwrap();
+        copy_then_remove(&from, &to).unwrap();
+        assert_eq!(fs::read(&to).unwrap(), vec![7u8; 100_000]);
+        assert!(!from.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn remove_empty_parents_stops_at_the_root_and_at_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("a/b/c")).unwrap();
+        fs::write(root.join("a/keep"), b"").unwrap();
+        remove_empty_parents(&root.join("a/b/c"), root);
+        assert!(!root.join("a/b").exists());
+        assert!(root.join("a/keep").exists());
+    }
+}

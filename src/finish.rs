@@ -1,0 +1,394 @@
+//! Finishing a job in two phases, so that a crash at any moment neither loses the input
+//! nor writes a result twice.
+//!
+//! 1. Stage: the results (or the `.error.txt`) are written whole into the job's staging
+//!    folder in the outbox, laid out as they will be in the outbox, and fsynced.
+//! 2. Commit: `commit.json` is written into the claimed job. From here on the job is never
+//!    sent again; before it, a restart discards the staging folder and sends it again.
+//! 3. Apply (idempotent, redone by a restart): the input moves into staging (a rename, or a
+//!    copy across file systems), everything staged moves into place without overwriting,
+//!    the `jobs.jsonl` line is appended, and the job and its staging folder are removed.
+
+use crate::claim::{Claims, Job};
+use crate::durable;
+use crate::outbox::{self, Outbox};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the input goes once the job is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputTo {
+    Originals,
+    Failed,
+    Deleted,
+}
+
+/// The decision about a job, written before anything is moved into the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Commit {
+    pub input_to: InputTo,
+    /// The collision number of the input's new name (1: its own name).
+    pub input_number: u32,
+    /// The `jobs.jsonl` line, completed with the final names when applied.
+    pub record: serde_json::Map<String, Value>,
+}
+
+/// What happened to a job's files, relative to the outbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placed {
+    pub results: Vec<PathBuf>,
+    /// `originals/...` or `failed/...`; `None` when deleted.
+    pub input: Option<PathBuf>,
+}
+
+/// The outbox and inbox sides of finishing; cheap to clone into blocking tasks.
+#[derive(Debug, Clone)]
+pub struct Finisher {
+    pub outbox: Arc<Outbox>,
+    pub claims: Claims,
+}
+
+impl Finisher {
+    /// Finishes a job that made `images`: results named after the input, the input archived
+    /// or deleted.
+    pub fn done(
+        &self,
+        job: &Job,
+        images: &[Vec<u8>],
+        input_to: InputTo,
+        mut record: serde_json::Map<String, Value>,
+    ) -> io::Result<Placed> {
+        let staging = self.fresh_staging(job)?;
+        let number = self
+            .outbox
+            .first_free(|n| outbox::result_names(&job.relative, images.len(), n));
+        let names = outbox::result_names(&job.relative, images.len(), number);
+        for (name, image) in names.iter().zip(images) {
+            durable::write_new(&staging.join(name), image)?;
+        }
+        sync_tree_dirs(&staging, &names)?;
+        record.insert("outputs".into(), paths_json(&names));
+        let input_number = match input_to {
+            InputTo::Deleted => 1,
+            _ => self.input_number(job, input_to),
+        };
+        self.commit_and_apply(job, input_to, input_number, record)
+    }
+
+    /// Finishes a job that could not be done: the input and `<name>.error.txt` go to `failed/`.
+    pub fn failed(
+        &self,
+        job: &Job,
+        reason_text: &str,
+        mut record: serde_json::Map<String, Value>,
+    ) -> io::Result<Placed> {
+        let staging = self.fresh_staging(job)?;
+        let number = self.input_number(job, InputTo::Failed);
+        let failed_input = Path::new(outbox::FAILED).join(outbox::with_number(&job.relative, number));
+        let error_file = outbox::error_file_for(&failed_input);
+        durable::write_new(&staging.join(&error_file), reason_text.as_bytes())?;
+        sync_tree_dirs(&staging, std::slice::from_ref(&error_file))?;
+        record.insert("outputs".into(), Value::Array(Vec::new()));
+        self.commit_and_apply(job, InputTo::Failed, number, record)
+    }
+
+    /// Completes a job found committed at start.
+    pub fn resume(&self, job: &Job) -> io::Result<Placed> {
+        let text = std::fs::read(job.commit_file())?;
+        let commit: Commit = serde_json::from_slice(&text)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        self.apply(job, &commit)
+    }
+
+    /// A job claimed but not committed: anything staged for it is stale.
+    pub fn discard_staging(&self, job: &Job) -> io::Result<()> {
+        durable::remove_tree(&self.outbox.staging(&job.id))
+    }
+
+    fn fresh_staging(&self, job: &Job) -> io::Result<PathBuf> {
+        let staging = self.outbox.staging(&job.id);
+        durable::remove_tree(&staging)?;
+        durable::create_dir_all(&staging)?;
+        Ok(staging)
+    }
+
+    fn input_number(&self, job: &Job, input_to: InputTo) -> u32 {
+        self.outbox.first_free(|n| {
+            let name = input_destination(&job.relative, input_to, n);
+            let mut names = vec![name.clone()];
+            if input_to == InputTo::Failed {
+                names.push(outbox::error_file_for(&name));
+            }
+            names
+        })
+    }
+
+    fn commit_and_apply(
+        &self,
+        job: &Job,
+        input_to: InputTo,
+        input_number: u32,
+        mut record: serde_json::Map<String, Value>,
+    ) -> io::Result<Placed> {
+        if input_to != InputTo::Deleted {
+            let destination = input_destination(&job.relative, input_to, input_number);
+            record.insert(
+                match input_to {
+                    InputTo::Failed => "failed_as",
+                    _ => "original",
+                }
+                .into(),
+                Value::from(destination.to_string_lossy()),
+            );
+        }
+        let commit = Commit {
+            input_to,
+            input_number,
+            record,
+        };
+        let text = serde_json::to_vec(&commit).map_err(io::Error::other)?;
+        durable::write_whole(&job.commit_file(), &text)?;
+        self.apply(job, &commit)
+    }
+
+    /// Idempotent: safe to redo after a crash at any point.
+    fn apply(&self, job: &Job, commit: &Commit) -> io::Result<Placed> {
+        let staging = self.outbox.staging(&job.id);
+        if job.has_input() {
+            match commit.input_to {
+                InputTo::Deleted => durable::remove_file(&job.input())?,
+                to => {
+                    let destination = input_destination(&job.relative, to, commit.input_number);
+                    durable::move_file(&job.input(), &staging.join(destination))?;
+                }
+            }
+        }
+        let placed_paths = self.outbox.place_staged(&staging)?;
+        let mut placed = Placed::default();
+        for path in placed_paths {
+            let top = path.components().next().map(|c| c.as_os_str().to_owned());
+            let is_input = top.as_deref() == Some(std::ffi::OsStr::new(outbox::ORIGINALS))
+                || (top.as_deref() == Some(std::ffi::OsStr::new(outbox::FAILED))
+                    && path.extension() != Some(std::ffi::OsStr::new("txt")));
+            if is_input {
+                placed.input = Some(path);
+            } else if top.as_deref() != Some(std::ffi::OsStr::new(outbox::FAILED)) {
+                placed.results.push(path);
+            }
+        }
+        let mut record = commit.record.clone();
+        if !placed.results.is_empty() {
+            record.insert("outputs".into(), paths_json(&placed.results));
+        }
+        if let Some(input) = &placed.input {
+            let key = if commit.input_to == InputTo::Failed { "failed_as" } else { "original" };
+            record.insert(key.into(), Value::from(input.to_string_lossy()));
+        }
+        let line = serde_json::to_string(&record).map_err(io::Error::other)?;
+        self.outbox.append_job_line(&line)?;
+        self.claims.forget(job)?;
+        durable::remove_tree(&staging)?;
+        Ok(placed)
+    }
+}
+
+/// `originals/<relative>` or `failed/<relative>` with collision number `n`.
+fn input_destination(relative: &Path, input_to: InputTo, n: u32) -> PathBuf {
+    let folder = match input_to {
+        InputTo::Failed => outbox::FAILED,
+        _ => outbox::ORIGINALS,
+    };
+    Path::new(folder).join(outbox::with_number(relative, n))
+}
+
+fn paths_json(paths: &[PathBuf]) -> Value {
+    Value::Array(
+        paths
+            .iter()
+            .map(|path| Value::from(path.to_string_lossy()))
+            .collect(),
+    )
+}
+
+/// Syncs the folders that hold the staged files, so their names are durable too.
+fn sync_tree_dirs(staging: &Path, names: &[PathBuf]) -> io::Result<()> {
+    let mut synced: Vec<PathBuf> = Vec::new();
+    for name in names {
+        let mut dir = staging.join(name);
+        while dir.pop() && dir.starts_with(staging) {
+            if synced.contains(&dir) {
+                break;
+            }
+            durable::sync_dir(&dir)?;
+            synced.push(dir.clone());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        inbox: PathBuf,
+        outbox: Arc<Outbox>,
+        claims: Claims,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = dir.path().join("in");
+        let outbox = Arc::new(Outbox::new(dir.path().join("out")));
+        outbox.create().unwrap();
+        let claims = Claims::new(&inbox);
+        claims.create().unwrap();
+        Fixture {
+            _dir: dir,
+            inbox,
+            outbox,
+            claims,
+        }
+    }
+
+    impl Fixture {
+        fn finisher(&self) -> Finisher {
+            Finisher {
+                outbox: self.outbox.clone(),
+                claims: self.claims.clone(),
+            }
+        }
+
+        fn claim(&self, relative: &str, content: &[u8]) -> Job {
+            let path = self.inbox.join(relative);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, content).unwrap();
+            self.claims.claim(Path::new(relative)).unwrap().unwrap()
+        }
+
+        fn out(&self, relative: &str) -> Vec<u8> {
+            fs::read(self.outbox.root().join(relative)).unwrap()
+        }
+
+        fn lines(&self) -> Vec<Value> {
+            fs::read_to_string(self.outbox.jobs_log())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn done_places_results_and_archives_the_input() {
+        let f = fixture();
+        let job = f.claim("w/cat.png", b"input");
+        let placed = f
+            .finisher()
+            .done(&job, &[b"r1".to_vec(), b"r2".to_vec()], InputTo::Originals, Default::default())
+            .unwrap();
+        assert_eq!(placed.results, [Path::new("w/cat-1.png"), Path::new("w/cat-2.png")]);
+        assert_eq!(placed.input.as_deref(), Some(Path::new("originals/w/cat.png")));
+        assert_eq!(f.out("w/cat-1.png"), b"r1");
+        assert_eq!(f.out("originals/w/cat.png"), b"input");
+        assert_eq!(f.claims.count(), 0);
+        assert_eq!(fs::read_dir(f.outbox.staging_root()).unwrap().count(), 0);
+        let lines = f.lines();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["outputs"], serde_json::json!(["w/cat-1.png", "w/cat-2.png"]));
+        assert_eq!(lines[0]["original"], "originals/w/cat.png");
+    }
+
+    #[test]
+    fn a_second_run_of_the_same_name_never_overwrites() {
+        let f = fixture();
+        for content in [b"first".as_slice(), b"second"] {
+            let job = f.claim("cat.png", content);
+            f.finisher()
+                .done(&job, &[content.to_vec()], InputTo::Originals, Default::default())
+                .unwrap();
+        }
+        assert_eq!(f.out("cat.png"), b"first");
+        assert_eq!(f.out("cat (2).png"), b"second");
+        assert_eq!(f.out("originals/cat.png"), b"first");
+        assert_eq!(f.out("originals/cat (2).png"), b"second");
+    }
+
+    #[test]
+    fn failed_moves_the_input_with_its_reason() {
+        let f = fixture();
+        let job = f.claim("bad.png", b"junk");
+        let placed = f
+            .finisher()
+            .failed(&job, "Reason: not a PNG\n", Default::default())
+            .unwrap();
+        assert_eq!(placed.input.as_deref(), Some(Path::new("failed/bad.png")));
+        assert!(placed.results.is_empty());
+        assert_eq!(f.out("failed/bad.png"), b"junk");
+        assert_eq!(f.out("failed/bad.png.error.txt"), b"Reason: not a PNG\n");
+        assert_eq!(f.lines()[0]["failed_as"], "failed/bad.png");
+    }
+
+    #[test]
+    fn delete_removes_the_input() {
+        let f = fixture();
+        let job = f.claim("cat.png", b"input");
+        let placed = f
+            .finisher()
+            .done(&job, &[b"r".to_vec()], InputTo::Deleted, Default::default())
+            .unwrap();
+        assert_eq!(placed.input, None);
+        assert!(!f.outbox.originals().join("cat.png").exists());
+        assert!(!job.input().exists());
+    }
+
+    #[test]
+    fn a_committed_job_interrupted_before_apply_is_finished_by_resume_exactly_once() {
+        let f = fixture();
+        let job = f.claim("cat.png", b"input");
+        // Stage and commit by hand, as if the process died right after the commit.
+        let staging = f.outbox.staging(&job.id);
+        durable::write_new(&staging.join("cat.png"), b"result").unwrap();
+        let commit = Commit {
+            input_to: InputTo::Originals,
+            input_number: 1,
+            record: Default::default(),
+        };
+        durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
+        let recovered = f.claims.recover().unwrap();
+        assert_eq!(recovered.len(), 1);
+        let placed = f.finisher().resume(&recovered[0]).unwrap();
+        assert_eq!(placed.results, [Path::new("cat.png")]);
+        assert_eq!(f.out("cat.png"), b"result");
+        assert_eq!(f.out("originals/cat.png"), b"input");
+        assert!(f.claims.recover().unwrap().is_empty());
+        assert!(!f.outbox.root().join("cat (2).png").exists());
+    }
+
+    #[test]
+    fn resume_after_the_input_already_moved_still_places_the_rest() {
+        let f = fixture();
+        let job = f.claim("cat.png", b"input");
+        let staging = f.outbox.staging(&job.id);
+        durable::write_new(&staging.join("cat.png"), b"result").unwrap();
+        let commit = Commit {
+            input_to: InputTo::Originals,
+            input_number: 1,
+            record: Default::default(),
+        };
+        durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
+        durable::move_file(&job.input(), &staging.join("originals/cat.png")).unwrap();
+        let recovered = f.claims.recover().unwrap();
+        assert_eq!(recovered.len(), 1, "a committed job without input is still recovered");
+        f.finisher().resume(&recovered[0]).unwrap();
+        assert_eq!(f.out("cat.png"), b"result");
+        assert_eq!(f.out("originals/cat.png"), b"input");
+        assert_eq!(f.claims.count(), 0);
+    }
+}

@@ -1,0 +1,107 @@
+//! Creating the folders a run needs — the inbox, one inbox folder per profile, the outbox
+//! and its parts — and refusing an inbox and outbox nested in each other once symbolic links
+//! are resolved.
+
+use crate::config::Config;
+use crate::outbox::Outbox;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A folder that cannot be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error("cannot create {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("the {inner_name} {inner} is inside the {outer_name} {outer}: they must be separate folders")]
+    Nested {
+        inner_name: &'static str,
+        inner: PathBuf,
+        outer_name: &'static str,
+        outer: PathBuf,
+    },
+}
+
+impl FolderError {
+    pub fn create(path: &Path, source: io::Error) -> Self {
+        FolderError::Create {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Creates every folder and returns the inbox's canonical path (what file events report).
+pub fn prepare(config: &Config) -> Result<PathBuf, FolderError> {
+    let create = |path: &Path| {
+        crate::durable::create_dir_all(path).map_err(|source| FolderError::create(path, source))
+    };
+    create(&config.inbox)?;
+    create(&config.outbox)?;
+    let inbox = canonical(&config.inbox)?;
+    let outbox = canonical(&config.outbox)?;
+    check_separate(&inbox, &outbox)?;
+    Outbox::new(config.outbox.clone())
+        .create()
+        .map_err(|source| FolderError::create(&config.outbox, source))?;
+    for name in config.profiles.keys() {
+        create(&inbox.join(name))?;
+    }
+    Ok(inbox)
+}
+
+fn canonical(path: &Path) -> Result<PathBuf, FolderError> {
+    path.canonicalize()
+        .map_err(|source| FolderError::create(path, source))
+}
+
+fn check_separate(inbox: &Path, outbox: &Path) -> Result<(), FolderError> {
+    if outbox.starts_with(inbox) {
+        return Err(FolderError::Nested {
+            inner_name: "outbox",
+            inner: outbox.to_path_buf(),
+            outer_name: "inbox",
+            outer: inbox.to_path_buf(),
+        });
+    }
+    if inbox.starts_with(outbox) {
+        return Err(FolderError::Nested {
+            inner_name: "inbox",
+            inner: inbox.to_path_buf(),
+            outer_name: "outbox",
+            outer: outbox.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, inbox: &str, outbox: &str) -> Config {
+        let mut config = Config::defaults(&dir.join("config.toml"));
+        config.inbox = dir.join(inbox);
+        config.outbox = dir.join(outbox);
+        config
+    }
+
+    #[test]
+    fn creates_the_inbox_profile_folders_and_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = prepare(&config(dir.path(), "in", "out")).unwrap();
+        assert!(inbox.join("default").is_dir());
+        for part in ["originals", "failed", "logs"] {
+            assert!(dir.path().join("out").join(part).is_dir(), "{part}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_an_outbox_inside_the_inbox_through_a_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("in/sub")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("in/sub"), dir.path().join("out")).unwrap();
+        let error = prepare(&config(dir.path(), "in", "out")).unwrap_err();
+        assert!(error.to_string().contains("is inside the inbox"), "{error}");
+    }
+}

@@ -1,0 +1,66 @@
+//! Counting finished jobs, for the `--once` summary, its progress bar and its exit code.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Something that shows progress (a terminal progress bar); optional.
+pub trait Progress: Send + Sync {
+    fn found(&self, total: usize);
+    fn finished(&self, done: usize, failed: usize, last: &str);
+}
+
+#[derive(Default)]
+pub struct Tally {
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    found: AtomicUsize,
+    progress: Mutex<Option<Box<dyn Progress>>>,
+}
+
+impl Tally {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn show_progress(&self, progress: Box<dyn Progress>) {
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Some(progress);
+    }
+
+    /// More files were found (the total grows).
+    pub fn add_found(&self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        let total = self.found.fetch_add(count, Ordering::Relaxed) + count;
+        self.with_progress(|p| p.found(total));
+    }
+
+    pub fn add_done(&self, what: &str) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.report(what);
+    }
+
+    pub fn add_failed(&self, what: &str) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.report(what);
+    }
+
+    pub fn done(&self) -> usize {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    pub fn failed(&self) -> usize {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn report(&self, what: &str) {
+        let (done, failed) = (self.done(), self.failed());
+        self.with_progress(|p| p.finished(done, failed, what));
+    }
+
+    fn with_progress(&self, f: impl FnOnce(&dyn Progress)) {
+        if let Some(progress) = self.progress.lock().unwrap_or_else(|p| p.into_inner()).as_deref() {
+            f(progress);
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Walking the inbox: every candidate picture with its size and mtime, oldest first.
+//!
+//! Hidden folders (drawdrop's own `.drawdrop` among them) are not entered and symbolic links
+//! are not followed, so a scan sees exactly the files a person put into the inbox.
+
+use super::settle::Observation;
+use crate::inbox_names::{is_candidate, is_visible_dir};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A candidate file found in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Path relative to the inbox.
+    pub relative: PathBuf,
+    pub seen: Observation,
+}
+
+/// Lists every candidate under `inbox`, oldest mtime first (then by path), which is the
+/// order they arrived in as far as the file system can tell. Unreadable subfolders are
+/// reported through `on_error` and skipped; an unreadable inbox is an error.
+pub fn scan(inbox: &Path, mut on_error: impl FnMut(&Path, io::Error)) -> io::Result<Vec<Found>> {
+    let mut found = Vec::new();
+    let mut folders = vec![PathBuf::new()];
+    let mut first = true;
+    while let Some(folder) = folders.pop() {
+        let entries = match fs::read_dir(inbox.join(&folder)) {
+            Ok(entries) => entries,
+            Err(error) if first => return Err(error),
+            Err(error) => {
+                on_error(&folder, error);
+                continue;
+            }
+        };
+        first = false;
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            let relative = folder.join(entry.file_name());
+            if kind.is_dir() {
+                if is_visible_dir(&entry.file_name()) {
+                    folders.push(relative);
+                }
+            } else if kind.is_file()
+                && is_candidate(&relative)
+                && let Ok(seen) = observe(&entry.path())
+            {
+                found.push(Found { relative, seen });
+            }
+        }
+    }
+    found.sort_by(|a, b| {
+        (a.seen.mtime, &a.relative).cmp(&(b.seen.mtime, &b.relative))
+    });
+    Ok(found)
+}
+
+/// Size and mtime of a regular file (symbolic links are not followed).
+pub fn observe(path: &Path) -> io::Result<Observation> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(Observation {
+        size: meta.len(),
+        mtime: meta.modified()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(found: &[Found]) -> Vec<String> {
+        found
+            .iter()
+            .map(|f| f.relative.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn finds_pictures_at_every_depth_and_skips_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for path in [
+            "a.png",
+            "watercolor/b.PNG",
+            "watercolor/deep/er/c.png",
+            "notes.txt",
+            "d.png.part",
+            ".hidden.png",
+            ".drawdrop/jobs/1/e.png",
+            ".secret/f.png",
+        ] {
+            let path = root.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, b"x").unwrap();
+        }
+        let mut found = names(&scan(root, |_, _| {}).unwrap());
+        found.sort();
+        assert_eq!(found, ["a.png", "watercolor/b.PNG", "watercolor/deep/er/c.png"]);
+    }
+
+    #[test]
+    fn lists_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let now = std::time::SystemTime::now();
+        for (name, age) in [("new.png", 1), ("old.png", 100), ("mid.png", 50)] {
+            let path = root.join(name);
+            fs::write(&path, b"x").unwrap();
+            let file = fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(now - std::time::Duration::from_secs(age)).unwrap();
+        }
+        assert_eq!(names(&scan(root, |_, _| {}).unwrap()), ["old.png", "mid.png", "new.png"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn does_not_follow_symbolic_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret.png"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.png"),
+            dir.path().join("linked.png"),
+        )
+        .unwrap();
+        assert!(scan(dir.path(), |_, _| {}).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_missing_inbox_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(scan(&dir.path().join("gone"), |_, _| {}).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! The file-system event source (notify: FSEvents on macOS, inotify on Linux).
+//!
+//! Events are hints: they only say which path to look at again. The callback runs on
+//! notify's thread and never blocks: it `try_send`s each path into a bounded channel, and
+//! when that is full, or the OS says events were lost (`Rescan`), it asks for a rescan of
+//! the whole inbox instead.
+
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Notify, mpsc};
+
+/// Paths waiting to be looked at; beyond this a rescan is cheaper than remembering them.
+const HINT_CAPACITY: usize = 4096;
+
+/// A request for a full rescan, set from notify's thread.
+#[derive(Debug, Default)]
+pub struct RescanRequest {
+    wanted: AtomicBool,
+    notify: Notify,
+}
+
+impl RescanRequest {
+    pub fn request(&self) {
+        self.wanted.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Waits until a rescan is requested, and takes the request.
+    pub async fn requested(&self) {
+        loop {
+            if self.wanted.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// What the watch stage receives from the event source.
+pub struct Hints {
+    pub paths: mpsc::Receiver<PathBuf>,
+    pub rescan: Arc<RescanRequest>,
+}
+
+/// Watches `inbox` recursively. Keep the returned watcher alive as long as events are wanted.
+pub fn watch(inbox: &Path) -> notify::Result<(RecommendedWatcher, Hints)> {
+    let (sender, paths) = mpsc::channel(HINT_CAPACITY);
+    let rescan = Arc::new(RescanRequest::default());
+    let request = rescan.clone();
+    let mut watcher =
+        notify::recommended_watcher(move |event| forward(event, &sender, &request))?;
+    watcher.watch(inbox, RecursiveMode::Recursive)?;
+    Ok((watcher, Hints { paths, rescan }))
+}
+
+/// notify's callback: never blocks, never panics.
+fn forward(event: notify::Result<Event>, sender: &mpsc::Sender<PathBuf>, rescan: &RescanRequest) {
+    let event = match event {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::debug!("file events reported an error ({error}); rescanning");
+            rescan.request();
+            return;
+        }
+    };
+    if event.need_rescan() {
+        rescan.request();
+        return;
+    }
+    if matches!(event.kind, EventKind::Access(_)) && !is_close_after_write(&event.kind) {
+        return;
+    }
+    for path in event.paths {
+        match sender.try_send(path) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                rescan.request();
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+fn is_close_after_write(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, Flag};
+
+    fn created(path: &str) -> notify::Result<Event> {
+        Ok(Event::new(EventKind::Create(CreateKind::File)).add_path(PathBuf::from(path)))
+    }
+
+    #[tokio::test]
+    async fn paths_are_forwarded() {
+        let (sender, mut paths) = mpsc::channel(4);
+        let rescan = RescanRequest::default();
+        forward(created("/in/a.png"), &sender, &rescan);
+        assert_eq!(paths.recv().await, Some(PathBuf::from("/in/a.png")));
+        assert!(!rescan.wanted.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_asks_for_a_rescan_instead_of_blocking() {
+        let (sender, _paths) = mpsc::channel(1);
+        let rescan = RescanRequest::default();
+        forward(created("/in/a.png"), &sender, &rescan);
+        forward(created("/in/b.png"), &sender, &rescan);
+        tokio::time::timeout(std::time::Duration::from_secs(5), rescan.requested())
+            .await
+            .expect("a rescan was requested");
+    }
+
+    #[tokio::test]
+    async fn a_closed_channel_is_ignored() {
+        let (sender, paths) = mpsc::channel(1);
+        drop(paths);
+        let rescan = RescanRequest::default();
+        forward(created("/in/a.png"), &sender, &rescan);
+        assert!(!rescan.wanted.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn lost_events_and_errors_ask_for_a_rescan() {
+        let (sender, _paths) = mpsc::channel(4);
+        let rescan = RescanRequest::default();
+        forward(Ok(Event::new(EventKind::Other).set_flag(Flag::Rescan)), &sender, &rescan);
+        assert!(rescan.wanted.swap(false, Ordering::AcqRel));
+        forward(Err(notify::Error::generic("queue overflow")), &sender, &rescan);
+        assert!(rescan.wanted.load(Ordering::Acquire));
+    }
+}

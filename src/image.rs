@@ -1,1 +1,0 @@
-//! PNG checks, the size rule and resizing for init images. (skeleton: image helper fills this)

@@ -1,0 +1,128 @@
+//! The init image: the input's own bytes when it already has the size to send, else decoded,
+//! center-cropped to the target's aspect ratio, resized and encoded as an 8-bit PNG.
+
+use std::borrow::Cow;
+use std::io::Cursor;
+
+use ::image::codecs::png::{CompressionType, FilterType as PngFilter, PngDecoder, PngEncoder};
+use ::image::imageops::{self, FilterType};
+use ::image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageEncoder, Pixel};
+
+use super::{MAX_SIDE, PngInfo};
+
+/// Room for the PNG decoder's own buffers (rows, text, ICC profile) besides the image.
+const DECODER_OVERHEAD: u64 = 64 * 1024 * 1024;
+
+/// Why an init image could not be made. `Display` is a reason a person can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    /// The PNG passed [`inspect`](super::inspect) but its pixel data cannot be decoded.
+    #[error("the PNG's image data cannot be decoded: {0}")]
+    Decode(String),
+    /// The resized image could not be encoded (should not happen).
+    #[error("the resized image could not be encoded as PNG: {0}")]
+    Encode(String),
+    /// A target with a side of 0 or above 8192.
+    #[error("cannot make an image of {width} x {height} pixels: each side must be 1 to 8192")]
+    BadTarget { width: u32, height: u32 },
+}
+
+/// The init image to send at `target` = (width, height).
+///
+/// When the PNG already is that size, its bytes untouched (`Cow::Borrowed`: no decode, no
+/// copy). Else it is decoded (any bit depth, color type, palette or interlacing; 16-bit becomes
+/// 8-bit), center-cropped to the target's aspect ratio, resized with Lanczos3 (skipped when the
+/// crop alone gives the size), and encoded as an 8-bit RGB PNG, or RGBA when the source has
+/// alpha, with fast compression. `info` must be what [`inspect`](super::inspect) returned for
+/// `bytes`: the decoder is limited to that size, so a lying file cannot allocate more.
+pub fn init_image<'a>(
+    bytes: &'a [u8],
+    info: &PngInfo,
+    target: (u32, u32),
+) -> Result<Cow<'a, [u8]>, ImageError> {
+    let (width, height) = target;
+    if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
+        return Err(ImageError::BadTarget { width, height });
+    }
+    if info.size() == target {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let decoded = decode(bytes, info)?;
+    let png = if decoded.color().has_alpha() {
+        let pixels = fit(&decoded.into_rgba8(), target);
+        encode_png(pixels.as_raw(), target, ExtendedColorType::Rgba8)?
+    } else {
+        let pixels = fit(&decoded.into_rgb8(), target);
+        encode_png(pixels.as_raw(), target, ExtendedColorType::Rgb8)?
+    };
+    Ok(Cow::Owned(png))
+}
+
+/// Decodes the PNG with the decoder limited to the size `info` declares.
+fn decode(bytes: &[u8], info: &PngInfo) -> Result<DynamicImage, ImageError> {
+    let mut limits = ::image::Limits::default();
+    limits.max_image_width = Some(info.width);
+    limits.max_image_height = Some(info.height);
+    limits.max_alloc = Some(decoded_size(info).saturating_add(DECODER_OVERHEAD));
+    let error = |e: ::image::ImageError| ImageError::Decode(e.to_string());
+    let decoder = PngDecoder::with_limits(Cursor::new(bytes), limits).map_err(error)?;
+    DynamicImage::from_decoder(decoder).map_err(error)
+}
+
+/// Bytes of the decoded image at most: four 16-bit channels per pixel.
+fn decoded_size(info: &PngInfo) -> u64 {
+    u64::from(info.width) * u64::from(info.height) * 8
+}
+
+/// Center-crops `image` to the aspect ratio of `target`, then resizes it to `target`.
+fn fit<P>(image: &ImageBuffer<P, Vec<u8>>, target: (u32, u32)) -> ImageBuffer<P, Vec<u8>>
+where
+    P: Pixel<Subpixel = u8> + 'static,
+{
+    let (x, y, width, height) = center_crop(image.dimensions(), target);
+    let view = imageops::crop_imm(image, x, y, width, height);
+    if (width, height) == target {
+        view.to_image()
+    } else {
+        imageops::resize(&*view, target.0, target.1, FilterType::Lanczos3)
+    }
+}
+
+/// The largest rectangle (x, y, width, height) with the aspect ratio of `target` centered in
+/// an image of `source` size (sides rounded to the nearest pixel, at least 1).
+fn center_crop(source: (u32, u32), target: (u32, u32)) -> (u32, u32, u32, u32) {
+    let (sw, sh) = (u64::from(source.0), u64::from(source.1));
+    let (tw, th) = (u64::from(target.0.max(1)), u64::from(target.1.max(1)));
+    if sw * th > sh * tw {
+        // Wider than the target: keep the full height, cut left and right.
+        let width = ((2 * sh * tw + th) / (2 * th)).clamp(1, sw);
+        let x = (sw - width) / 2;
+        (narrow(x), 0, narrow(width), source.1)
+    } else {
+        // Taller (or the same): keep the full width, cut top and bottom.
+        let height = ((2 * sw * th + tw) / (2 * tw)).clamp(1, sh.max(1));
+        let y = (sh.saturating_sub(height)) / 2;
+        (0, narrow(y), source.0, narrow(height))
+    }
+}
+
+/// A value known to be at most a u32 image side, back to u32.
+fn narrow(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+/// Encodes 8-bit pixels as a PNG with fast compression.
+fn encode_png(
+    pixels: &[u8],
+    (width, height): (u32, u32),
+    color: ExtendedColorType,
+) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::with_capacity(pixels.len() / 2);
+    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive)
+        .write_image(pixels, width, height, color)
+        .map_err(|e| ImageError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -50,7 +50,8 @@ impl Job {
 
     /// Whether the input is still in the job (not yet archived or failed).
     pub fn has_input(&self) -> bool {
-        fs::symlink_metadata(self.input()).is_ok()
+        !self.relative.as_os_str().is_empty()
+            && fs::symlink_metadata(self.input()).is_ok_and(|meta| meta.is_file())
     }
 }
 

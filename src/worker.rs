@@ -243,7 +243,7 @@ async fn prepare(
         ));
     }
     let input = job.input();
-    let limits = shared.limits.clone();
+    let limits = shared.limits;
     let settings = profile.settings.clone();
     let api = shared.config.server.api;
     let built = tokio::task::spawn_blocking(move || -> Result<_, String> {

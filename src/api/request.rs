@@ -215,8 +215,8 @@ mod tests {
     fn the_body_is_valid_json_with_the_image_in_base64() {
         let settings = settings_for(Api::DrawThings, &watercolor(), (64, 64), 3);
         let image: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        let body = body(&settings, &image);
-        let parsed: Value = serde_json::from_slice(&body).unwrap();
+        let sent = body(&settings, &image);
+        let parsed: Value = serde_json::from_slice(&sent).unwrap();
         let encoded = parsed["init_images"][0].as_str().unwrap();
         let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
         assert_eq!(decoded, image);

@@ -254,7 +254,10 @@ mod tests {
         let (dir, claims) = setup();
         fs::create_dir_all(dir.path().join("watercolor")).unwrap();
         fs::write(dir.path().join("watercolor/cat.png"), b"png").unwrap();
-        let job = claims.claim(Path::new("watercolor/cat.png")).unwrap().unwrap();
+        let job = claims
+            .claim(Path::new("watercolor/cat.png"))
+            .unwrap()
+            .unwrap();
         assert!(!dir.path().join("watercolor/cat.png").exists());
         assert_eq!(fs::read(job.input()).unwrap(), b"png");
         let recovered = Claims::new(dir.path()).recover().unwrap();

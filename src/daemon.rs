@@ -73,7 +73,9 @@ pub async fn run(
         tracing::warn!("cannot write the log file in the outbox: {error}");
     }
     let claims = Claims::new(&inbox);
-    claims.create().map_err(|error| folders::FolderError::create(&inbox, error))?;
+    claims
+        .create()
+        .map_err(|error| folders::FolderError::create(&inbox, error))?;
     let _lock = claims.lock()?;
     warn_about_plain_http(&config);
     let recovered = claims.recover().map_err(|source| StartError::Recover {
@@ -90,10 +92,7 @@ pub async fn run(
     let cancel = shutdown.child_token();
     let shared = Arc::new(Shared {
         client: Client::new(&config.server)?,
-        finisher: Finisher {
-            outbox,
-            claims,
-        },
+        finisher: Finisher { outbox, claims },
         queue: queue.clone(),
         health: health.clone(),
         tally: tally.clone(),
@@ -110,7 +109,11 @@ pub async fn run(
         shared.config.outbox.display(),
         shared.config.server.url,
         shared.config.profiles.len(),
-        if shared.config.profiles.len() == 1 { "" } else { "s" }
+        if shared.config.profiles.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
     );
 
     let hints = if options.once {
@@ -131,8 +134,13 @@ pub async fn run(
 
     let mut tasks = JoinSet::new();
     let stage_tally = tally.clone();
-    let stage = WatchStage::new(inbox.clone(), shared.config.settle, queue.clone(), options.once)
-        .on_found(move |count| stage_tally.add_found(count));
+    let stage = WatchStage::new(
+        inbox.clone(),
+        shared.config.settle,
+        queue.clone(),
+        options.once,
+    )
+    .on_found(move |count| stage_tally.add_found(count));
     let stage_cancel = cancel.clone();
     tasks.spawn(async move {
         stage.run(hints, stage_cancel).await;
@@ -185,14 +193,19 @@ async fn wait(
             }
         }
     }
-    tracing::info!("stopping: no new files are taken; a request in flight gets {} s", SHUTDOWN_GRACE.as_secs());
+    tracing::info!(
+        "stopping: no new files are taken; a request in flight gets {} s",
+        SHUTDOWN_GRACE.as_secs()
+    );
     cancel.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_LIMIT, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("stopping without waiting further; unfinished jobs are resumed at the next start");
+        tracing::warn!(
+            "stopping without waiting further; unfinished jobs are resumed at the next start"
+        );
         tasks.abort_all();
     }
     gave_up.map_or(Ok(()), |e| Err(StartError::Unreachable(e)))

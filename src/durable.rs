@@ -168,7 +168,10 @@ pub fn remove_empty_parents(dir: &Path, stop: &Path) {
 
 /// A hidden name next to `path` for a file being written.
 fn temporary_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.drawdrop-{}.tmp", std::process::id()))
 }
 

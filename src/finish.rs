@@ -88,7 +88,8 @@ impl Finisher {
     ) -> io::Result<Placed> {
         let staging = self.fresh_staging(job)?;
         let number = self.input_number(job, InputTo::Failed);
-        let failed_input = Path::new(outbox::FAILED).join(outbox::with_number(&job.relative, number));
+        let failed_input =
+            Path::new(outbox::FAILED).join(outbox::with_number(&job.relative, number));
         let error_file = outbox::error_file_for(&failed_input);
         durable::write_new(&staging.join(&error_file), reason_text.as_bytes())?;
         sync_tree_dirs(&staging, std::slice::from_ref(&error_file))?;
@@ -185,7 +186,11 @@ impl Finisher {
             record.insert("outputs".into(), paths_json(&placed.results));
         }
         if let Some(input) = &placed.input {
-            let key = if commit.input_to == InputTo::Failed { "failed_as" } else { "original" };
+            let key = if commit.input_to == InputTo::Failed {
+                "failed_as"
+            } else {
+                "original"
+            };
             record.insert(key.into(), Value::from(input.to_string_lossy()));
         }
         let line = serde_json::to_string(&record).map_err(io::Error::other)?;
@@ -291,17 +296,31 @@ mod tests {
         let job = f.claim("w/cat.png", b"input");
         let placed = f
             .finisher()
-            .done(&job, &[b"r1".to_vec(), b"r2".to_vec()], InputTo::Originals, Default::default())
+            .done(
+                &job,
+                &[b"r1".to_vec(), b"r2".to_vec()],
+                InputTo::Originals,
+                Default::default(),
+            )
             .unwrap();
-        assert_eq!(placed.results, [Path::new("w/cat-1.png"), Path::new("w/cat-2.png")]);
-        assert_eq!(placed.input.as_deref(), Some(Path::new("originals/w/cat.png")));
+        assert_eq!(
+            placed.results,
+            [Path::new("w/cat-1.png"), Path::new("w/cat-2.png")]
+        );
+        assert_eq!(
+            placed.input.as_deref(),
+            Some(Path::new("originals/w/cat.png"))
+        );
         assert_eq!(f.out("w/cat-1.png"), b"r1");
         assert_eq!(f.out("originals/w/cat.png"), b"input");
         assert_eq!(f.claims.count(), 0);
         assert_eq!(fs::read_dir(f.outbox.staging_root()).unwrap().count(), 0);
         let lines = f.lines();
         assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0]["outputs"], serde_json::json!(["w/cat-1.png", "w/cat-2.png"]));
+        assert_eq!(
+            lines[0]["outputs"],
+            serde_json::json!(["w/cat-1.png", "w/cat-2.png"])
+        );
         assert_eq!(lines[0]["original"], "originals/w/cat.png");
     }
 
@@ -311,7 +330,12 @@ mod tests {
         for content in [b"first".as_slice(), b"second"] {
             let job = f.claim("cat.png", content);
             f.finisher()
-                .done(&job, &[content.to_vec()], InputTo::Originals, Default::default())
+                .done(
+                    &job,
+                    &[content.to_vec()],
+                    InputTo::Originals,
+                    Default::default(),
+                )
                 .unwrap();
         }
         assert_eq!(f.out("cat.png"), b"first");
@@ -385,7 +409,11 @@ mod tests {
         durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
         durable::move_file(&job.input(), &staging.join("originals/cat.png")).unwrap();
         let recovered = f.claims.recover().unwrap();
-        assert_eq!(recovered.len(), 1, "a committed job without input is still recovered");
+        assert_eq!(
+            recovered.len(),
+            1,
+            "a committed job without input is still recovered"
+        );
         f.finisher().resume(&recovered[0]).unwrap();
         assert_eq!(f.out("cat.png"), b"result");
         assert_eq!(f.out("originals/cat.png"), b"input");

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 pub enum FolderError {
     #[error("cannot create {path}: {source}")]
     Create { path: PathBuf, source: io::Error },
-    #[error("the {inner_name} {inner} is inside the {outer_name} {outer}: they must be separate folders")]
+    #[error(
+        "the {inner_name} {inner} is inside the {outer_name} {outer}: they must be separate folders"
+    )]
     Nested {
         inner_name: &'static str,
         inner: PathBuf,

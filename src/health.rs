@@ -19,7 +19,9 @@ pub enum State {
     /// Not probed yet.
     Unknown,
     Up,
-    Down { reason: String },
+    Down {
+        reason: String,
+    },
 }
 
 /// The server's state, shared by the workers and the prober.
@@ -73,7 +75,8 @@ impl Health {
 
     /// Asks the prober to find out whether the server answers.
     pub fn want_server(&self) {
-        self.demand.send_if_modified(|wanted| !std::mem::replace(wanted, true));
+        self.demand
+            .send_if_modified(|wanted| !std::mem::replace(wanted, true));
     }
 
     /// Waits until the server answers, or gives up after `give_up_after` (when set).

@@ -49,7 +49,9 @@ fn has_png_extension(name: &str) -> bool {
 
 fn is_temporary(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    TEMPORARY_SUFFIXES.iter().any(|suffix| lower.ends_with(suffix))
+    TEMPORARY_SUFFIXES
+        .iter()
+        .any(|suffix| lower.ends_with(suffix))
 }
 
 #[cfg(test)]
@@ -58,7 +60,13 @@ mod tests {
 
     #[test]
     fn takes_png_names_in_any_case_at_any_depth() {
-        for name in ["cat.png", "Cat.PNG", "a/b/c/dog.Png", "watercolor/my cat.png", "-x.png"] {
+        for name in [
+            "cat.png",
+            "Cat.PNG",
+            "a/b/c/dog.Png",
+            "watercolor/my cat.png",
+            "-x.png",
+        ] {
             assert!(is_candidate(Path::new(name)), "{name}");
         }
     }

@@ -66,7 +66,9 @@ pub fn init() -> LogHandle {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `2026-11-25 22:15:03` in the local time zone.
@@ -74,7 +76,11 @@ struct LocalTime;
 
 impl FormatTime for LocalTime {
     fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        write!(w, "{}", jiff::ZonedDateTime::now().strftime("%Y-%m-%d %H:%M:%S"))
+        write!(
+            w,
+            "{}",
+            jiff::ZonedDateTime::now().strftime("%Y-%m-%d %H:%M:%S")
+        )
     }
 }
 
@@ -170,7 +176,11 @@ fn today() -> jiff::civil::Date {
 fn day_of(path: &Path) -> Option<jiff::civil::Date> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
     let timestamp = jiff::Timestamp::try_from(modified).ok()?;
-    Some(timestamp.to_zoned_datetime(jiff::tz::TimeZone::system()).date())
+    Some(
+        timestamp
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .date(),
+    )
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -216,7 +226,11 @@ mod tests {
     fn rotation_renames_by_day_and_keeps_a_week() {
         let dir = tempfile::tempdir().unwrap();
         for day in 1..=9 {
-            fs::write(dir.path().join(format!("drawdrop.2026-10-0{day}.log")), b"old").unwrap();
+            fs::write(
+                dir.path().join(format!("drawdrop.2026-10-0{day}.log")),
+                b"old",
+            )
+            .unwrap();
         }
         fs::write(dir.path().join(LOG_NAME), b"yesterday").unwrap();
         fs::write(dir.path().join("jobs.jsonl"), b"{}").unwrap();
@@ -250,7 +264,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let current = dir.path().join(LOG_NAME);
         fs::write(&current, b"older line\n").unwrap();
-        let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+        let two_days_ago =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
         File::options()
             .write(true)
             .open(&current)

@@ -142,7 +142,9 @@ impl Outbox {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        let file = journal.as_mut().ok_or_else(|| io::Error::other("journal closed"))?;
+        let file = journal
+            .as_mut()
+            .ok_or_else(|| io::Error::other("journal closed"))?;
         let written = file.write_all(&bytes).and_then(|()| file.sync_data());
         if written.is_err() {
             // Reopen next time: the file may have been removed or the disk remounted.
@@ -228,8 +230,14 @@ mod tests {
 
     #[test]
     fn result_names_for_one_and_several_images() {
-        assert_eq!(strings(result_names(Path::new("a/Cat.PNG"), 1, 1)), ["a/Cat.png"]);
-        assert_eq!(strings(result_names(Path::new("cat.png"), 1, 2)), ["cat (2).png"]);
+        assert_eq!(
+            strings(result_names(Path::new("a/Cat.PNG"), 1, 1)),
+            ["a/Cat.png"]
+        );
+        assert_eq!(
+            strings(result_names(Path::new("cat.png"), 1, 2)),
+            ["cat (2).png"]
+        );
         assert_eq!(
             strings(result_names(Path::new("w/cat.png"), 3, 1)),
             ["w/cat-1.png", "w/cat-2.png", "w/cat-3.png"]
@@ -242,9 +250,18 @@ mod tests {
 
     #[test]
     fn numbers_go_before_the_extension() {
-        assert_eq!(with_number(Path::new("a/cat.png"), 1), Path::new("a/cat.png"));
-        assert_eq!(with_number(Path::new("a/cat.png"), 2), Path::new("a/cat (2).png"));
-        assert_eq!(with_number(Path::new("my.cat.png"), 3), Path::new("my.cat (3).png"));
+        assert_eq!(
+            with_number(Path::new("a/cat.png"), 1),
+            Path::new("a/cat.png")
+        );
+        assert_eq!(
+            with_number(Path::new("a/cat.png"), 2),
+            Path::new("a/cat (2).png")
+        );
+        assert_eq!(
+            with_number(Path::new("my.cat.png"), 3),
+            Path::new("my.cat (3).png")
+        );
         assert_eq!(with_number(Path::new("noext"), 2), Path::new("noext (2)"));
         assert_eq!(
             error_file_for(Path::new("failed/a/cat (2).png")),
@@ -277,7 +294,10 @@ mod tests {
         let placed = outbox.place_staged(&staging).unwrap();
         assert_eq!(strings(placed), ["originals/w/cat.png", "w/cat (2).png"]);
         assert_eq!(fs::read(outbox.root().join("w/cat.png")).unwrap(), b"old");
-        assert_eq!(fs::read(outbox.root().join("w/cat (2).png")).unwrap(), b"new");
+        assert_eq!(
+            fs::read(outbox.root().join("w/cat (2).png")).unwrap(),
+            b"new"
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ impl Progress for BarProgress {
 
     fn finished(&self, done: usize, failed: usize, last: &str) {
         self.0.set_position((done + failed) as u64);
-        let failed = if failed > 0 { format!("{failed} failed, ") } else { String::new() };
+        let failed = if failed > 0 {
+            format!("{failed} failed, ")
+        } else {
+            String::new()
+        };
         self.0.set_message(format!("{failed}last: {last}"));
     }
 }

@@ -16,7 +16,10 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub enum Work {
     /// A file in the inbox that has settled, with what it looked like then.
-    Settled { relative: PathBuf, seen: Observation },
+    Settled {
+        relative: PathBuf,
+        seen: Observation,
+    },
     /// A job claimed by an earlier run that did not finish it.
     Recovered(Job),
 }
@@ -153,7 +156,9 @@ impl Queue {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves plain data behind; keep going with it.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -220,10 +225,12 @@ mod tests {
         tokio::task::yield_now().await;
         queue.close();
         for waiter in waiters {
-            assert!(tokio::time::timeout(Duration::from_secs(10), waiter)
-                .await
-                .unwrap()
-                .unwrap());
+            assert!(
+                tokio::time::timeout(Duration::from_secs(10), waiter)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            );
         }
     }
 }

@@ -59,7 +59,12 @@ impl Tally {
     }
 
     fn with_progress(&self, f: impl FnOnce(&dyn Progress)) {
-        if let Some(progress) = self.progress.lock().unwrap_or_else(|p| p.into_inner()).as_deref() {
+        if let Some(progress) = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+        {
             f(progress);
         }
     }

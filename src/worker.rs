@@ -93,9 +93,15 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Unreachable> {
                     continue;
                 }
                 if let Err(error) = shared.finisher.discard_staging(&job) {
-                    tracing::warn!("cannot clear staged files of {}: {error}", job.relative.display());
+                    tracing::warn!(
+                        "cannot clear staged files of {}: {error}",
+                        job.relative.display()
+                    );
                 }
-                tracing::info!("resuming {} (claimed before drawdrop stopped)", job.relative.display());
+                tracing::info!(
+                    "resuming {} (claimed before drawdrop stopped)",
+                    job.relative.display()
+                );
                 job
             }
         };
@@ -106,7 +112,11 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Unreachable> {
 }
 
 /// Waits for the server, then claims a settled file if it is still as it settled.
-async fn take(shared: &Shared, relative: &Path, seen: Observation) -> Result<Option<Job>, Unreachable> {
+async fn take(
+    shared: &Shared,
+    relative: &Path,
+    seen: Observation,
+) -> Result<Option<Job>, Unreachable> {
     let ready = tokio::select! {
         _ = shared.cancel.cancelled() => None,
         ready = shared.health.wait_up(shared.give_up_after) => Some(ready),
@@ -142,7 +152,10 @@ async fn take(shared: &Shared, relative: &Path, seen: Observation) -> Result<Opt
             return Ok(None);
         }
         Err(error) => {
-            tracing::error!("cannot claim {}: {error}; it stays in the inbox", relative.display());
+            tracing::error!(
+                "cannot claim {}: {error}; it stays in the inbox",
+                relative.display()
+            );
             shared.queue.release(relative);
             return Ok(None);
         }
@@ -247,7 +260,8 @@ async fn prepare(
     let settings = profile.settings.clone();
     let api = shared.config.server.api;
     let built = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let bytes = std::fs::read(&input).map_err(|error| format!("cannot read the file: {error}"))?;
+        let bytes =
+            std::fs::read(&input).map_err(|error| format!("cannot read the file: {error}"))?;
         let info = image::inspect(&bytes, &limits).map_err(|problem| problem.to_string())?;
         let size = image::target_size((info.width, info.height), (settings.width, settings.height));
         let init = image::init_image(&bytes, &info, size).map_err(|error| error.to_string())?;
@@ -255,7 +269,13 @@ async fn prepare(
         let seed = request::pick_seed(&settings);
         let sent = request::settings_for(api, &settings, size, seed);
         let body = request::body(&sent, &init);
-        Ok((Bytes::from(body), sent, (info.width, info.height), resized, request::expected_images(&settings)))
+        Ok((
+            Bytes::from(body),
+            sent,
+            (info.width, info.height),
+            resized,
+            request::expected_images(&settings),
+        ))
     })
     .await
     .map_err(|error| format!("internal error while preparing the image: {error}"))??;
@@ -267,7 +287,13 @@ async fn prepare(
 }
 
 /// Sends until an answer with images comes, the file must fail, or drawdrop stops.
-async fn send(shared: &Shared, job: &Job, body: Bytes, expected: usize, report: &mut Report) -> Sent {
+async fn send(
+    shared: &Shared,
+    job: &Job,
+    body: Bytes,
+    expected: usize,
+    report: &mut Report,
+) -> Sent {
     let server = &shared.config.server;
     let mut waits_in_a_row = 0u32;
     loop {
@@ -378,7 +404,12 @@ async fn fail(shared: &Shared, job: &Job, reason: &str, report: &Report) {
             tracing::warn!(
                 "failed {} because {reason} -> {}",
                 job.relative.display(),
-                placed.input.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+                placed
+                    .input
+                    .as_deref()
+                    .map(Path::display)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
             );
             shared.tally.add_failed(&job.relative.to_string_lossy());
         }
@@ -416,11 +447,18 @@ async fn resume(shared: &Shared, job: Job) {
         Ok(Placed { results, input }) => {
             tracing::info!(
                 "finished {} (decided before drawdrop stopped) -> {}",
-                input.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_else(|| job.id.clone()),
+                input
+                    .as_deref()
+                    .map(Path::display)
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| job.id.clone()),
                 list(&results)
             );
         }
-        Err(error) => tracing::error!("cannot finish job {}: {error}; it is retried at the next start", job.id),
+        Err(error) => tracing::error!(
+            "cannot finish job {}: {error}; it is retried at the next start",
+            job.id
+        ),
     }
 }
 
@@ -436,7 +474,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
-fn record(shared: &Shared, job: &Job, report: &Report, outcome: &str, error: Option<&str>) -> Map<String, Value> {
+fn record(
+    shared: &Shared,
+    job: &Job,
+    report: &Report,
+    outcome: &str,
+    error: Option<&str>,
+) -> Map<String, Value> {
     let server = &shared.config.server;
     let value = json!({
         "time": jiff::ZonedDateTime::now().timestamp().to_string(),
@@ -483,7 +527,9 @@ fn reserved_top_folder(relative: &Path) -> Option<String> {
     let mut components = relative.components();
     let first = components.next()?;
     components.next()?; // a file directly in the inbox is fine whatever its name
-    let Component::Normal(name) = first else { return None };
+    let Component::Normal(name) = first else {
+        return None;
+    };
     let name = name.to_string_lossy();
     RESERVED
         .iter()
@@ -512,8 +558,14 @@ mod tests {
 
     #[test]
     fn reserved_folders_are_refused_only_as_top_level_folders() {
-        assert_eq!(reserved_top_folder(Path::new("Originals/cat.png")).as_deref(), Some("Originals"));
-        assert_eq!(reserved_top_folder(Path::new("logs/a/cat.png")).as_deref(), Some("logs"));
+        assert_eq!(
+            reserved_top_folder(Path::new("Originals/cat.png")).as_deref(),
+            Some("Originals")
+        );
+        assert_eq!(
+            reserved_top_folder(Path::new("logs/a/cat.png")).as_deref(),
+            Some("logs")
+        );
         assert_eq!(reserved_top_folder(Path::new("failed.png")), None);
         assert_eq!(reserved_top_folder(Path::new("w/failed/cat.png")), None);
     }

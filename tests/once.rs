@@ -22,7 +22,12 @@ async fn once_processes_the_inbox_and_exits_0() {
     assert!(stdout.contains("2 done, 0 failed"), "{stdout}");
     assert_eq!(
         setup.outbox_files(),
-        set(&["a.png", "deep/er/b.png", "originals/a.png", "originals/deep/er/b.png"])
+        set(&[
+            "a.png",
+            "deep/er/b.png",
+            "originals/a.png",
+            "originals/deep/er/b.png"
+        ])
     );
     assert_eq!(setup.inbox_files(), BTreeSet::new());
 }
@@ -66,7 +71,11 @@ async fn junk_is_left_alone_and_broken_pngs_fail_with_a_reason() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("1 done, 4 failed"));
     assert_eq!(setup.inbox_files(), set(&junk), "junk stays where it was");
-    assert_eq!(server.img2img_requests().len(), 1, "only the good PNG was sent");
+    assert_eq!(
+        server.img2img_requests().len(),
+        1,
+        "only the good PNG was sent"
+    );
     for (name, reason) in [
         ("text.png", "text"),
         ("empty.png", "empty"),
@@ -142,7 +151,10 @@ weight = 0.8
         stderr_of(&output),
         std::fs::read_to_string(setup.outbox.join("logs/jobs.jsonl")).unwrap()
     );
-    assert!(!everything.contains("hunter2"), "the password never reaches a log");
+    assert!(
+        !everything.contains("hunter2"),
+        "the password never reaches a log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +168,11 @@ async fn once_gives_up_on_a_closed_server_with_2_and_leaves_the_files_untouched(
     let output = setup.run_once();
     assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert!(stderr_of(&output).contains("did not answer"), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("did not answer"),
+        "{}",
+        stderr_of(&output)
+    );
     assert_eq!(setup.inbox_files(), set(&["cat.png"]));
     assert_eq!(std::fs::read(setup.inbox.join("cat.png")).unwrap(), picture);
     assert!(setup.outbox_files().is_empty());
@@ -169,7 +185,11 @@ async fn a_broken_config_exits_2_naming_file_line_and_column() {
     let output = setup.run_once();
     assert_eq!(output.status.code(), Some(2));
     let expected = format!("{}:2:13:", setup.config.display());
-    assert!(stderr_of(&output).contains(&expected), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains(&expected),
+        "{}",
+        stderr_of(&output)
+    );
 
     setup.profile("bad", "steps = 0\n");
     std::fs::write(&setup.config, "").unwrap();

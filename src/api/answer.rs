@@ -22,7 +22,12 @@ pub struct BadAnswer(pub String);
 
 /// The PNG images of a successful answer, checked to be complete PNGs. `expected` is the
 /// least number of images the request asked for.
-pub fn images(body: &[u8], api: Api, expected: usize, limits: &Limits) -> Result<Vec<Vec<u8>>, BadAnswer> {
+pub fn images(
+    body: &[u8],
+    api: Api,
+    expected: usize,
+    limits: &Limits,
+) -> Result<Vec<Vec<u8>>, BadAnswer> {
     let success: Success = serde_json::from_slice(body).map_err(|error| {
         BadAnswer(format!(
             "the answer is not the JSON that was expected ({error}; {} bytes)",
@@ -60,9 +65,16 @@ fn decode_png(number: usize, text: &str, limits: &Limits) -> Result<Vec<u8>, Bad
         .map_or(text, |at| &text[at + ";base64,".len()..]);
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
-        .map_err(|error| BadAnswer(format!("image {number} of the answer is not valid base64 ({error})")))?;
-    inspect(&bytes, limits)
-        .map_err(|problem| BadAnswer(format!("image {number} of the answer is not a usable PNG: {problem}")))?;
+        .map_err(|error| {
+            BadAnswer(format!(
+                "image {number} of the answer is not valid base64 ({error})"
+            ))
+        })?;
+    inspect(&bytes, limits).map_err(|problem| {
+        BadAnswer(format!(
+            "image {number} of the answer is not a usable PNG: {problem}"
+        ))
+    })?;
     Ok(bytes)
 }
 
@@ -73,7 +85,9 @@ pub fn error_detail(body: &[u8]) -> String {
         for key in ["detail", "error", "message", "errors"] {
             match value.get(key) {
                 Some(Value::String(text)) if !text.is_empty() => return clean(text),
-                Some(other @ (Value::Array(_) | Value::Object(_))) => return clean(&other.to_string()),
+                Some(other @ (Value::Array(_) | Value::Object(_))) => {
+                    return clean(&other.to_string());
+                }
                 _ => {}
             }
         }
@@ -130,14 +144,29 @@ mod tests {
             "images": [b64(b"grid is not even a png"), b64(&png()), b64(&png())],
             "parameters": {"prompt": "x"}, "info": "{\"seed\": 1}"
         });
-        let images = images(body.to_string().as_bytes(), Api::A1111, 2, &Limits::default()).unwrap();
+        let images = images(
+            body.to_string().as_bytes(),
+            Api::A1111,
+            2,
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(images.len(), 2);
     }
 
     #[test]
     fn accepts_data_urls() {
-        let body = serde_json::json!({ "images": [format!("data:image/png;base64,{}", b64(&png()))] });
-        assert!(images(body.to_string().as_bytes(), Api::A1111, 1, &Limits::default()).is_ok());
+        let body =
+            serde_json::json!({ "images": [format!("data:image/png;base64,{}", b64(&png()))] });
+        assert!(
+            images(
+                body.to_string().as_bytes(),
+                Api::A1111,
+                1,
+                &Limits::default()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -147,12 +176,25 @@ mod tests {
             ("{\"images\": [\"iVBOR".into(), 1, "not the JSON"),
             ("{\"images\": []}".into(), 1, "no images"),
             ("{\"other\": 1}".into(), 1, "has no \"images\""),
-            ("{\"images\": [\"***\"]}".into(), 1, "image 1 of the answer is not valid base64"),
-            (format!("{{\"images\": [\"{}\"]}}", b64(b"GIF89a....")), 1, "image 1 of the answer is not a usable PNG"),
-            (format!("{{\"images\": [\"{}\"]}}", b64(&png())), 2, "sent 1 image, 2 were asked for"),
+            (
+                "{\"images\": [\"***\"]}".into(),
+                1,
+                "image 1 of the answer is not valid base64",
+            ),
+            (
+                format!("{{\"images\": [\"{}\"]}}", b64(b"GIF89a....")),
+                1,
+                "image 1 of the answer is not a usable PNG",
+            ),
+            (
+                format!("{{\"images\": [\"{}\"]}}", b64(&png())),
+                2,
+                "sent 1 image, 2 were asked for",
+            ),
         ];
         for (body, expected_count, expected) in cases {
-            let error = images(body.as_bytes(), Api::DrawThings, expected_count, &limits).unwrap_err();
+            let error =
+                images(body.as_bytes(), Api::DrawThings, expected_count, &limits).unwrap_err();
             assert!(error.0.contains(expected), "{body}: {error}");
         }
     }
@@ -167,7 +209,10 @@ mod tests {
             r#"[{"loc":["body","steps"],"msg":"bad"}]"#
         );
         assert_eq!(error_detail(b""), "(the answer was empty)");
-        assert_eq!(error_detail(b"<html>\nBad Gateway</html>"), "<html> Bad Gateway</html>");
+        assert_eq!(
+            error_detail(b"<html>\nBad Gateway</html>"),
+            "<html> Bad Gateway</html>"
+        );
         assert!(error_detail(&[b'x'; 2000]).ends_with(" ..."));
     }
 }

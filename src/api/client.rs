@@ -145,7 +145,10 @@ impl Client {
             401 | 403 => Probe::Down(format!(
                 "the server refuses drawdrop's credentials ({status}): check `username` and `password_env` in the config"
             )),
-            _ => Probe::Down(format!("the server answered {status}: {}", error_detail(&body))),
+            _ => Probe::Down(format!(
+                "the server answered {status}: {}",
+                error_detail(&body)
+            )),
         }
     }
 
@@ -234,8 +237,14 @@ mod tests {
 
     #[test]
     fn dispositions() {
-        assert_eq!(SendError::Unreachable("x".into()).disposition(), Disposition::WaitForServer);
-        assert_eq!(SendError::Lost("x".into()).disposition(), Disposition::Retry(None));
+        assert_eq!(
+            SendError::Unreachable("x".into()).disposition(),
+            Disposition::WaitForServer
+        );
+        assert_eq!(
+            SendError::Lost("x".into()).disposition(),
+            Disposition::Retry(None)
+        );
         assert_eq!(
             SendError::TimedOut(Duration::from_secs(1)).disposition(),
             Disposition::Retry(None)
@@ -253,7 +262,11 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for url in ["http://127.0.0.1:7860", "http://localhost:1", "http://[::1]:7860"] {
+        for url in [
+            "http://127.0.0.1:7860",
+            "http://localhost:1",
+            "http://[::1]:7860",
+        ] {
             assert!(is_loopback(&url.parse().unwrap()), "{url}");
         }
         for url in ["http://192.168.1.5:7860", "http://studio.local:7860"] {

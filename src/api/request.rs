@@ -34,7 +34,13 @@ pub fn settings_for(api: Api, settings: &Settings, size: (u32, u32), seed: u32) 
             put("sampler", settings.sampler.clone().map(Value::from));
             put("model", settings.model.clone().map(Value::from));
             put("batch_count", settings.batch_count.map(Value::from));
-            put("loras", settings.loras.as_ref().map(|loras| draw_things_loras(loras)));
+            put(
+                "loras",
+                settings
+                    .loras
+                    .as_ref()
+                    .map(|loras| draw_things_loras(loras)),
+            );
         }
         Api::A1111 => {
             put("prompt", a1111_prompt(settings));
@@ -195,7 +201,10 @@ mod tests {
     fn an_empty_profile_sends_only_size_and_seed() {
         for api in [Api::DrawThings, Api::A1111] {
             let sent = settings_for(api, &Settings::default(), (640, 448), 1);
-            assert_eq!(Value::Object(sent), json!({"seed": 1, "width": 640, "height": 448}));
+            assert_eq!(
+                Value::Object(sent),
+                json!({"seed": 1, "width": 640, "height": 448})
+            );
         }
     }
 
@@ -218,11 +227,16 @@ mod tests {
         let sent = body(&settings, &image);
         let parsed: Value = serde_json::from_slice(&sent).unwrap();
         let encoded = parsed["init_images"][0].as_str().unwrap();
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
         assert_eq!(decoded, image);
         assert_eq!(parsed["prompt"], "a watercolor painting");
         let empty = body(&Map::new(), b"x");
-        assert_eq!(std::str::from_utf8(&empty).unwrap(), r#"{"init_images":["eA=="]}"#);
+        assert_eq!(
+            std::str::from_utf8(&empty).unwrap(),
+            r#"{"init_images":["eA=="]}"#
+        );
     }
 
     #[test]

@@ -27,7 +27,11 @@ pub fn check(flag: Option<&Path>) -> ExitCode {
     let names: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
     report.ok(
         "profiles",
-        format!("{} (default for the inbox itself: {})", names.join(", "), config.default_profile),
+        format!(
+            "{} (default for the inbox itself: {})",
+            names.join(", "),
+            config.default_profile
+        ),
     );
     report.folder("inbox", &config.inbox);
     report.folder("outbox", &config.outbox);

@@ -35,7 +35,9 @@ pub fn scan(inbox: &Path, mut on_error: impl FnMut(&Path, io::Error)) -> io::Res
         };
         first = false;
         for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             let relative = folder.join(entry.file_name());
             if kind.is_dir() {
                 if is_visible_dir(&entry.file_name()) {
@@ -49,9 +51,7 @@ pub fn scan(inbox: &Path, mut on_error: impl FnMut(&Path, io::Error)) -> io::Res
             }
         }
     }
-    found.sort_by(|a, b| {
-        (a.seen.mtime, &a.relative).cmp(&(b.seen.mtime, &b.relative))
-    });
+    found.sort_by(|a, b| (a.seen.mtime, &a.relative).cmp(&(b.seen.mtime, &b.relative)));
     Ok(found)
 }
 
@@ -59,7 +59,10 @@ pub fn scan(inbox: &Path, mut on_error: impl FnMut(&Path, io::Error)) -> io::Res
 pub fn observe(path: &Path) -> io::Result<Observation> {
     let meta = fs::symlink_metadata(path)?;
     if !meta.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
     Ok(Observation {
         size: meta.len(),
@@ -98,7 +101,10 @@ mod tests {
         }
         let mut found = names(&scan(root, |_, _| {}).unwrap());
         found.sort();
-        assert_eq!(found, ["a.png", "watercolor/b.PNG", "watercolor/deep/er/c.png"]);
+        assert_eq!(
+            found,
+            ["a.png", "watercolor/b.PNG", "watercolor/deep/er/c.png"]
+        );
     }
 
     #[test]
@@ -110,9 +116,13 @@ mod tests {
             let path = root.join(name);
             fs::write(&path, b"x").unwrap();
             let file = fs::File::options().write(true).open(&path).unwrap();
-            file.set_modified(now - std::time::Duration::from_secs(age)).unwrap();
+            file.set_modified(now - std::time::Duration::from_secs(age))
+                .unwrap();
         }
-        assert_eq!(names(&scan(root, |_, _| {}).unwrap()), ["old.png", "mid.png", "new.png"]);
+        assert_eq!(
+            names(&scan(root, |_, _| {}).unwrap()),
+            ["old.png", "mid.png", "new.png"]
+        );
     }
 
     #[cfg(unix)]

@@ -88,7 +88,9 @@ impl Settler {
             Verdict::Settled => {
                 self.tracked.remove(path);
             }
-            Verdict::Waiting(deadline) => self.deadlines.push(Reverse((deadline, path.to_path_buf()))),
+            Verdict::Waiting(deadline) => {
+                self.deadlines.push(Reverse((deadline, path.to_path_buf())))
+            }
         }
         verdict
     }
@@ -101,7 +103,9 @@ impl Settler {
     /// The earliest instant at which some tracked file may have settled.
     pub fn next_deadline(&mut self) -> Option<Instant> {
         self.drop_stale_deadlines();
-        self.deadlines.peek().map(|Reverse((deadline, _))| *deadline)
+        self.deadlines
+            .peek()
+            .map(|Reverse((deadline, _))| *deadline)
     }
 
     /// Paths whose window has passed by `now`; the caller looks at each again and observes it.
@@ -192,7 +196,10 @@ mod tests {
             Verdict::Waiting(start + WINDOW)
         );
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(settler.observe(path, seen(10, 1), Instant::now()), Verdict::Settled);
+        assert_eq!(
+            settler.observe(path, seen(10, 1), Instant::now()),
+            Verdict::Settled
+        );
         assert!(!settler.is_tracking(path));
     }
 
@@ -214,7 +221,10 @@ mod tests {
             Verdict::Waiting(touched + WINDOW)
         );
         tokio::time::advance(WINDOW).await;
-        assert_eq!(settler.observe(path, seen(20, 2), Instant::now()), Verdict::Settled);
+        assert_eq!(
+            settler.observe(path, seen(20, 2), Instant::now()),
+            Verdict::Settled
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -223,7 +233,10 @@ mod tests {
         let path = Path::new("copying.png");
         for size in 0..50 {
             let verdict = settler.observe(path, seen(size * 1000, size), Instant::now());
-            assert!(matches!(verdict, Verdict::Waiting(_)), "settled at step {size}");
+            assert!(
+                matches!(verdict, Verdict::Waiting(_)),
+                "settled at step {size}"
+            );
             tokio::time::advance(Duration::from_millis(900)).await;
         }
     }
@@ -235,7 +248,10 @@ mod tests {
             mtime: SystemTime::now() - Duration::from_secs(60),
         };
         let mut once = Settler::new(WINDOW, true);
-        assert_eq!(once.observe(Path::new("a.png"), old, Instant::now()), Verdict::Settled);
+        assert_eq!(
+            once.observe(Path::new("a.png"), old, Instant::now()),
+            Verdict::Settled
+        );
         assert!(matches!(
             once.observe(Path::new("b.png"), fresh(5), Instant::now()),
             Verdict::Waiting(_)
@@ -261,7 +277,10 @@ mod tests {
         assert_eq!(settler.next_deadline(), Some(start + WINDOW));
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(settler.due(Instant::now()), vec![PathBuf::from("a.png")]);
-        assert_eq!(settler.next_deadline(), Some(start + WINDOW + Duration::from_millis(500)));
+        assert_eq!(
+            settler.next_deadline(),
+            Some(start + WINDOW + Duration::from_millis(500))
+        );
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(settler.due(Instant::now()), vec![PathBuf::from("b.png")]);
         assert_eq!(settler.len(), 2);
@@ -273,7 +292,10 @@ mod tests {
         let path = Path::new("again.png");
         settler.observe(path, seen(1, 1), Instant::now());
         tokio::time::advance(WINDOW).await;
-        assert_eq!(settler.observe(path, seen(1, 1), Instant::now()), Verdict::Settled);
+        assert_eq!(
+            settler.observe(path, seen(1, 1), Instant::now()),
+            Verdict::Settled
+        );
         assert!(matches!(
             settler.observe(path, seen(1, 1), Instant::now()),
             Verdict::Waiting(_)

@@ -49,8 +49,7 @@ pub fn watch(inbox: &Path) -> notify::Result<(RecommendedWatcher, Hints)> {
     let (sender, paths) = mpsc::channel(HINT_CAPACITY);
     let rescan = Arc::new(RescanRequest::default());
     let request = rescan.clone();
-    let mut watcher =
-        notify::recommended_watcher(move |event| forward(event, &sender, &request))?;
+    let mut watcher = notify::recommended_watcher(move |event| forward(event, &sender, &request))?;
     watcher.watch(inbox, RecursiveMode::Recursive)?;
     Ok((watcher, Hints { paths, rescan }))
 }
@@ -87,7 +86,9 @@ fn forward(event: notify::Result<Event>, sender: &mpsc::Sender<PathBuf>, rescan:
 fn is_close_after_write(kind: &EventKind) -> bool {
     matches!(
         kind,
-        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+        EventKind::Access(notify::event::AccessKind::Close(
+            notify::event::AccessMode::Write
+        ))
     )
 }
 
@@ -133,9 +134,17 @@ mod tests {
     async fn lost_events_and_errors_ask_for_a_rescan() {
         let (sender, _paths) = mpsc::channel(4);
         let rescan = RescanRequest::default();
-        forward(Ok(Event::new(EventKind::Other).set_flag(Flag::Rescan)), &sender, &rescan);
+        forward(
+            Ok(Event::new(EventKind::Other).set_flag(Flag::Rescan)),
+            &sender,
+            &rescan,
+        );
         assert!(rescan.wanted.swap(false, Ordering::AcqRel));
-        forward(Err(notify::Error::generic("queue overflow")), &sender, &rescan);
+        forward(
+            Err(notify::Error::generic("queue overflow")),
+            &sender,
+            &rescan,
+        );
         assert!(rescan.wanted.load(Ordering::Acquire));
     }
 }

@@ -63,8 +63,14 @@ impl Setup {
     }
 
     pub fn profile(&self, name: &str, toml: &str) -> &Self {
-        fs::write(self.dir.path().join("profiles").join(format!("{name}.toml")), toml)
-            .expect("write profile");
+        fs::write(
+            self.dir
+                .path()
+                .join("profiles")
+                .join(format!("{name}.toml")),
+            toml,
+        )
+        .expect("write profile");
         self
     }
 
@@ -105,7 +111,10 @@ impl Setup {
 
     /// `drawdrop run` in the background; stopped (SIGTERM, then kill) when dropped.
     pub fn start_daemon(&self) -> Daemon {
-        let log = self.dir.path().join(format!("daemon-{}.stderr", fastrand::u32(..)));
+        let log = self
+            .dir
+            .path()
+            .join(format!("daemon-{}.stderr", fastrand::u32(..)));
         let stderr = fs::File::create(&log).expect("stderr file");
         let child = self
             .command()
@@ -137,7 +146,8 @@ impl Setup {
     }
 
     pub fn read_out(&self, relative: &str) -> Vec<u8> {
-        fs::read(self.outbox.join(relative)).unwrap_or_else(|e| panic!("read outbox/{relative}: {e}"))
+        fs::read(self.outbox.join(relative))
+            .unwrap_or_else(|e| panic!("read outbox/{relative}: {e}"))
     }
 
     /// The lines of `logs/jobs.jsonl`, parsed.
@@ -198,7 +208,10 @@ impl Daemon {
             }
             if started.elapsed() > limit {
                 let _ = child.kill();
-                panic!("drawdrop did not exit within {limit:?} of SIGTERM:\n{}", self.output());
+                panic!(
+                    "drawdrop did not exit within {limit:?} of SIGTERM:\n{}",
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -283,7 +296,9 @@ pub fn files_under(root: &Path) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut folders = vec![root.to_path_buf()];
     while let Some(folder) = folders.pop() {
-        let Ok(entries) = fs::read_dir(&folder) else { continue };
+        let Ok(entries) = fs::read_dir(&folder) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {

@@ -145,7 +145,7 @@ impl Health {
                 Probe::Down(reason) => {
                     if last_told.is_none_or(|told| told.elapsed() >= REMIND_EVERY) {
                         tracing::warn!(
-                            "server {url} is not answering ({reason}); files wait in the inbox until it does{}",
+                            "server {url} is not answering ({reason}); files wait until it does{}",
                             hint(client)
                         );
                         last_told = Some(Instant::now());

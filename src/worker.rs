@@ -483,7 +483,7 @@ fn record(
 ) -> Map<String, Value> {
     let server = &shared.config.server;
     let value = json!({
-        "time": jiff::ZonedDateTime::now().timestamp().to_string(),
+        "time": jiff::ZonedDateTime::now().strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
         "job": job.id,
         "input": job.relative.to_string_lossy(),
         "outcome": outcome,

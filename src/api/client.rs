@@ -136,7 +136,12 @@ impl Client {
             .timeout(PROBE_TIMEOUT);
         let response = match request.send().await {
             Ok(response) => response,
-            Err(error) => return Probe::Down(self.classify(&error).to_string()),
+            Err(error) => {
+                return Probe::Down(match self.classify(&error) {
+                    SendError::Unreachable(reason) => reason,
+                    other => other.to_string(),
+                });
+            }
         };
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();

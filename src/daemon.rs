@@ -11,6 +11,7 @@ use crate::health::{Health, Unreachable};
 use crate::image::Limits;
 use crate::logging::LogHandle;
 use crate::outbox::Outbox;
+use crate::outbox_gate::OutboxGate;
 use crate::queue::{Queue, Work};
 use crate::tally::Tally;
 use crate::watch::{WatchStage, source};
@@ -89,12 +90,14 @@ pub async fn run(
     }
     let health = Arc::new(Health::new());
     let outbox = Arc::new(Outbox::new(config.outbox.clone()));
+    let outbox_gate = Arc::new(OutboxGate::new(outbox.staging_root()));
     let cancel = shutdown.child_token();
     let shared = Arc::new(Shared {
         client: Client::new(&config.server)?,
         finisher: Finisher { outbox, claims },
         queue: queue.clone(),
         health: health.clone(),
+        outbox_gate,
         tally: tally.clone(),
         limits: Limits::default(),
         inbox: inbox.clone(),
@@ -116,43 +119,46 @@ pub async fn run(
         }
     );
 
-    let hints = if options.once {
+    let events = if options.once {
         None
     } else {
         health.want_server();
-        let (watcher, hints) = source::watch(&inbox).map_err(|source| StartError::Watch {
+        let (source, hints) = source::channel();
+        let watcher = source.watch(&inbox).map_err(|source| StartError::Watch {
             inbox: inbox.display().to_string(),
             source,
         })?;
-        // The watcher lives as long as the watch stage.
-        Some((watcher, hints))
-    };
-    let (watcher, hints) = match hints {
-        Some((watcher, hints)) => (Some(watcher), Some(hints)),
-        None => (None, None),
+        Some((source, watcher, hints))
     };
 
     let mut tasks = JoinSet::new();
     let stage_tally = tally.clone();
-    let stage = WatchStage::new(
+    let mut stage = WatchStage::new(
         inbox.clone(),
         shared.config.settle,
         queue.clone(),
         options.once,
     )
     .on_found(move |count| stage_tally.add_found(count));
+    let hints = match events {
+        Some((source, watcher, hints)) => {
+            stage = stage.with_events(source, watcher);
+            Some(hints)
+        }
+        None => None,
+    };
     let stage_cancel = cancel.clone();
     tasks.spawn(async move {
         stage.run(hints, stage_cancel).await;
-        drop(watcher);
         Ok(())
     });
     let prober_shared = shared.clone();
     let prober = tokio::spawn(async move {
-        prober_shared
-            .health
-            .run_prober(&prober_shared.client, &prober_shared.cancel)
-            .await;
+        let shared = prober_shared;
+        tokio::join!(
+            shared.health.run_prober(&shared.client, &shared.cancel),
+            shared.outbox_gate.run_prober(&shared.cancel),
+        );
     });
     for _ in 0..shared.config.server.concurrency {
         tasks.spawn(worker::run(shared.clone()));

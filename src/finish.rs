@@ -11,6 +11,7 @@
 
 use crate::claim::{Claims, Job};
 use crate::durable;
+use crate::failpoint::crash_point;
 use crate::outbox::{self, Outbox};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,6 +72,7 @@ impl Finisher {
             durable::write_new(&staging.join(name), image)?;
         }
         sync_tree_dirs(&staging, &names)?;
+        crash_point("staged");
         record.insert("outputs".into(), paths_json(&names));
         let input_number = match input_to {
             InputTo::Deleted => 1,
@@ -153,6 +155,7 @@ impl Finisher {
         };
         let text = serde_json::to_vec(&commit).map_err(io::Error::other)?;
         durable::write_whole(&job.commit_file(), &text)?;
+        crash_point("committed");
         self.apply(job, &commit)
     }
 
@@ -167,6 +170,7 @@ impl Finisher {
                     durable::move_file(&job.input(), &staging.join(destination))?;
                 }
             }
+            crash_point("input-moved");
         }
         let placed_paths = self.outbox.place_staged(&staging)?;
         let mut placed = Placed::default();
@@ -195,6 +199,7 @@ impl Finisher {
         }
         let line = serde_json::to_string(&record).map_err(io::Error::other)?;
         self.outbox.append_job_line(&line)?;
+        crash_point("journaled");
         self.claims.forget(job)?;
         durable::remove_tree(&staging)?;
         Ok(placed)

@@ -36,6 +36,24 @@ pub fn is_visible_dir(name: &OsStr) -> bool {
     !is_hidden(name)
 }
 
+/// A path as it may be shown in a log line or an error file: control characters (a newline
+/// in a file name, say) are escaped so one name is always one line.
+pub fn shown(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn is_hidden(name: &OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')
 }
@@ -69,6 +87,16 @@ mod tests {
         ] {
             assert!(is_candidate(Path::new(name)), "{name}");
         }
+    }
+
+    #[test]
+    fn shown_names_stay_on_one_line() {
+        assert_eq!(shown(Path::new("a/my cat.png")), "a/my cat.png");
+        assert_eq!(
+            shown(Path::new("evil\nINFO done x.png")),
+            "evil\\nINFO done x.png"
+        );
+        assert_eq!(shown(Path::new("tab\there.png")), "tab\\there.png");
     }
 
     #[test]

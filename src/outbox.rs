@@ -93,6 +93,7 @@ impl Outbox {
         let mut placed = Vec::with_capacity(staged.len());
         for relative in staged {
             placed.push(self.place(&staging.join(&relative), &relative)?);
+            crate::failpoint::crash_point("placed-one");
         }
         Ok(placed)
     }

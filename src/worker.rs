@@ -1,19 +1,23 @@
 //! Workers: take settled files from the queue, claim them, send them, and finish them.
 //!
 //! One worker per request the server may have in flight (`concurrency`). A worker waits
-//! while the server is down (nothing is failed for that), retries what may pass with
-//! exponential backoff up to `max_attempts`, fails at once what the server rejects (4xx),
-//! and on shutdown puts back the input it holds unless its answer is already in hand.
+//! while the server is down or the outbox cannot be written (nothing is failed for either),
+//! retries what may pass with exponential backoff up to `max_attempts`, fails at once what
+//! the server rejects (4xx), and on shutdown puts back the input it holds unless its outcome
+//! is already committed.
 
 use crate::api::answer::{self, BadAnswer};
 use crate::api::request;
-use crate::api::{Client, Disposition, SendError};
+use crate::api::{Client, Disposition};
 use crate::claim::Job;
-use crate::config::{After, Config, Profile};
+use crate::config::{After, Api, Config, Profile};
+use crate::failpoint::crash_point;
 use crate::finish::{Finisher, InputTo, Placed};
 use crate::health::{Health, Unreachable};
 use crate::image::{self, Limits};
+use crate::inbox_names::shown;
 use crate::outbox::RESERVED;
+use crate::outbox_gate::OutboxGate;
 use crate::queue::{Queue, Work};
 use crate::tally::Tally;
 use crate::watch::scan;
@@ -42,6 +46,7 @@ pub struct Shared {
     pub finisher: Finisher,
     pub queue: Arc<Queue>,
     pub health: Arc<Health>,
+    pub outbox_gate: Arc<OutboxGate>,
     pub tally: Arc<Tally>,
     pub limits: Limits,
     /// The inbox as the watch stage sees it (canonical).
@@ -73,6 +78,12 @@ struct Report {
     resized: bool,
 }
 
+/// A request ready to send.
+struct Prepared {
+    body: Bytes,
+    expected_images: usize,
+}
+
 /// Runs one worker until the queue closes or drawdrop shuts down. Returns an error when
 /// `--once` gave up waiting for the server.
 pub async fn run(shared: Arc<Shared>) -> Result<(), Unreachable> {
@@ -87,20 +98,20 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Unreachable> {
                 Some(job) => job,
                 None => continue,
             },
+            Work::Recovered(job) if job.commit_file().is_file() => {
+                resume(&shared, job).await;
+                continue;
+            }
             Work::Recovered(job) => {
-                if job.commit_file().is_file() {
-                    resume(&shared, job).await;
-                    continue;
-                }
                 if let Err(error) = shared.finisher.discard_staging(&job) {
                     tracing::warn!(
                         "cannot clear staged files of {}: {error}",
-                        job.relative.display()
+                        shown(&job.relative)
                     );
                 }
                 tracing::info!(
                     "resuming {} (claimed before drawdrop stopped)",
-                    job.relative.display()
+                    shown(&job.relative)
                 );
                 job
             }
@@ -111,7 +122,8 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Unreachable> {
     }
 }
 
-/// Waits for the server, then claims a settled file if it is still as it settled.
+/// Waits until the server answers and the outbox can be written, then claims a settled
+/// file if it is still as it settled. The queue entry is released or handed back either way.
 async fn take(
     shared: &Shared,
     relative: &Path,
@@ -119,7 +131,10 @@ async fn take(
 ) -> Result<Option<Job>, Unreachable> {
     let ready = tokio::select! {
         _ = shared.cancel.cancelled() => None,
-        ready = shared.health.wait_up(shared.give_up_after) => Some(ready),
+        ready = async {
+            shared.outbox_gate.wait_open().await;
+            shared.health.wait_up(shared.give_up_after).await
+        } => Some(ready),
     };
     match ready {
         None => {
@@ -132,8 +147,7 @@ async fn take(
         }
         Some(Ok(())) => {}
     }
-    let path = shared.inbox.join(relative);
-    match scan::observe(&path) {
+    match scan::observe(&shared.inbox.join(relative)) {
         Ok(now) if now == seen => {}
         Ok(_) => {
             shared.queue.hand_back(relative);
@@ -144,8 +158,7 @@ async fn take(
             return Ok(None);
         }
     }
-    let claimed = shared.finisher.claims.claim(relative);
-    let job = match claimed {
+    let job = match shared.finisher.claims.claim(relative) {
         Ok(Some(job)) => job,
         Ok(None) => {
             shared.queue.release(relative);
@@ -154,7 +167,7 @@ async fn take(
         Err(error) => {
             tracing::error!(
                 "cannot claim {}: {error}; it stays in the inbox",
-                relative.display()
+                shown(relative)
             );
             shared.queue.release(relative);
             return Ok(None);
@@ -165,13 +178,14 @@ async fn take(
         match shared.finisher.claims.unclaim(&job) {
             Ok(_) => shared.queue.hand_back(relative),
             Err(error) => {
-                tracing::error!("cannot put {} back: {error}", relative.display());
+                tracing::error!("cannot put {} back: {error}", shown(relative));
                 shared.queue.release(relative);
             }
         }
         return Ok(None);
     }
     shared.queue.release(relative);
+    crash_point("claimed");
     Ok(Some(job))
 }
 
@@ -188,44 +202,22 @@ async fn process(shared: &Shared, job: Job) -> Option<Unreachable> {
         input_size: None,
         resized: false,
     };
-    let prepared = prepare(shared, &job, &profile, &mut report).await;
-    let sent = match prepared {
+    let sent = match prepare(shared, &job, &profile, &mut report).await {
         Err(reason) => Sent::Failed(reason),
-        Ok((body, expected)) => {
+        Ok(prepared) => {
+            let (width, height) = report.input_size.unwrap_or_default();
             tracing::info!(
-                "taken {} (profile {}, {}x{}{})",
-                job.relative.display(),
+                "taken {} (profile {}, {width}x{height}{})",
+                shown(&job.relative),
                 profile.name,
-                report.input_size.map_or(0, |s| s.0),
-                report.input_size.map_or(0, |s| s.1),
                 if report.resized { ", resized" } else { "" }
             );
-            send(shared, &job, body, expected, &mut report).await
+            send(shared, &job, prepared, &mut report).await
         }
     };
     match sent {
         Sent::Images(images) => {
-            let input_to = match shared.config.after {
-                After::Archive => InputTo::Originals,
-                After::Delete => InputTo::Deleted,
-            };
-            let record = record(shared, &job, &report, "done", None);
-            let finished = blocking(shared, job.clone(), move |finisher, job| {
-                finisher.done(&job, &images, input_to, record)
-            })
-            .await;
-            match finished {
-                Ok(placed) => {
-                    tracing::info!(
-                        "done {} in {:.1} s -> {}",
-                        job.relative.display(),
-                        report.started.elapsed().as_secs_f64(),
-                        list(&placed.results)
-                    );
-                    shared.tally.add_done(&job.relative.to_string_lossy());
-                }
-                Err(error) => write_failure(shared, &job, &error),
-            }
+            succeed(shared, &job, images, &report).await;
             None
         }
         Sent::Failed(reason) => {
@@ -249,7 +241,7 @@ async fn prepare(
     job: &Job,
     profile: &Profile,
     report: &mut Report,
-) -> Result<(Bytes, usize), String> {
+) -> Result<Prepared, String> {
     if let Some(reserved) = reserved_top_folder(&job.relative) {
         return Err(format!(
             "the inbox folder `{reserved}` has the name of an outbox folder drawdrop uses itself; rename the folder"
@@ -257,43 +249,50 @@ async fn prepare(
     }
     let input = job.input();
     let limits = shared.limits;
+    let max_bytes = shared.config.max_file_bytes;
     let settings = profile.settings.clone();
     let api = shared.config.server.api;
     let built = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let size = std::fs::metadata(&input)
+            .map_err(|error| format!("cannot read the file: {error}"))?
+            .len();
+        if size > max_bytes {
+            return Err(format!(
+                "the file is {} MB, above the limit of {} MB (max_file_mb in the config)",
+                size.div_ceil(1024 * 1024),
+                max_bytes / (1024 * 1024)
+            ));
+        }
         let bytes =
             std::fs::read(&input).map_err(|error| format!("cannot read the file: {error}"))?;
         let info = image::inspect(&bytes, &limits).map_err(|problem| problem.to_string())?;
-        let size = image::target_size((info.width, info.height), (settings.width, settings.height));
-        let init = image::init_image(&bytes, &info, size).map_err(|error| error.to_string())?;
+        let target = image::target_size(info.size(), (settings.width, settings.height));
+        let init = image::init_image(&bytes, &info, target).map_err(|error| error.to_string())?;
         let resized = matches!(init, std::borrow::Cow::Owned(_));
-        let seed = request::pick_seed(&settings);
-        let sent = request::settings_for(api, &settings, size, seed);
-        let body = request::body(&sent, &init);
+        let sent = request::settings_for(api, &settings, target, request::pick_seed(&settings));
+        let body = Bytes::from(request::body(&sent, &init));
         Ok((
-            Bytes::from(body),
+            body,
             sent,
-            (info.width, info.height),
+            info.size(),
             resized,
             request::expected_images(&settings),
         ))
     })
     .await
     .map_err(|error| format!("internal error while preparing the image: {error}"))??;
-    let (body, sent, input_size, resized, expected) = built;
+    let (body, sent, input_size, resized, expected_images) = built;
     report.sent = Some(sent);
     report.input_size = Some(input_size);
     report.resized = resized;
-    Ok((body, expected))
+    Ok(Prepared {
+        body,
+        expected_images,
+    })
 }
 
 /// Sends until an answer with images comes, the file must fail, or drawdrop stops.
-async fn send(
-    shared: &Shared,
-    job: &Job,
-    body: Bytes,
-    expected: usize,
-    report: &mut Report,
-) -> Sent {
+async fn send(shared: &Shared, job: &Job, prepared: Prepared, report: &mut Report) -> Sent {
     let server = &shared.config.server;
     let mut waits_in_a_row = 0u32;
     loop {
@@ -307,30 +306,32 @@ async fn send(
         report.attempts += 1;
         tracing::debug!(
             "sending {} to {} (attempt {} of {})",
-            job.relative.display(),
+            shown(&job.relative),
             server.url,
             report.attempts,
             server.max_attempts
         );
         let started = Instant::now();
         let answer = tokio::select! {
-            answer = shared.client.img2img(body.clone()) => answer,
+            answer = shared.client.img2img(prepared.body.clone()) => answer,
             _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,
         };
         report.server_time += started.elapsed();
-        let problem = match answer {
-            Ok(answer) => match answer::images(&answer, server.api, expected, &shared.limits) {
+        let (reason, disposition) = match answer {
+            Ok(answer) => match answer::images(
+                &answer,
+                server.api,
+                prepared.expected_images,
+                &shared.limits,
+            ) {
                 Ok(images) => return Sent::Images(images),
                 Err(BadAnswer(reason)) => (reason, Disposition::Retry(None)),
             },
-            Err(error) => {
-                let disposition = error.disposition();
-                (describe(&error), disposition)
-            }
+            Err(error) => (error.to_string(), error.disposition()),
         };
-        match problem {
-            (reason, Disposition::Fail) => return Sent::Failed(reason),
-            (reason, Disposition::WaitForServer) => {
+        match disposition {
+            Disposition::Fail => return Sent::Failed(reason),
+            Disposition::WaitForServer => {
                 report.attempts -= 1;
                 waits_in_a_row += 1;
                 shared.health.mark_down(&reason);
@@ -339,7 +340,7 @@ async fn send(
                     return Sent::Interrupted;
                 }
             }
-            (reason, Disposition::Retry(at_least)) => {
+            Disposition::Retry(at_least) => {
                 waits_in_a_row = 0;
                 if report.attempts >= server.max_attempts {
                     return Sent::Failed(format!(
@@ -352,24 +353,17 @@ async fn send(
                     .max(at_least.unwrap_or_default().min(LONGEST_RETRY_AFTER));
                 tracing::warn!(
                     "retrying {} in {} s because {reason} (attempt {} of {})",
-                    job.relative.display(),
+                    shown(&job.relative),
                     wait.as_secs(),
                     report.attempts,
                     server.max_attempts
                 );
-                if reason.starts_with("the connection was lost") {
-                    shared.health.mark_down(&reason);
-                }
                 if !pause(&shared.cancel, wait).await {
                     return Sent::Interrupted;
                 }
             }
         }
     }
-}
-
-fn describe(error: &SendError) -> String {
-    error.to_string()
 }
 
 /// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s ... up to a minute.
@@ -392,86 +386,111 @@ async fn cancelled_then_grace(cancel: &CancellationToken) {
     tokio::time::sleep(SHUTDOWN_GRACE).await;
 }
 
-async fn fail(shared: &Shared, job: &Job, reason: &str, report: &Report) {
-    let record = record(shared, job, report, "failed", Some(reason));
-    let text = error_text(shared, job, reason, report);
-    let finished = blocking(shared, job.clone(), move |finisher, job| {
-        finisher.failed(&job, &text, record)
+async fn succeed(shared: &Shared, job: &Job, images: Vec<Vec<u8>>, report: &Report) {
+    let input_to = match shared.config.after {
+        After::Archive => InputTo::Originals,
+        After::Delete => InputTo::Deleted,
+    };
+    let record = record(shared, job, report, "done", None);
+    let images = Arc::new(images);
+    let written = write_outcome(shared, job, move |finisher, job| {
+        finisher.done(job, &images, input_to, record.clone())
     })
     .await;
-    match finished {
-        Ok(placed) => {
-            tracing::warn!(
-                "failed {} because {reason} -> {}",
-                job.relative.display(),
-                placed
-                    .input
-                    .as_deref()
-                    .map(Path::display)
-                    .map(|d| d.to_string())
-                    .unwrap_or_default()
-            );
-            shared.tally.add_failed(&job.relative.to_string_lossy());
-        }
-        Err(error) => write_failure(shared, job, &error),
+    if let Some(placed) = written {
+        tracing::info!(
+            "done {} in {:.1} s -> {}",
+            shown(&job.relative),
+            report.started.elapsed().as_secs_f64(),
+            list(&placed.results)
+        );
+        shared.tally.add_done(&shown(&job.relative));
     }
 }
 
-/// The outbox could not be written: the claimed input stays safe in its job and is
-/// finished by the next start (or put back now if nothing was committed).
-fn write_failure(shared: &Shared, job: &Job, error: &std::io::Error) {
-    tracing::error!(
-        "cannot write the outcome of {} to the outbox: {error}; the input is kept and retried at the next start",
-        job.relative.display()
-    );
-    if !job.commit_file().is_file() {
-        put_back(shared, job);
+async fn fail(shared: &Shared, job: &Job, reason: &str, report: &Report) {
+    let record = record(shared, job, report, "failed", Some(reason));
+    let text = error_text(shared, job, reason, report);
+    let written = write_outcome(shared, job, move |finisher, job| {
+        finisher.failed(job, &text, record.clone())
+    })
+    .await;
+    if let Some(placed) = written {
+        tracing::warn!(
+            "failed {} because {reason} -> {}",
+            shown(&job.relative),
+            placed.input.as_deref().map(shown).unwrap_or_default()
+        );
+        shared.tally.add_failed(&shown(&job.relative));
     }
-    shared.tally.add_failed(&job.relative.to_string_lossy());
+}
+
+/// Writes a job's outcome, waiting (and retrying) while the outbox cannot be written. Once
+/// the outcome is committed, a retry only completes it (`resume`), never decides it again.
+/// On shutdown meanwhile, an uncommitted input goes back to the inbox; a committed one stays
+/// claimed and is finished at the next start. `None` then.
+async fn write_outcome(
+    shared: &Shared,
+    job: &Job,
+    write: impl Fn(&Finisher, &Job) -> std::io::Result<Placed> + Send + Sync + 'static,
+) -> Option<Placed> {
+    let write = Arc::new(write);
+    loop {
+        let attempt = {
+            let (write, finisher, job) = (write.clone(), shared.finisher.clone(), job.clone());
+            tokio::task::spawn_blocking(move || {
+                if job.commit_file().is_file() {
+                    finisher.resume(&job)
+                } else {
+                    write(&finisher, &job)
+                }
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|written| written)
+        };
+        let error = match attempt {
+            Ok(placed) => return Some(placed),
+            Err(error) => error,
+        };
+        shared.outbox_gate.close(&error.to_string());
+        let reopened = tokio::select! {
+            _ = shared.cancel.cancelled() => false,
+            _ = shared.outbox_gate.wait_open() => true,
+        };
+        if !reopened {
+            if !job.commit_file().is_file() {
+                put_back(shared, job);
+            }
+            return None;
+        }
+        tracing::info!("writing the outcome of {} again", shown(&job.relative));
+    }
 }
 
 fn put_back(shared: &Shared, job: &Job) {
     let _ = shared.finisher.discard_staging(job);
     match shared.finisher.claims.unclaim(job) {
-        Ok(path) => tracing::info!("put {} back into the inbox", path.display()),
+        Ok(path) => tracing::info!("put {} back into the inbox", shown(&path)),
         Err(error) => tracing::error!(
             "cannot put {} back into the inbox ({error}); it is kept and resumed at the next start",
-            job.relative.display()
+            shown(&job.relative)
         ),
     }
 }
 
 async fn resume(shared: &Shared, job: Job) {
-    let resumed = blocking(shared, job.clone(), |finisher, job| finisher.resume(&job)).await;
-    match resumed {
-        Ok(Placed { results, input }) => {
-            tracing::info!(
-                "finished {} (decided before drawdrop stopped) -> {}",
-                input
-                    .as_deref()
-                    .map(Path::display)
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| job.id.clone()),
-                list(&results)
-            );
-        }
-        Err(error) => tracing::error!(
-            "cannot finish job {}: {error}; it is retried at the next start",
-            job.id
-        ),
+    let resumed = write_outcome(shared, &job, |finisher, job| finisher.resume(job)).await;
+    if let Some(Placed { results, input }) = resumed {
+        tracing::info!(
+            "finished {} (decided before drawdrop stopped) -> {}",
+            input
+                .as_deref()
+                .map(shown)
+                .unwrap_or_else(|| job.id.clone()),
+            list(&results)
+        );
     }
-}
-
-/// Runs finishing file work off the async threads.
-async fn blocking<T: Send + 'static>(
-    shared: &Shared,
-    job: Job,
-    work: impl FnOnce(&Finisher, Job) -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    let finisher = shared.finisher.clone();
-    tokio::task::spawn_blocking(move || work(&finisher, job))
-        .await
-        .map_err(std::io::Error::other)?
 }
 
 fn record(
@@ -489,7 +508,7 @@ fn record(
         "outcome": outcome,
         "profile": report.profile,
         "server": server.url.as_str(),
-        "api": match server.api { crate::config::Api::DrawThings => "drawthings", crate::config::Api::A1111 => "a1111" },
+        "api": match server.api { Api::DrawThings => "drawthings", Api::A1111 => "a1111" },
         "settings": report.sent,
         "input_size": report.input_size.map(|(w, h)| json!([w, h])),
         "resized": report.resized,
@@ -505,7 +524,6 @@ fn record(
 }
 
 fn error_text(shared: &Shared, job: &Job, reason: &str, report: &Report) -> String {
-    let server = &shared.config.server;
     format!(
         "drawdrop could not process {input}\n\n\
          Reason:   {reason}\n\
@@ -514,10 +532,10 @@ fn error_text(shared: &Shared, job: &Job, reason: &str, report: &Report) -> Stri
          Server:   {url}\n\
          When:     {when} (after {took:.1} s)\n\n\
          To try again, move this file back into the inbox.\n",
-        input = job.relative.display(),
+        input = shown(&job.relative),
         attempts = report.attempts,
         profile = report.profile,
-        url = server.url,
+        url = shared.config.server.url,
         when = report.started_at.strftime("%Y-%m-%d %H:%M:%S %:z"),
         took = report.started.elapsed().as_secs_f64(),
     )
@@ -540,7 +558,7 @@ fn reserved_top_folder(relative: &Path) -> Option<String> {
 fn list(paths: &[PathBuf]) -> String {
     paths
         .iter()
-        .map(|p| p.display().to_string())
+        .map(|p| shown(p))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -24,6 +24,9 @@ pub const DEFAULT_INBOX: &str = "~/DrawDrop/Inbox";
 pub const DEFAULT_OUTBOX: &str = "~/DrawDrop/Outbox";
 /// How long a file must stay unchanged before it is taken, when the config does not say.
 pub const DEFAULT_SETTLE_MS: u64 = 1000;
+/// Inputs larger than this many megabytes fail instead of being sent.
+pub const DEFAULT_MAX_FILE_MB: u64 = 100;
+const MEGABYTE: u64 = 1024 * 1024;
 
 impl Config {
     /// Loads the located config file and its profiles. A missing file is an error when it was
@@ -64,6 +67,7 @@ impl Config {
             default_profile: DEFAULT_PROFILE_NAME.to_owned(),
             settle: Duration::from_millis(DEFAULT_SETTLE_MS),
             after: After::Archive,
+            max_file_bytes: DEFAULT_MAX_FILE_MB * MEGABYTE,
             server: default_server(),
             profiles: [(DEFAULT_PROFILE_NAME.to_owned(), Profile::built_in_default())].into(),
             file,
@@ -98,6 +102,10 @@ impl Config {
                 [choice(&source, "after", after, &["archive", "delete"])?],
             None => After::Archive,
         };
+        let max_file_bytes = match &raw.max_file_mb {
+            Some(mb) => integer_in::<u64>(&source, "max_file_mb", mb, 1..=4096)? * MEGABYTE,
+            None => DEFAULT_MAX_FILE_MB * MEGABYTE,
+        };
         let server = server(&source, &raw.server, env)?;
 
         let profiles_dir = profiles_dir_beside(file);
@@ -127,6 +135,7 @@ impl Config {
             default_profile,
             settle,
             after,
+            max_file_bytes,
             server,
             profiles,
         })

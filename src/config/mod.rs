@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use load::{DEFAULT_INBOX, DEFAULT_OUTBOX, DEFAULT_SETTLE_MS};
+pub use load::{DEFAULT_INBOX, DEFAULT_MAX_FILE_MB, DEFAULT_OUTBOX, DEFAULT_SETTLE_MS};
 pub use location::{CONFIG_ENV, CONFIG_FILE_NAME, default_config_path, locate, locate_with};
 pub use paths::{expand_tilde, home_dir, normalize};
 pub use profiles::{DEFAULT_PROFILE_NAME, RESERVED_PROFILE_NAMES, profile_name_problem};
@@ -52,6 +52,8 @@ pub struct Config {
     pub settle: Duration,
     /// What happens to an original after success.
     pub after: After,
+    /// Larger inputs fail at once instead of being read into memory (`max_file_mb`).
+    pub max_file_bytes: u64,
     /// The image server and how to talk to it.
     pub server: Server,
     /// Every profile by name; always holds `default_profile`.

@@ -17,6 +17,7 @@ pub(crate) struct RawConfig {
     pub default_profile: Option<Spanned<String>>,
     pub settle_ms: Option<Spanned<Integer>>,
     pub after: Option<Spanned<String>>,
+    pub max_file_mb: Option<Spanned<Integer>>,
     #[serde(default)]
     pub server: RawServer,
 }

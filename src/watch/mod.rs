@@ -10,10 +10,12 @@ pub mod scan;
 pub mod settle;
 pub mod source;
 
-use crate::inbox_names::{is_candidate, is_visible_dir};
+use crate::inbox_names::{is_candidate, is_visible_dir, shown};
 use crate::queue::{Queue, Work};
+use notify::RecommendedWatcher;
 use settle::{Settler, Verdict};
-use source::Hints;
+use source::{Hints, Source};
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,10 @@ pub struct WatchStage {
     once: bool,
     /// Called with the number of new files found by each scan (progress for `--once`).
     on_found: Box<dyn Fn(usize) + Send>,
+    /// Links and unreadable folders already reported, so each is logged once.
+    reported: HashSet<PathBuf>,
+    /// The event source and its live watcher; `None` with `once`.
+    events: Option<(Source, Option<RecommendedWatcher>)>,
 }
 
 impl WatchStage {
@@ -42,7 +48,16 @@ impl WatchStage {
             queue,
             once,
             on_found: Box::new(|_| {}),
+            reported: HashSet::new(),
+            events: None,
         }
+    }
+
+    /// Watches with this source (whose watcher is already running), re-watching when the
+    /// inbox folder is created again after being deleted.
+    pub fn with_events(mut self, source: Source, watcher: RecommendedWatcher) -> Self {
+        self.events = Some((source, Some(watcher)));
+        self
     }
 
     pub fn on_found(mut self, callback: impl Fn(usize) + Send + 'static) -> Self {
@@ -95,9 +110,8 @@ impl WatchStage {
     /// Looks at every candidate in the inbox.
     fn rescan(&mut self) {
         let inbox = self.inbox.clone();
-        let found = match scan::scan(&inbox, |folder, error| {
-            tracing::warn!("cannot read inbox folder {}: {error}", folder.display());
-        }) {
+        let reported = &mut self.reported;
+        let found = match scan::scan(&inbox, |notice| report(reported, notice)) {
             Ok(found) => found,
             Err(error) => {
                 self.inbox_missing(error);
@@ -115,19 +129,36 @@ impl WatchStage {
     }
 
     fn inbox_missing(&mut self, error: std::io::Error) {
-        if error.kind() == std::io::ErrorKind::NotFound {
-            match std::fs::create_dir_all(&self.inbox) {
-                Ok(()) => tracing::warn!(
-                    "the inbox {} was gone; created it again (files dropped now are watched at the next rescan)",
+        if error.kind() != std::io::ErrorKind::NotFound {
+            if self.reported.insert(self.inbox.clone()) {
+                tracing::error!("cannot read the inbox {}: {error}", self.inbox.display());
+            }
+            return;
+        }
+        if let Err(error) = std::fs::create_dir_all(&self.inbox) {
+            if self.reported.insert(self.inbox.clone()) {
+                tracing::error!(
+                    "the inbox {} is gone and cannot be created again: {error}; trying again at the next rescan",
                     self.inbox.display()
-                ),
+                );
+            }
+            return;
+        }
+        self.reported.remove(&self.inbox);
+        tracing::warn!(
+            "the inbox {} was gone; created it again",
+            self.inbox.display()
+        );
+        if let Some((source, watcher)) = &mut self.events {
+            // The old watcher watched the deleted folder.
+            *watcher = None;
+            match source.watch(&self.inbox) {
+                Ok(new) => *watcher = Some(new),
                 Err(error) => tracing::error!(
-                    "the inbox {} is gone and cannot be created again: {error}",
-                    self.inbox.display()
+                    "cannot watch the new inbox ({error}); it is scanned every {} s instead",
+                    RESCAN_EVERY.as_secs()
                 ),
             }
-        } else {
-            tracing::error!("cannot read the inbox {}: {error}", self.inbox.display());
         }
     }
 
@@ -136,6 +167,13 @@ impl WatchStage {
         let Ok(relative) = path.strip_prefix(&self.inbox) else {
             return;
         };
+        if relative.as_os_str().is_empty() {
+            // The inbox folder itself changed: it may be gone.
+            if !self.inbox.is_dir() {
+                self.rescan();
+            }
+            return;
+        }
         if relative.components().any(|c| match c {
             Component::Normal(name) => !is_visible_dir(name),
             _ => true,
@@ -151,7 +189,14 @@ impl WatchStage {
 
     /// A folder appeared (perhaps moved in whole, with files already inside).
     fn scan_folder(&mut self, relative: &Path) {
-        let Ok(found) = scan::scan(&self.inbox.join(relative), |_, _| {}) else {
+        let reported = &mut self.reported;
+        let Ok(found) = scan::scan(&self.inbox.join(relative), |notice| match notice {
+            scan::Notice::Link(path) => report(reported, scan::Notice::Link(&relative.join(path))),
+            scan::Notice::Unreadable(path, error) => report(
+                reported,
+                scan::Notice::Unreadable(&relative.join(path), error),
+            ),
+        }) else {
             return;
         };
         let count = found.len();
@@ -178,6 +223,25 @@ impl WatchStage {
         }
         if let Verdict::Settled = self.settler.observe(&relative, seen, Instant::now()) {
             self.queue.push(Work::Settled { relative, seen });
+        }
+    }
+}
+
+/// Logs what a scan left alone, once per path.
+fn report(reported: &mut HashSet<PathBuf>, notice: scan::Notice<'_>) {
+    match notice {
+        scan::Notice::Link(path) => {
+            if reported.insert(path.to_path_buf()) {
+                tracing::warn!(
+                    "left alone: {} is a symbolic link (drawdrop never follows links, which may point outside the inbox; copy the picture in instead)",
+                    shown(path)
+                );
+            }
+        }
+        scan::Notice::Unreadable(path, error) => {
+            if reported.insert(path.to_path_buf()) {
+                tracing::warn!("cannot read the inbox folder {}: {error}", shown(path));
+            }
         }
     }
 }

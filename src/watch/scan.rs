@@ -17,10 +17,21 @@ pub struct Found {
     pub seen: Observation,
 }
 
+/// Something a scan left alone that a person should hear about.
+#[derive(Debug)]
+pub enum Notice<'a> {
+    /// A folder inside the inbox that cannot be read.
+    Unreadable(&'a Path, io::Error),
+    /// A symbolic link with a picture's name, or to a folder: never followed, as it may
+    /// point anywhere.
+    Link(&'a Path),
+}
+
 /// Lists every candidate under `inbox`, oldest mtime first (then by path), which is the
-/// order they arrived in as far as the file system can tell. Unreadable subfolders are
-/// reported through `on_error` and skipped; an unreadable inbox is an error.
-pub fn scan(inbox: &Path, mut on_error: impl FnMut(&Path, io::Error)) -> io::Result<Vec<Found>> {
+/// order they arrived in as far as the file system can tell. What is skipped for a reason a
+/// person should know (unreadable folders, symbolic links) goes to `notice`; an unreadable
+/// inbox is an error.
+pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut folders = vec![PathBuf::new()];
     let mut first = true;
@@ -29,7 +40,7 @@ pub fn scan(inbox: &Path, mut on_error: impl FnMut(&Path, io::Error)) -> io::Res
             Ok(entries) => entries,
             Err(error) if first => return Err(error),
             Err(error) => {
-                on_error(&folder, error);
+                notice(Notice::Unreadable(&folder, error));
                 continue;
             }
         };
@@ -42,6 +53,10 @@ pub fn scan(inbox: &Path, mut on_error: impl FnMut(&Path, io::Error)) -> io::Res
             if kind.is_dir() {
                 if is_visible_dir(&entry.file_name()) {
                     folders.push(relative);
+                }
+            } else if kind.is_symlink() {
+                if is_candidate(&relative) || entry.path().is_dir() {
+                    notice(Notice::Link(&relative));
                 }
             } else if kind.is_file()
                 && is_candidate(&relative)
@@ -99,7 +114,7 @@ mod tests {
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, b"x").unwrap();
         }
-        let mut found = names(&scan(root, |_, _| {}).unwrap());
+        let mut found = names(&scan(root, |_| {}).unwrap());
         found.sort();
         assert_eq!(
             found,
@@ -120,7 +135,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(
-            names(&scan(root, |_, _| {}).unwrap()),
+            names(&scan(root, |_| {}).unwrap()),
             ["old.png", "mid.png", "new.png"]
         );
     }
@@ -137,12 +152,21 @@ mod tests {
             dir.path().join("linked.png"),
         )
         .unwrap();
-        assert!(scan(dir.path(), |_, _| {}).unwrap().is_empty());
+        let mut links = Vec::new();
+        let found = scan(dir.path(), |notice| {
+            if let Notice::Link(path) = notice {
+                links.push(path.to_path_buf());
+            }
+        })
+        .unwrap();
+        assert!(found.is_empty());
+        links.sort();
+        assert_eq!(links, [PathBuf::from("link"), PathBuf::from("linked.png")]);
     }
 
     #[test]
     fn a_missing_inbox_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(scan(&dir.path().join("gone"), |_, _| {}).is_err());
+        assert!(scan(&dir.path().join("gone"), |_| {}).is_err());
     }
 }

@@ -44,14 +44,34 @@ pub struct Hints {
     pub rescan: Arc<RescanRequest>,
 }
 
-/// Watches `inbox` recursively. Keep the returned watcher alive as long as events are wanted.
-pub fn watch(inbox: &Path) -> notify::Result<(RecommendedWatcher, Hints)> {
+/// The sending side: makes watchers that feed the same `Hints` (a new one is needed when
+/// the inbox folder itself was deleted and created again).
+#[derive(Clone)]
+pub struct Source {
+    sender: mpsc::Sender<PathBuf>,
+    rescan: Arc<RescanRequest>,
+}
+
+/// A source and the hints it feeds.
+pub fn channel() -> (Source, Hints) {
     let (sender, paths) = mpsc::channel(HINT_CAPACITY);
     let rescan = Arc::new(RescanRequest::default());
-    let request = rescan.clone();
-    let mut watcher = notify::recommended_watcher(move |event| forward(event, &sender, &request))?;
-    watcher.watch(inbox, RecursiveMode::Recursive)?;
-    Ok((watcher, Hints { paths, rescan }))
+    let source = Source {
+        sender,
+        rescan: rescan.clone(),
+    };
+    (source, Hints { paths, rescan })
+}
+
+impl Source {
+    /// Watches `inbox` recursively. Keep the watcher alive as long as events are wanted.
+    pub fn watch(&self, inbox: &Path) -> notify::Result<RecommendedWatcher> {
+        let (sender, rescan) = (self.sender.clone(), self.rescan.clone());
+        let mut watcher =
+            notify::recommended_watcher(move |event| forward(event, &sender, &rescan))?;
+        watcher.watch(inbox, RecursiveMode::Recursive)?;
+        Ok(watcher)
+    }
 }
 
 /// notify's callback: never blocks, never panics.

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const STATE_DIR: &str = ".drawdrop";
 const COMMIT_FILE: &str = "commit.json";
 const INPUT_DIR: &str = "in";
+/// Files beside `cat.png` that belong to it: `cat.txt` (its prompt) and `cat.toml` (settings).
+pub const SIDECAR_EXTENSIONS: [&str; 2] = ["txt", "toml"];
 
 /// The claimed-jobs area of one inbox.
 #[derive(Debug, Clone)]
@@ -41,6 +43,25 @@ impl Job {
     /// Where the claimed input is now.
     pub fn input(&self) -> PathBuf {
         self.dir.join(INPUT_DIR).join(&self.relative)
+    }
+
+    /// The claimed sidecar with this extension (`cat.txt`, `cat.toml`), if it came along.
+    pub fn sidecar(&self, extension: &str) -> Option<PathBuf> {
+        let path = self.input().with_extension(extension);
+        path.is_file().then_some(path)
+    }
+
+    /// Every file the job holds (the picture and its sidecars), relative to the inbox.
+    pub fn files(&self) -> io::Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        collect_files(&self.dir.join(INPUT_DIR), Path::new(""), &mut files)?;
+        files.sort();
+        Ok(files)
+    }
+
+    /// Where a file of [`Job::files`] is now.
+    pub fn claimed(&self, relative: &Path) -> PathBuf {
+        self.dir.join(INPUT_DIR).join(relative)
     }
 
     /// The job's commit record, present once its outcome is decided.
@@ -117,8 +138,10 @@ impl Claims {
         }
     }
 
-    /// Moves `relative` out of the inbox into a new job, durably. `Ok(None)` when the file
-    /// is no longer there (the person took it back).
+    /// Moves `relative` out of the inbox into a new job, durably, with its sidecars
+    /// (`cat.txt`, `cat.toml` beside `cat.png`), which go first: a claim holding sidecars but
+    /// no picture never completed and is undone by [`Claims::recover`]. `Ok(None)` when the
+    /// picture is no longer there (the person took it back).
     pub fn claim(&self, relative: &Path) -> io::Result<Option<Job>> {
         let id = new_job_id();
         let job = Job {
@@ -130,7 +153,20 @@ impl Claims {
         let target_dir = parent(&target);
         fs::create_dir_all(target_dir)?;
         let source = self.inbox.join(relative);
-        match fs::rename(&source, &target) {
+        let moved = SIDECAR_EXTENSIONS
+            .iter()
+            .map(|extension| {
+                (
+                    source.with_extension(extension),
+                    target.with_extension(extension),
+                )
+            })
+            .chain([(source.clone(), target.clone())])
+            .try_for_each(|(from, to)| match fs::rename(&from, &to) {
+                Err(error) if error.kind() == io::ErrorKind::NotFound && from != source => Ok(()),
+                other => other,
+            });
+        match moved {
             Ok(()) => {
                 durable::sync_dir(target_dir)?;
                 durable::sync_dir(parent(&source))?;
@@ -138,7 +174,9 @@ impl Claims {
                 Ok(Some(job))
             }
             Err(error) => {
-                let _ = durable::remove_tree(&job.dir);
+                // Sidecars that moved go back; then the half-made job goes.
+                self.return_files(&job)?;
+                durable::remove_tree(&job.dir)?;
                 if error.kind() == io::ErrorKind::NotFound {
                     Ok(None)
                 } else {
@@ -148,20 +186,46 @@ impl Claims {
         }
     }
 
-    /// Puts a claimed input back into the inbox (at its old path, or the next free
-    /// ` (N)` name if a new file took it) and forgets the job. Returns the path used.
+    /// Puts a claimed input and its sidecars back into the inbox (at their old paths, or the
+    /// next free ` (N)` names if new files took them) and forgets the job. Returns the
+    /// picture's path in the inbox.
     pub fn unclaim(&self, job: &Job) -> io::Result<PathBuf> {
-        let input = job.input();
-        durable::create_dir_all(parent(&self.inbox.join(&job.relative)))?;
-        for n in 1u32.. {
-            let relative = crate::outbox::with_number(&job.relative, n);
-            if durable::rename_no_replace(&input, &self.inbox.join(&relative))? {
-                durable::sync_dir(parent(&self.inbox.join(&relative)))?;
-                self.forget(job)?;
-                return Ok(relative);
+        let placed = self.return_files(job)?;
+        self.forget(job)?;
+        Ok(placed
+            .into_iter()
+            .find(|path| path.extension() == job.relative.extension())
+            .unwrap_or_else(|| job.relative.clone()))
+    }
+
+    /// Moves every file of a job back into the inbox, one number for the whole set.
+    fn return_files(&self, job: &Job) -> io::Result<Vec<PathBuf>> {
+        let files = job.files()?;
+        let free = (1u32..)
+            .find(|&n| {
+                files.iter().all(|file| {
+                    fs::symlink_metadata(self.inbox.join(crate::outbox::with_number(file, n)))
+                        .is_err()
+                })
+            })
+            .unwrap_or(1);
+        let mut placed = Vec::with_capacity(files.len());
+        for file in files {
+            let from = job.claimed(&file);
+            let mut n = free;
+            loop {
+                let relative = crate::outbox::with_number(&file, n);
+                let to = self.inbox.join(&relative);
+                durable::create_dir_all(parent(&to))?;
+                if durable::rename_no_replace(&from, &to)? {
+                    durable::sync_dir(parent(&to))?;
+                    placed.push(relative);
+                    break;
+                }
+                n += 1;
             }
         }
-        Err(io::Error::other("no free name in the inbox"))
+        Ok(placed)
     }
 
     /// Removes a finished job's folder.
@@ -185,16 +249,28 @@ impl Claims {
         let mut jobs = Vec::new();
         for id in ids {
             let dir = self.jobs.join(&id);
-            let input = find_single_file(&dir.join(INPUT_DIR))?;
-            let committed = dir.join(COMMIT_FILE).is_file();
-            match input {
-                Some(relative) => jobs.push(Job { id, relative, dir }),
-                None if committed => jobs.push(Job {
-                    id,
-                    relative: PathBuf::new(),
-                    dir,
-                }),
-                None => durable::remove_tree(&dir)?,
+            let mut job = Job {
+                id,
+                relative: PathBuf::new(),
+                dir,
+            };
+            let picture = job
+                .files()?
+                .into_iter()
+                .find(|file| crate::inbox_names::is_candidate(file));
+            let committed = job.commit_file().is_file();
+            match picture {
+                Some(relative) => {
+                    job.relative = relative;
+                    jobs.push(job);
+                }
+                // Its picture already moved on; the commit says what is left to do.
+                None if committed => jobs.push(job),
+                // A claim that never completed: sidecars it took go back.
+                None => {
+                    self.return_files(&job)?;
+                    durable::remove_tree(&job.dir)?;
+                }
             }
         }
         Ok(jobs)
@@ -206,23 +282,23 @@ impl Claims {
     }
 }
 
-/// The one file under `dir` (the claimed input), as a path relative to `dir`.
-fn find_single_file(dir: &Path) -> io::Result<Option<PathBuf>> {
-    let mut relative = PathBuf::new();
-    loop {
-        let entries = match fs::read_dir(dir.join(&relative)) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        let Some(entry) = entries.filter_map(Result::ok).next() else {
-            return Ok(None);
-        };
-        relative.push(entry.file_name());
-        if !entry.file_type()?.is_dir() {
-            return Ok(Some(relative));
+/// Every file under `root/relative`, as paths relative to `root`.
+fn collect_files(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    let entries = match fs::read_dir(root.join(relative)) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = relative.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            collect_files(root, &path, out)?;
+        } else {
+            out.push(path);
         }
     }
+    Ok(())
 }
 
 fn parent(path: &Path) -> &Path {
@@ -294,6 +370,52 @@ mod tests {
         fs::create_dir_all(dir.path().join(".drawdrop/jobs/0000000000000-000000-1/in")).unwrap();
         assert_eq!(claims.recover().unwrap(), jobs);
         assert_eq!(claims.count(), 2);
+    }
+
+    #[test]
+    fn sidecars_travel_with_their_picture_and_back() {
+        let (dir, claims) = setup();
+        fs::create_dir_all(dir.path().join("w")).unwrap();
+        for name in ["w/cat.png", "w/cat.txt", "w/cat.toml", "w/dog.txt"] {
+            fs::write(dir.path().join(name), name).unwrap();
+        }
+        let job = claims.claim(Path::new("w/cat.png")).unwrap().unwrap();
+        assert_eq!(
+            job.files().unwrap(),
+            [
+                Path::new("w/cat.png"),
+                Path::new("w/cat.toml"),
+                Path::new("w/cat.txt")
+            ]
+        );
+        assert_eq!(fs::read(job.sidecar("txt").unwrap()).unwrap(), b"w/cat.txt");
+        assert!(dir.path().join("w/dog.txt").exists(), "other sidecars stay");
+        assert!(!dir.path().join("w/cat.txt").exists());
+        fs::write(dir.path().join("w/cat.txt"), b"a new one").unwrap();
+        assert_eq!(claims.unclaim(&job).unwrap(), Path::new("w/cat (2).png"));
+        assert_eq!(
+            fs::read(dir.path().join("w/cat (2).txt")).unwrap(),
+            b"w/cat.txt"
+        );
+        assert_eq!(
+            fs::read(dir.path().join("w/cat (2).toml")).unwrap(),
+            b"w/cat.toml"
+        );
+        assert_eq!(
+            fs::read(dir.path().join("w/cat.txt")).unwrap(),
+            b"a new one"
+        );
+    }
+
+    #[test]
+    fn a_claim_that_took_only_sidecars_is_undone_on_recovery() {
+        let (dir, claims) = setup();
+        let half = dir.path().join(".drawdrop/jobs/0000000000001-000000-1/in");
+        fs::create_dir_all(&half).unwrap();
+        fs::write(half.join("cat.txt"), b"prompt").unwrap();
+        assert!(claims.recover().unwrap().is_empty());
+        assert_eq!(fs::read(dir.path().join("cat.txt")).unwrap(), b"prompt");
+        assert_eq!(claims.count(), 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::api::{Client, is_loopback};
 use crate::claim::{Claims, LockError};
-use crate::config::Config;
+use crate::config::{Config, Located};
 use crate::finish::Finisher;
 use crate::folders;
 use crate::health::{Health, Unreachable};
@@ -13,6 +13,7 @@ use crate::logging::LogHandle;
 use crate::outbox::Outbox;
 use crate::outbox_gate::OutboxGate;
 use crate::queue::{Queue, Work};
+use crate::reload::Live;
 use crate::tally::Tally;
 use crate::watch::{WatchStage, source};
 use crate::worker::{self, SHUTDOWN_GRACE, Shared};
@@ -62,8 +63,10 @@ pub struct Summary {
 }
 
 /// Runs until `shutdown` is cancelled (or, with `once`, until the inbox is done).
+/// `located` is where the config came from: the daemon reloads it when it changes.
 pub async fn run(
     config: Config,
+    located: Located,
     options: Options,
     logs: &LogHandle,
     tally: Arc<Tally>,
@@ -88,89 +91,86 @@ pub async fn run(
     for job in recovered {
         queue.push(Work::Recovered(job));
     }
-    let health = Arc::new(Health::new());
+    tracing::info!(
+        "drawdrop {} watching {} -> {} (server {}, profiles: {})",
+        env!("CARGO_PKG_VERSION"),
+        inbox.display(),
+        config.outbox.display(),
+        config.server.url,
+        config
+            .profiles
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let outbox = Arc::new(Outbox::new(config.outbox.clone()));
-    let outbox_gate = Arc::new(OutboxGate::new(outbox.staging_root()));
     let cancel = shutdown.child_token();
+    let (settle, concurrency) = (config.settle, config.server.concurrency);
     let shared = Arc::new(Shared {
-        client: Client::new(&config.server)?,
+        give_up_after: options.once.then_some(config.server.timeout),
+        live: Arc::new(Live::new(config.clone(), Client::new(&config.server)?)),
+        outbox_gate: Arc::new(OutboxGate::new(outbox.staging_root())),
         finisher: Finisher { outbox, claims },
         queue: queue.clone(),
-        health: health.clone(),
-        outbox_gate,
+        health: Arc::new(Health::new()),
         tally: tally.clone(),
         limits: Limits::default(),
         inbox: inbox.clone(),
-        give_up_after: options.once.then_some(config.server.timeout),
         cancel: cancel.clone(),
-        config: Arc::new(config),
     });
-    tracing::info!(
-        "drawdrop {} watching {} -> {} (server {}, {} profile{})",
-        env!("CARGO_PKG_VERSION"),
-        inbox.display(),
-        shared.config.outbox.display(),
-        shared.config.server.url,
-        shared.config.profiles.len(),
-        if shared.config.profiles.len() == 1 {
-            ""
-        } else {
-            "s"
-        }
-    );
 
-    let events = if options.once {
-        None
-    } else {
-        health.want_server();
-        let (source, hints) = source::channel();
+    let mut stage = WatchStage::new(inbox.clone(), settle, queue.clone(), options.once)
+        .on_found(move |count| tally.add_found(count));
+    let mut hints = None;
+    if !options.once {
+        shared.health.want_server();
+        let (source, events) = source::channel();
         let watcher = source.watch(&inbox).map_err(|source| StartError::Watch {
             inbox: inbox.display().to_string(),
             source,
         })?;
-        Some((source, watcher, hints))
-    };
+        stage = stage
+            .with_events(source, watcher)
+            .with_settle_updates(shared.live.subscribe());
+        hints = Some(events);
+    }
 
     let mut tasks = JoinSet::new();
-    let stage_tally = tally.clone();
-    let mut stage = WatchStage::new(
-        inbox.clone(),
-        shared.config.settle,
-        queue.clone(),
-        options.once,
-    )
-    .on_found(move |count| stage_tally.add_found(count));
-    let hints = match events {
-        Some((source, watcher, hints)) => {
-            stage = stage.with_events(source, watcher);
-            Some(hints)
-        }
-        None => None,
-    };
     let stage_cancel = cancel.clone();
     tasks.spawn(async move {
         stage.run(hints, stage_cancel).await;
         Ok(())
     });
-    let prober_shared = shared.clone();
-    let prober = tokio::spawn(async move {
-        let shared = prober_shared;
-        tokio::join!(
-            shared.health.run_prober(&shared.client, &shared.cancel),
-            shared.outbox_gate.run_prober(&shared.cancel),
-        );
-    });
-    for _ in 0..shared.config.server.concurrency {
+    let helpers = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let reload = async {
+                if !options.once {
+                    shared
+                        .live
+                        .watch_files(located, shared.cancel.clone())
+                        .await;
+                }
+            };
+            tokio::join!(
+                shared.health.run_prober(&shared.live, &shared.cancel),
+                shared.outbox_gate.run_prober(&shared.cancel),
+                reload,
+            );
+        })
+    };
+    for _ in 0..concurrency {
         tasks.spawn(worker::run(shared.clone()));
     }
 
     let outcome = wait(&mut tasks, &shutdown, &cancel).await;
     cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), prober).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), helpers).await;
     outcome?;
     Ok(Summary {
-        done: tally.done(),
-        failed: tally.failed(),
+        done: shared.tally.done(),
+        failed: shared.tally.failed(),
     })
 }
 

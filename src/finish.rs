@@ -12,6 +12,7 @@
 use crate::claim::{Claims, Job};
 use crate::durable;
 use crate::failpoint::crash_point;
+use crate::inbox_names::is_candidate;
 use crate::outbox::{self, Outbox};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -119,12 +120,20 @@ impl Finisher {
         Ok(staging)
     }
 
+    /// The first collision number free for every file of the job (and the error file).
     fn input_number(&self, job: &Job, input_to: InputTo) -> u32 {
+        let files = job.files().unwrap_or_else(|_| vec![job.relative.clone()]);
         self.outbox.first_free(|n| {
-            let name = input_destination(&job.relative, input_to, n);
-            let mut names = vec![name.clone()];
+            let mut names: Vec<PathBuf> = files
+                .iter()
+                .map(|file| input_destination(file, input_to, n))
+                .collect();
             if input_to == InputTo::Failed {
-                names.push(outbox::error_file_for(&name));
+                names.push(outbox::error_file_for(&input_destination(
+                    &job.relative,
+                    input_to,
+                    n,
+                )));
             }
             names
         })
@@ -162,27 +171,29 @@ impl Finisher {
     /// Idempotent: safe to redo after a crash at any point.
     fn apply(&self, job: &Job, commit: &Commit) -> io::Result<Placed> {
         let staging = self.outbox.staging(&job.id);
-        if job.has_input() {
+        let files = job.files()?;
+        for file in &files {
+            let claimed = job.claimed(file);
             match commit.input_to {
-                InputTo::Deleted => durable::remove_file(&job.input())?,
+                InputTo::Deleted => durable::remove_file(&claimed)?,
                 to => {
-                    let destination = input_destination(&job.relative, to, commit.input_number);
-                    durable::move_file(&job.input(), &staging.join(destination))?;
+                    let destination = input_destination(file, to, commit.input_number);
+                    durable::move_file(&claimed, &staging.join(destination))?;
                 }
             }
+        }
+        if !files.is_empty() {
             crash_point("input-moved");
         }
-        let placed_paths = self.outbox.place_staged(&staging)?;
         let mut placed = Placed::default();
-        for path in placed_paths {
-            let top = path.components().next().map(|c| c.as_os_str().to_owned());
-            let is_input = top.as_deref() == Some(std::ffi::OsStr::new(outbox::ORIGINALS))
-                || (top.as_deref() == Some(std::ffi::OsStr::new(outbox::FAILED))
-                    && path.extension() != Some(std::ffi::OsStr::new("txt")));
-            if is_input {
-                placed.input = Some(path);
-            } else if top.as_deref() != Some(std::ffi::OsStr::new(outbox::FAILED)) {
-                placed.results.push(path);
+        for path in self.outbox.place_staged(&staging)? {
+            match path.components().next().map(|c| c.as_os_str()) {
+                Some(top) if top == outbox::ORIGINALS || top == outbox::FAILED => {
+                    if is_candidate(&path) {
+                        placed.input = Some(path);
+                    }
+                }
+                _ => placed.results.push(path),
             }
         }
         let mut record = commit.record.clone();

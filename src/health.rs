@@ -2,7 +2,8 @@
 //! `GET /` with growing pauses (up to 30 s) until it does, so a closed Draw Things pauses
 //! the queue instead of failing files.
 
-use crate::api::{Client, Probe};
+use crate::api::Probe;
+use crate::reload::Live;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -102,8 +103,7 @@ impl Health {
     }
 
     /// Probes whenever the server is not known to be up, until cancelled.
-    pub async fn run_prober(&self, client: &Client, cancel: &CancellationToken) {
-        let url = client.server().url.to_string();
+    pub async fn run_prober(&self, live: &Live, cancel: &CancellationToken) {
         let mut demand = self.demand.subscribe();
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -116,18 +116,21 @@ impl Health {
                 _ = cancel.cancelled() => return,
                 changed = not_up => if changed.is_err() { return },
             }
-            if !self.probe_until_up(client, &url, cancel).await {
+            if !self.probe_until_up(live, cancel).await {
                 return;
             }
         }
     }
 
     /// Returns false when cancelled first.
-    async fn probe_until_up(&self, client: &Client, url: &str, cancel: &CancellationToken) -> bool {
+    async fn probe_until_up(&self, live: &Live, cancel: &CancellationToken) -> bool {
         let mut pause = FIRST_PAUSE;
         let mut last_told = None::<Instant>;
         let was_unknown = self.state() == State::Unknown;
         loop {
+            // The latest settings: a fixed URL in the config is used at the next probe.
+            let current = live.get();
+            let (client, url) = (&current.client, current.config.server.url.as_str());
             let probe = tokio::select! {
                 _ = cancel.cancelled() => return false,
                 probe = client.probe() => probe,
@@ -164,7 +167,7 @@ impl Health {
     }
 }
 
-fn hint(client: &Client) -> &'static str {
+fn hint(client: &crate::api::Client) -> &'static str {
     match client.server().api {
         crate::config::Api::DrawThings => {
             " — is Draw Things open, with its API server switched on (HTTP, same port)?"

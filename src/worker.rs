@@ -6,19 +6,22 @@
 //! the server rejects (4xx), and on shutdown puts back the input it holds unless its outcome
 //! is already committed.
 
+use crate::api::Disposition;
 use crate::api::answer::{self, BadAnswer};
 use crate::api::request;
-use crate::api::{Client, Disposition};
 use crate::claim::Job;
-use crate::config::{After, Api, Config, Profile};
+use crate::config::{After, Api, Profile};
 use crate::failpoint::crash_point;
 use crate::finish::{Finisher, InputTo, Placed};
 use crate::health::{Health, Unreachable};
 use crate::image::{self, Limits};
+use crate::image_settings;
 use crate::inbox_names::shown;
+use crate::metadata;
 use crate::outbox::RESERVED;
 use crate::outbox_gate::OutboxGate;
 use crate::queue::{Queue, Work};
+use crate::reload::{Current, Live};
 use crate::tally::Tally;
 use crate::watch::scan;
 use crate::watch::settle::Observation;
@@ -40,8 +43,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What every worker shares.
 pub struct Shared {
-    pub config: Arc<Config>,
-    pub client: Client,
+    /// The config in force (and a client for its server), replaced when the files change.
+    pub live: Arc<Live>,
     /// The claims and the outbox.
     pub finisher: Finisher,
     pub queue: Arc<Queue>,
@@ -76,12 +79,16 @@ struct Report {
     sent: Option<Map<String, Value>>,
     input_size: Option<(u32, u32)>,
     resized: bool,
+    /// `cat.txt`, `cat.toml` that shaped the settings.
+    sidecars: Vec<String>,
 }
 
 /// A request ready to send.
 struct Prepared {
     body: Bytes,
     expected_images: usize,
+    /// The `parameters` chunk for the results.
+    infotext: String,
 }
 
 /// Runs one worker until the queue closes or drawdrop shuts down. Returns an error when
@@ -93,6 +100,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Unreachable> {
             work = shared.queue.pop() => work,
         };
         let Some(work) = work else { return Ok(()) };
+        let current = shared.live.get();
         let job = match work {
             Work::Settled { relative, seen } => match take(&shared, &relative, seen).await? {
                 Some(job) => job,
@@ -116,7 +124,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Unreachable> {
                 job
             }
         };
-        if let Some(unreachable) = process(&shared, job).await {
+        if let Some(unreachable) = process(&shared, &current, job).await {
             return Err(unreachable);
         }
     }
@@ -190,8 +198,8 @@ async fn take(
 }
 
 /// Sends one claimed job and finishes it. Returns `Some` when `--once` must give up.
-async fn process(shared: &Shared, job: Job) -> Option<Unreachable> {
-    let profile = shared.config.profile_for(&job.relative).clone();
+async fn process(shared: &Shared, current: &Current, job: Job) -> Option<Unreachable> {
+    let profile = current.config.profile_for(&job.relative).clone();
     let mut report = Report {
         started: Instant::now(),
         started_at: jiff::ZonedDateTime::now(),
@@ -201,27 +209,37 @@ async fn process(shared: &Shared, job: Job) -> Option<Unreachable> {
         sent: None,
         input_size: None,
         resized: false,
+        sidecars: Vec::new(),
     };
-    let sent = match prepare(shared, &job, &profile, &mut report).await {
-        Err(reason) => Sent::Failed(reason),
+    let (sent, infotext) = match prepare(shared, current, &job, &profile, &mut report).await {
+        Err(reason) => (Sent::Failed(reason), String::new()),
         Ok(prepared) => {
             let (width, height) = report.input_size.unwrap_or_default();
             tracing::info!(
-                "taken {} (profile {}, {width}x{height}{})",
+                "taken {} (profile {}{}, {width}x{height}{})",
                 shown(&job.relative),
                 profile.name,
+                report
+                    .sidecars
+                    .iter()
+                    .map(|name| format!(" + {name}"))
+                    .collect::<String>(),
                 if report.resized { ", resized" } else { "" }
             );
-            send(shared, &job, prepared, &mut report).await
+            let infotext = prepared.infotext.clone();
+            (
+                send(shared, current, &job, prepared, &mut report).await,
+                infotext,
+            )
         }
     };
     match sent {
         Sent::Images(images) => {
-            succeed(shared, &job, images, &report).await;
+            succeed(shared, current, &job, images, &infotext, &report).await;
             None
         }
         Sent::Failed(reason) => {
-            fail(shared, &job, &reason, &report).await;
+            fail(shared, current, &job, &reason, &report).await;
             None
         }
         Sent::Interrupted => {
@@ -238,6 +256,7 @@ async fn process(shared: &Shared, job: Job) -> Option<Unreachable> {
 /// Reads and checks the input, and builds the request body. `Err` is a reason to fail it.
 async fn prepare(
     shared: &Shared,
+    current: &Current,
     job: &Job,
     profile: &Profile,
     report: &mut Report,
@@ -247,11 +266,13 @@ async fn prepare(
             "the inbox folder `{reserved}` has the name of an outbox folder drawdrop uses itself; rename the folder"
         ));
     }
+    let resolved = image_settings::resolve(&profile.settings, job, &shared.inbox)?;
+    report.sidecars = resolved.sidecars;
+    let settings = resolved.settings;
     let input = job.input();
     let limits = shared.limits;
-    let max_bytes = shared.config.max_file_bytes;
-    let settings = profile.settings.clone();
-    let api = shared.config.server.api;
+    let max_bytes = current.config.max_file_bytes;
+    let api = current.config.server.api;
     let built = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let size = std::fs::metadata(&input)
             .map_err(|error| format!("cannot read the file: {error}"))?
@@ -269,31 +290,34 @@ async fn prepare(
         let target = image::target_size(info.size(), (settings.width, settings.height));
         let init = image::init_image(&bytes, &info, target).map_err(|error| error.to_string())?;
         let resized = matches!(init, std::borrow::Cow::Owned(_));
-        let sent = request::settings_for(api, &settings, target, request::pick_seed(&settings));
+        let seed = request::pick_seed(&settings);
+        let sent = request::settings_for(api, &settings, target, seed);
         let body = Bytes::from(request::body(&sent, &init));
-        Ok((
+        let prepared = Prepared {
             body,
-            sent,
-            info.size(),
-            resized,
-            request::expected_images(&settings),
-        ))
+            expected_images: request::expected_images(&settings),
+            infotext: metadata::infotext(&settings, target, seed),
+        };
+        Ok((prepared, sent, info.size(), resized))
     })
     .await
     .map_err(|error| format!("internal error while preparing the image: {error}"))??;
-    let (body, sent, input_size, resized, expected_images) = built;
+    let (prepared, sent, input_size, resized) = built;
     report.sent = Some(sent);
     report.input_size = Some(input_size);
     report.resized = resized;
-    Ok(Prepared {
-        body,
-        expected_images,
-    })
+    Ok(prepared)
 }
 
 /// Sends until an answer with images comes, the file must fail, or drawdrop stops.
-async fn send(shared: &Shared, job: &Job, prepared: Prepared, report: &mut Report) -> Sent {
-    let server = &shared.config.server;
+async fn send(
+    shared: &Shared,
+    current: &Current,
+    job: &Job,
+    prepared: Prepared,
+    report: &mut Report,
+) -> Sent {
+    let server = &current.config.server;
     let mut waits_in_a_row = 0u32;
     loop {
         let ready = tokio::select! {
@@ -313,7 +337,7 @@ async fn send(shared: &Shared, job: &Job, prepared: Prepared, report: &mut Repor
         );
         let started = Instant::now();
         let answer = tokio::select! {
-            answer = shared.client.img2img(prepared.body.clone()) => answer,
+            answer = current.client.img2img(prepared.body.clone()) => answer,
             _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,
         };
         report.server_time += started.elapsed();
@@ -386,13 +410,25 @@ async fn cancelled_then_grace(cancel: &CancellationToken) {
     tokio::time::sleep(SHUTDOWN_GRACE).await;
 }
 
-async fn succeed(shared: &Shared, job: &Job, images: Vec<Vec<u8>>, report: &Report) {
-    let input_to = match shared.config.after {
+async fn succeed(
+    shared: &Shared,
+    current: &Current,
+    job: &Job,
+    images: Vec<Vec<u8>>,
+    infotext: &str,
+    report: &Report,
+) {
+    let input_to = match current.config.after {
         After::Archive => InputTo::Originals,
         After::Delete => InputTo::Deleted,
     };
-    let record = record(shared, job, report, "done", None);
-    let images = Arc::new(images);
+    let record = record(current, job, report, "done", None);
+    let images: Arc<Vec<Vec<u8>>> = Arc::new(
+        images
+            .into_iter()
+            .map(|png| metadata::with_infotext(png, infotext))
+            .collect(),
+    );
     let written = write_outcome(shared, job, move |finisher, job| {
         finisher.done(job, &images, input_to, record.clone())
     })
@@ -408,9 +444,9 @@ async fn succeed(shared: &Shared, job: &Job, images: Vec<Vec<u8>>, report: &Repo
     }
 }
 
-async fn fail(shared: &Shared, job: &Job, reason: &str, report: &Report) {
-    let record = record(shared, job, report, "failed", Some(reason));
-    let text = error_text(shared, job, reason, report);
+async fn fail(shared: &Shared, current: &Current, job: &Job, reason: &str, report: &Report) {
+    let record = record(current, job, report, "failed", Some(reason));
+    let text = error_text(current, job, reason, report);
     let written = write_outcome(shared, job, move |finisher, job| {
         finisher.failed(job, &text, record.clone())
     })
@@ -494,13 +530,13 @@ async fn resume(shared: &Shared, job: Job) {
 }
 
 fn record(
-    shared: &Shared,
+    current: &Current,
     job: &Job,
     report: &Report,
     outcome: &str,
     error: Option<&str>,
 ) -> Map<String, Value> {
-    let server = &shared.config.server;
+    let server = &current.config.server;
     let value = json!({
         "time": jiff::ZonedDateTime::now().strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
         "job": job.id,
@@ -512,6 +548,7 @@ fn record(
         "settings": report.sent,
         "input_size": report.input_size.map(|(w, h)| json!([w, h])),
         "resized": report.resized,
+        "sidecars": report.sidecars,
         "attempts": report.attempts,
         "server_ms": report.server_time.as_millis() as u64,
         "total_ms": report.started.elapsed().as_millis() as u64,
@@ -523,7 +560,7 @@ fn record(
     }
 }
 
-fn error_text(shared: &Shared, job: &Job, reason: &str, report: &Report) -> String {
+fn error_text(current: &Current, job: &Job, reason: &str, report: &Report) -> String {
     format!(
         "drawdrop could not process {input}\n\n\
          Reason:   {reason}\n\
@@ -535,7 +572,7 @@ fn error_text(shared: &Shared, job: &Job, reason: &str, report: &Report) -> Stri
         input = shown(&job.relative),
         attempts = report.attempts,
         profile = report.profile,
-        url = shared.config.server.url,
+        url = current.config.server.url,
         when = report.started_at.strftime("%Y-%m-%d %H:%M:%S %:z"),
         took = report.started.elapsed().as_secs_f64(),
     )

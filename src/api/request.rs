@@ -8,6 +8,7 @@
 //! except width/height (the init image must match them) and seed (always recorded).
 
 use crate::config::{Api, Lora, Settings};
+use crate::metadata::lora_name;
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
@@ -131,15 +132,6 @@ fn a1111_prompt(settings: &Settings) -> Option<Value> {
         (Some(prompt), false) => Some(Value::from(format!("{prompt} {}", tags.join(" ")))),
         (None, false) => Some(Value::from(tags.join(" "))),
     }
-}
-
-fn lora_name(file: &str) -> &str {
-    for extension in [".safetensors", ".ckpt", ".pt", ".bin"] {
-        if let Some(name) = file.strip_suffix(extension) {
-            return name;
-        }
-    }
-    file
 }
 
 #[cfg(test)]

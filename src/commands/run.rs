@@ -44,7 +44,15 @@ pub fn run(flag: Option<&Path>, once: bool, logs: LogHandle) -> ExitCode {
             tally.show_progress(Box::new(BarProgress(bar.clone())));
         }
         let started = Instant::now();
-        let result = daemon::run(config, Options { once }, &logs, tally, shutdown).await;
+        let result = daemon::run(
+            config,
+            located.clone(),
+            Options { once },
+            &logs,
+            tally,
+            shutdown,
+        )
+        .await;
         logs.set_progress_bar(None);
         if let Some(bar) = bar {
             bar.finish_and_clear();

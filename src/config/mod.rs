@@ -70,7 +70,7 @@ pub enum After {
 }
 
 /// The image server drawdrop talks to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     /// Base URL, http (or https with the `tls` feature), without user name or password.
     pub url: reqwest::Url,
@@ -96,7 +96,7 @@ pub enum Api {
 }
 
 /// HTTP basic auth; the password comes from the environment, never from a file.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BasicAuth {
     pub username: String,
     /// Read from the variable `password_env` names; never shown by `Debug` or in errors.

@@ -12,6 +12,7 @@ pub mod source;
 
 use crate::inbox_names::{is_candidate, is_visible_dir, shown};
 use crate::queue::{Queue, Work};
+use crate::reload::Current;
 use notify::RecommendedWatcher;
 use settle::{Settler, Verdict};
 use source::{Hints, Source};
@@ -19,6 +20,7 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +39,8 @@ pub struct WatchStage {
     reported: HashSet<PathBuf>,
     /// The event source and its live watcher; `None` with `once`.
     events: Option<(Source, Option<RecommendedWatcher>)>,
+    /// New settings (hot reload) may bring a new settle window.
+    settings: Option<watch::Receiver<Arc<Current>>>,
 }
 
 impl WatchStage {
@@ -50,7 +54,14 @@ impl WatchStage {
             on_found: Box::new(|_| {}),
             reported: HashSet::new(),
             events: None,
+            settings: None,
         }
+    }
+
+    /// Follows `settle_ms` when the config is reloaded.
+    pub fn with_settle_updates(mut self, settings: watch::Receiver<Arc<Current>>) -> Self {
+        self.settings = Some(settings);
+        self
     }
 
     /// Watches with this source (whose watcher is already running), re-watching when the
@@ -102,6 +113,7 @@ impl WatchStage {
                         self.look_at(&relative);
                     }
                 }
+                Some(settle) = settle_update(&mut self.settings) => self.settler.set_window(settle),
             }
         }
         self.queue.close();
@@ -243,6 +255,20 @@ fn report(reported: &mut HashSet<PathBuf>, notice: scan::Notice<'_>) {
                 tracing::warn!("cannot read the inbox folder {}: {error}", shown(path));
             }
         }
+    }
+}
+
+/// The settle window of new settings, when they come.
+async fn settle_update(settings: &mut Option<watch::Receiver<Arc<Current>>>) -> Option<Duration> {
+    match settings {
+        Some(receiver) => match receiver.changed().await {
+            Ok(()) => Some(receiver.borrow_and_update().config.settle),
+            Err(_) => {
+                *settings = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 

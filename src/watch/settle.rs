@@ -95,6 +95,17 @@ impl Settler {
         verdict
     }
 
+    /// A new settle window (the config changed); files being watched keep their start.
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = window;
+        let deadlines = self
+            .tracked
+            .iter()
+            .map(|(path, tracked)| Reverse((tracked.unchanged_since + window, path.clone())))
+            .collect();
+        self.deadlines = deadlines;
+    }
+
     /// Stops watching a path (it vanished or was taken).
     pub fn forget(&mut self, path: &Path) {
         self.tracked.remove(path);

@@ -138,6 +138,14 @@ impl Claims {
         }
     }
 
+    /// The process that holds the inbox, if one runs (for `status`): the pid written in the
+    /// lock file, if that process is alive. Never takes the lock itself.
+    pub fn holder(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.inbox.join(STATE_DIR).join("lock")).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        is_alive(pid).then_some(pid)
+    }
+
     /// Moves `relative` out of the inbox into a new job, durably, with its sidecars
     /// (`cat.txt`, `cat.toml` beside `cat.png`), which go first: a claim holding sidecars but
     /// no picture never completed and is undone by [`Claims::recover`]. `Ok(None)` when the
@@ -301,6 +309,24 @@ fn collect_files(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> io::Re
     Ok(())
 }
 
+/// Whether a process with this id exists.
+fn is_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = i32::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+        let result = unsafe { libc::kill(pid, 0) };
+        result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
 fn parent(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
@@ -426,6 +452,7 @@ mod tests {
             Err(LockError::Held { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
             other => panic!("expected Held, got {other:?}"),
         }
+        assert_eq!(claims.holder(), Some(std::process::id()));
         drop(held);
         claims.lock().unwrap();
     }

@@ -29,4 +29,8 @@ pub enum Command {
     },
     /// Validate the config and profiles, check the folders and ask the server if it answers.
     Check,
+    /// Write a commented config and a `default` profile (never overwriting), create the folders.
+    Init,
+    /// Pending, in progress, done and failed counts, the last jobs, the server and the service.
+    Status,
 }

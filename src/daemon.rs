@@ -5,6 +5,7 @@
 use crate::api::{Client, is_loopback};
 use crate::claim::{Claims, LockError};
 use crate::config::{Config, Located};
+use crate::desktop::Notifications;
 use crate::finish::Finisher;
 use crate::folders;
 use crate::health::{Health, Unreachable};
@@ -118,6 +119,8 @@ pub async fn run(
         limits: Limits::default(),
         inbox: inbox.clone(),
         cancel: cancel.clone(),
+        notifications: Notifications::platform(),
+        working: Default::default(),
     });
 
     let mut stage = WatchStage::new(inbox.clone(), settle, queue.clone(), options.once)

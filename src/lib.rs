@@ -25,6 +25,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod desktop;
 pub mod durable;
 pub mod failpoint;
 pub mod finish;

@@ -11,6 +11,7 @@ use crate::api::answer::{self, BadAnswer};
 use crate::api::request;
 use crate::claim::Job;
 use crate::config::{After, Api, Profile};
+use crate::desktop::Notifications;
 use crate::failpoint::crash_point;
 use crate::finish::{Finisher, InputTo, Placed};
 use crate::health::{Health, Unreachable};
@@ -29,6 +30,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +59,23 @@ pub struct Shared {
     /// `--once`: how long a server that does not answer is waited for before giving up.
     pub give_up_after: Option<Duration>,
     pub cancel: CancellationToken,
+    pub notifications: Notifications,
+    /// Jobs being worked on right now.
+    pub working: AtomicUsize,
+}
+
+impl Shared {
+    /// A job ended: tell the desktop (when asked to) about a failure, and about the batch
+    /// once nothing is left to do.
+    fn job_ended(&self, current: &Current, failure: Option<(&str, &str)>) {
+        if !current.config.notifications {
+            return;
+        }
+        let drained = self.queue.is_empty()
+            && self.queue.is_idle()
+            && self.working.load(Ordering::SeqCst) <= 1;
+        self.notifications.job_finished(failure, drained);
+    }
 }
 
 /// How sending one job ended.
@@ -124,7 +143,10 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Unreachable> {
                 job
             }
         };
-        if let Some(unreachable) = process(&shared, &current, job).await {
+        shared.working.fetch_add(1, Ordering::SeqCst);
+        let gave_up = process(&shared, &current, job).await;
+        shared.working.fetch_sub(1, Ordering::SeqCst);
+        if let Some(unreachable) = gave_up {
             return Err(unreachable);
         }
     }
@@ -441,6 +463,7 @@ async fn succeed(
             list(&placed.results)
         );
         shared.tally.add_done(&shown(&job.relative));
+        shared.job_ended(current, None);
     }
 }
 
@@ -458,6 +481,7 @@ async fn fail(shared: &Shared, current: &Current, job: &Job, reason: &str, repor
             placed.input.as_deref().map(shown).unwrap_or_default()
         );
         shared.tally.add_failed(&shown(&job.relative));
+        shared.job_ended(current, Some((&shown(&job.relative), reason)));
     }
 }
 

@@ -111,7 +111,7 @@ fn unknown_top_level_key() {
         &format!("{FOLDERS}settle = 5\n"),
         3,
         1,
-        "unknown key `settle` (allowed: `inbox`, `outbox`, `default_profile`, `settle_ms`, `after`, `max_file_mb`, `server`)",
+        "unknown key `settle` (allowed: `inbox`, `outbox`, `default_profile`, `settle_ms`, `after`, `max_file_mb`, `notifications`, `server`)",
     );
 }
 

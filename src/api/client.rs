@@ -157,6 +157,26 @@ impl Client {
         }
     }
 
+    /// `GET` a JSON document (A1111's model, sampler and LoRA lists, for `check`).
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
+        let request = self
+            .with_auth(self.http.get(self.endpoint(path)))
+            .timeout(PROBE_TIMEOUT);
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.classify(&error).to_string())?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| self.classify(&error).to_string())?;
+        if !status.is_success() {
+            return Err(format!("{status}"));
+        }
+        serde_json::from_slice(&body).map_err(|error| error.to_string())
+    }
+
     fn endpoint(&self, path: &str) -> reqwest::Url {
         let mut url = self.server.url.clone();
         let base = url.path().trim_end_matches('/').to_owned();

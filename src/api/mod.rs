@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod client;
+pub mod drawthings;
 pub mod request;
 
 pub use client::{Client, Disposition, Probe, SendError, is_loopback};

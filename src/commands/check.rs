@@ -2,7 +2,7 @@
 //! Prints a readable report; exit 0 when all is well, 1 when something needs fixing,
 //! 2 when the config itself cannot be read.
 
-use super::{EXIT_START, load_config, runtime};
+use super::{EXIT_START, load_config, profile_check, runtime};
 use crate::api::{Client, Probe};
 use crate::config::{Api, Config, ConfigSource};
 use std::path::Path;
@@ -72,10 +72,12 @@ impl Report {
             Ok(client) => client,
             Err(error) => return self.problem("server", format!("{what}: {error}")),
         };
-        let probe = match runtime() {
-            Ok(runtime) => runtime.block_on(client.probe()),
+        let runtime = match runtime() {
+            Ok(runtime) => runtime,
             Err(error) => return self.problem("server", format!("{what}: {error}")),
         };
+        let probe = runtime.block_on(client.probe());
+        let answers = matches!(probe, Probe::Up(_));
         match probe {
             Probe::Up(settings) => {
                 let current = settings.as_ref().map(describe_settings).unwrap_or_default();
@@ -85,6 +87,9 @@ impl Report {
                 "server",
                 format!("{what} does not answer: {reason}. Files wait in the inbox until it does."),
             ),
+        }
+        for finding in runtime.block_on(profile_check::findings(config, &client, answers)) {
+            self.problem("profile", finding);
         }
     }
 

@@ -1,7 +1,10 @@
 //! The commands behind the CLI, each returning the process exit status.
 
 mod check;
+mod init;
+mod profile_check;
 mod run;
+mod status;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError, Located, locate};
@@ -17,6 +20,8 @@ pub fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
     match cli.command {
         Command::Run { once } => run::run(flag, once, logs),
         Command::Check => check::check(flag),
+        Command::Init => init::init(flag),
+        Command::Status => status::status(flag),
     }
 }
 

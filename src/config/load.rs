@@ -68,6 +68,7 @@ impl Config {
             settle: Duration::from_millis(DEFAULT_SETTLE_MS),
             after: After::Archive,
             max_file_bytes: DEFAULT_MAX_FILE_MB * MEGABYTE,
+            notifications: false,
             server: default_server(),
             profiles: [(DEFAULT_PROFILE_NAME.to_owned(), Profile::built_in_default())].into(),
             file,
@@ -136,6 +137,7 @@ impl Config {
             settle,
             after,
             max_file_bytes,
+            notifications: raw.notifications.unwrap_or(false),
             server,
             profiles,
         })

@@ -54,6 +54,8 @@ pub struct Config {
     pub after: After,
     /// Larger inputs fail at once instead of being read into memory (`max_file_mb`).
     pub max_file_bytes: u64,
+    /// Desktop notifications when a batch finishes or a file fails.
+    pub notifications: bool,
     /// The image server and how to talk to it.
     pub server: Server,
     /// Every profile by name; always holds `default_profile`.

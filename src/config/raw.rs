@@ -18,6 +18,7 @@ pub(crate) struct RawConfig {
     pub settle_ms: Option<Spanned<Integer>>,
     pub after: Option<Spanned<String>>,
     pub max_file_mb: Option<Spanned<Integer>>,
+    pub notifications: Option<bool>,
     #[serde(default)]
     pub server: RawServer,
 }

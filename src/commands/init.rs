@@ -1,0 +1,94 @@
+//! `drawdrop init`: write a commented config and a `default` profile (never overwriting),
+//! create the folders, and say what to do next.
+
+use super::EXIT_START;
+use crate::config::{Config, DEFAULT_CONFIG_TOML, DEFAULT_PROFILE_TOML, locate};
+use crate::durable;
+use crate::folders;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn init(flag: Option<&Path>) -> ExitCode {
+    let located = match locate(flag) {
+        Ok(located) => located,
+        Err(error) => {
+            eprintln!("drawdrop: {error}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    let config_file = located.path.clone();
+    let profile_file = config_file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("profiles")
+        .join("default.toml");
+    let mut lines = Vec::new();
+    for (what, path, text) in [
+        ("config", &config_file, DEFAULT_CONFIG_TOML),
+        ("profile", &profile_file, DEFAULT_PROFILE_TOML),
+    ] {
+        match write_new(path, text) {
+            Ok(true) => lines.push(format!("  {what:<8} {} (written)", path.display())),
+            Ok(false) => lines.push(format!(
+                "  {what:<8} {} (already there: kept)",
+                path.display()
+            )),
+            Err(error) => {
+                eprintln!("drawdrop: cannot write {}: {error}", path.display());
+                return ExitCode::from(EXIT_START);
+            }
+        }
+    }
+    let config = match Config::load(&located) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("drawdrop: {error}\n(fix the file above, then run `drawdrop init` again)");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    let existed = (config.inbox.is_dir(), config.outbox.is_dir());
+    if let Err(error) = folders::prepare(&config) {
+        eprintln!("drawdrop: {error}");
+        return ExitCode::from(EXIT_START);
+    }
+    let state = |existed: bool| if existed { "already there" } else { "created" };
+    lines.push(format!(
+        "  {:<8} {} ({})",
+        "inbox",
+        config.inbox.display(),
+        state(existed.0)
+    ));
+    lines.push(format!(
+        "  {:<8} {} ({})",
+        "outbox",
+        config.outbox.display(),
+        state(existed.1)
+    ));
+    println!("drawdrop is set up:\n{}", lines.join("\n"));
+    println!(
+        "\nNext:\n  \
+         1. In Draw Things, switch on the API server: Settings > API Server, HTTP, port 7860.\n  \
+         2. `drawdrop check` tells whether everything is in place.\n  \
+         3. `drawdrop service install` starts drawdrop at every login (or run `drawdrop run` in a terminal).\n  \
+         4. Drop a PNG into {} and its result appears in {}.\n  \
+         Styles: copy {} to profiles/NAME.toml and drop files into {}/NAME/.",
+        config.inbox.display(),
+        config.outbox.display(),
+        profile_file.display(),
+        config.inbox.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Writes `text` to `path` unless something is there, whole or not at all. `Ok(false)`
+/// when it was kept.
+fn write_new(path: &Path, text: &str) -> std::io::Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let temporary = path.with_file_name(format!(".drawdrop-init-{}.tmp", std::process::id()));
+    durable::write_whole(&temporary, text.as_bytes())?;
+    let placed = durable::rename_no_replace(&temporary, path);
+    let _ = durable::remove_file(&temporary);
+    placed
+}

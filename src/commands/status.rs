@@ -1,0 +1,130 @@
+//! `drawdrop status`: what is waiting, what is being done, what was done, whether the
+//! server answers and whether the daemon and the service run. Reads only; works while the
+//! daemon runs.
+
+use super::{EXIT_START, load_config, runtime};
+use crate::api::{Client, Probe};
+use crate::claim::Claims;
+use crate::outbox::Outbox;
+use crate::watch::scan;
+use serde_json::Value;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// How many of the last jobs are listed.
+const LAST_JOBS: usize = 10;
+
+pub fn status(flag: Option<&Path>) -> ExitCode {
+    let (_, config) = match load_config(flag) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("drawdrop: {error}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    let claims = Claims::new(&config.inbox);
+    let daemon = match claims.holder() {
+        Some(pid) => format!("running (process {pid})"),
+        None => "not running".to_owned(),
+    };
+    println!("{:<12} {daemon}", "daemon");
+    let pending = scan::scan(&config.inbox, |_| {}).map(|found| found.len());
+    match pending {
+        Ok(count) => println!("{:<12} {count} in {}", "pending", config.inbox.display()),
+        Err(error) => println!(
+            "{:<12} cannot read {}: {error}",
+            "pending",
+            config.inbox.display()
+        ),
+    }
+    println!("{:<12} {}", "in progress", claims.count());
+    let jobs = read_jobs(&Outbox::new(config.outbox.clone()).jobs_log());
+    let count = |outcome: &str| jobs.iter().filter(|job| job["outcome"] == outcome).count();
+    println!("{:<12} {}", "done", count("done"));
+    println!("{:<12} {}", "failed", count("failed"));
+    println!("{:<12} {}", "server", server_state(&config));
+    if !jobs.is_empty() {
+        println!("\nlast jobs:");
+        for job in jobs.iter().rev().take(LAST_JOBS).rev() {
+            println!("  {}", describe_job(job));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn server_state(config: &crate::config::Config) -> String {
+    let url = &config.server.url;
+    let probe = Client::new(&config.server)
+        .map_err(|error| error.to_string())
+        .and_then(|client| {
+            runtime()
+                .map_err(|error| error.to_string())
+                .map(|runtime| runtime.block_on(client.probe()))
+        });
+    match probe {
+        Ok(Probe::Up(_)) => format!("{url} answers"),
+        Ok(Probe::Down(reason)) => format!("{url} does not answer ({reason})"),
+        Err(error) => format!("{url}: {error}"),
+    }
+}
+
+/// The lines of `jobs.jsonl` that parse; a broken line (a crash mid-write) is skipped.
+fn read_jobs(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// `2026-11-25 22:15:03  done    watercolor/cat.png -> watercolor/cat.png (3.2 s)`.
+fn describe_job(job: &Value) -> String {
+    let text = |key: &str| job[key].as_str().unwrap_or("").to_owned();
+    let time = text("time")
+        .replace('T', " ")
+        .chars()
+        .take(19)
+        .collect::<String>();
+    let seconds = job["total_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+    let outcome = text("outcome");
+    let detail = if outcome == "done" {
+        let outputs: Vec<String> = job["outputs"]
+            .as_array()
+            .map(|outputs| {
+                outputs
+                    .iter()
+                    .filter_map(|o| o.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!("-> {}", outputs.join(", "))
+    } else {
+        format!("because {}", text("error"))
+    };
+    format!(
+        "{time}  {outcome:<7} {} {detail} ({seconds:.1} s)",
+        text("input")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn jobs_read_as_one_line_each() {
+        let done = json!({"time": "2026-11-25T22:15:03.123+01:00", "outcome": "done",
+            "input": "w/cat.png", "outputs": ["w/cat.png"], "total_ms": 3200});
+        assert_eq!(
+            describe_job(&done),
+            "2026-11-25 22:15:03  done    w/cat.png -> w/cat.png (3.2 s)"
+        );
+        let failed = json!({"time": "2026-11-25T22:16:00.000+01:00", "outcome": "failed",
+            "input": "bad.png", "error": "the file is empty", "total_ms": 10});
+        assert_eq!(
+            describe_job(&failed),
+            "2026-11-25 22:16:00  failed  bad.png because the file is empty (0.0 s)"
+        );
+    }
+}

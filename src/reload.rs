@@ -48,14 +48,19 @@ impl Live {
 
     /// Reads the files again and puts a good result in force. Returns whether it did.
     pub fn reload(&self, located: &Located) -> bool {
-        let mut config = match Config::load(located) {
-            Ok(config) => config,
+        let old = self.get();
+        let mut config = match Config::reload(located, &old.config) {
+            Ok((config, broken)) => {
+                for error in broken {
+                    tracing::error!("{error} — keeping the last good settings of this profile");
+                }
+                config
+            }
             Err(error) => {
                 tracing::error!("{error} — keeping the last good settings");
                 return false;
             }
         };
-        let old = self.get();
         keep_fixed_settings(&old.config, &mut config);
         create_profile_folders(&old.config, &config);
         let client = if config.server == old.config.server {

@@ -13,7 +13,7 @@ use super::diagnostic::{Source, error_in_file};
 use super::files::read_text;
 use super::location::absolute;
 use super::paths::{Nesting, expand_tilde, home_dir, nesting, normalize, resolve_folder};
-use super::profiles::{DEFAULT_PROFILE_NAME, profiles_dir_beside, read_profiles};
+use super::profiles::{DEFAULT_PROFILE_NAME, profiles_dir_beside, read_profiles_keeping};
 use super::raw::RawConfig;
 use super::server::{EnvLookup, default_server, server};
 use super::{After, Config, ConfigError, ConfigSource, Located, Profile};
@@ -44,6 +44,25 @@ impl Config {
                 "no config file at this path (create one with `drawdrop init`)",
             )),
         }
+    }
+
+    /// Loads the config again while `previous` is in force (hot reload). A broken config file
+    /// is an error; a broken profile keeps its previous version, and its error is returned
+    /// beside the new config.
+    pub fn reload(
+        located: &Located,
+        previous: &Config,
+    ) -> Result<(Config, Vec<ConfigError>), ConfigError> {
+        let file = absolute(&located.path)?;
+        let text = match read_text(&file)? {
+            Some(text) => text,
+            None if located.source == ConfigSource::Default => String::new(),
+            None => return Err(error_in_file(&file, "no config file at this path")),
+        };
+        let mut broken = Vec::new();
+        let config =
+            Config::from_text_keeping(&text, &file, &process_env, Some(previous), &mut broken)?;
+        Ok((config, broken))
     }
 
     /// Loads the config file at `path`, which must exist, and the profiles beside it.
@@ -77,6 +96,17 @@ impl Config {
 
     /// A config file's text checked, with the profiles beside `file` (absolute).
     fn from_text(text: &str, file: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        Config::from_text_keeping(text, file, env, None, &mut Vec::new())
+    }
+
+    /// [`Config::from_text`]; with `previous`, broken profiles keep their previous version.
+    fn from_text_keeping(
+        text: &str,
+        file: &Path,
+        env: EnvLookup<'_>,
+        previous: Option<&Config>,
+        broken: &mut Vec<ConfigError>,
+    ) -> Result<Config, ConfigError> {
         let source = Source::new(file, text);
         let raw: RawConfig = toml::from_str(text).map_err(|error| source.toml_error(&error))?;
         let home = home_dir();
@@ -110,7 +140,11 @@ impl Config {
         let server = server(&source, &raw.server, env)?;
 
         let profiles_dir = profiles_dir_beside(file);
-        let profiles = read_profiles(&profiles_dir)?;
+        let profiles = read_profiles_keeping(
+            &profiles_dir,
+            previous.map(|config| &config.profiles),
+            broken,
+        )?;
         let default_profile =
             match &raw.default_profile {
                 None => DEFAULT_PROFILE_NAME.to_owned(),

@@ -86,7 +86,14 @@ pub fn profile_name_problem(name: &str) -> Option<String> {
 
 /// Every profile in `dir` (non-recursive; hidden files and names not ending in `.toml` are
 /// ignored) plus the built-in `default` unless a file defines it. A missing `dir` is no error.
-pub(crate) fn read_profiles(dir: &Path) -> Result<BTreeMap<String, Profile>, ConfigError> {
+/// With `previous` (a reload), a profile whose file is broken
+/// keeps its previous version (or is left out if it is new) and its error goes to `broken`,
+/// so one bad edit does not stop every other profile from updating.
+pub(crate) fn read_profiles_keeping(
+    dir: &Path,
+    previous: Option<&BTreeMap<String, Profile>>,
+    broken: &mut Vec<ConfigError>,
+) -> Result<BTreeMap<String, Profile>, ConfigError> {
     let mut profiles = BTreeMap::new();
     for file in profile_files(dir)? {
         let name = match file.file_stem().map(|stem| stem.to_str()) {
@@ -118,7 +125,17 @@ pub(crate) fn read_profiles(dir: &Path) -> Result<BTreeMap<String, Profile>, Con
         let Some(text) = read_text(&file)? else {
             continue;
         };
-        let settings = Settings::parse(&text, &file)?;
+        let settings = match (Settings::parse(&text, &file), previous) {
+            (Ok(settings), _) => settings,
+            (Err(error), Some(previous)) => {
+                broken.push(error);
+                if let Some(last_good) = previous.get(&name) {
+                    profiles.insert(name, last_good.clone());
+                }
+                continue;
+            }
+            (Err(error), None) => return Err(error),
+        };
         let profile = Profile {
             name: name.clone(),
             file: Some(file),
@@ -197,7 +214,12 @@ mod tests {
 
     #[test]
     fn a_missing_profiles_folder_gives_just_default() {
-        let profiles = read_profiles(Path::new("/nonexistent/drawdrop/profiles")).unwrap();
+        let profiles = read_profiles_keeping(
+            Path::new("/nonexistent/drawdrop/profiles"),
+            None,
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert_eq!(profiles.keys().collect::<Vec<_>>(), ["default"]);
     }
 }

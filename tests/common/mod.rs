@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_server;
+pub mod faults;
 pub mod png;
 
 use std::collections::BTreeSet;

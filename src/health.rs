@@ -147,9 +147,14 @@ impl Health {
                 }
                 Probe::Down(reason) => {
                     if last_told.is_none_or(|told| told.elapsed() >= REMIND_EVERY) {
-                        tracing::warn!(
-                            "server {url} is not answering ({reason}); files wait until it does{}",
+                        // A refusal of credentials has its own hint in the reason.
+                        let hint = if reason.contains("credentials") {
+                            ""
+                        } else {
                             hint(client)
+                        };
+                        tracing::warn!(
+                            "server {url} is not answering ({reason}); files wait until it does{hint}"
                         );
                         last_told = Some(Instant::now());
                     } else {

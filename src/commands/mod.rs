@@ -2,6 +2,7 @@
 
 mod check;
 mod run;
+mod service;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError, Located, locate};
@@ -17,6 +18,11 @@ pub fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
     match cli.command {
         Command::Run { once } => run::run(flag, once, logs),
         Command::Check => check::check(flag),
+        Command::Service {
+            action,
+            launchd,
+            systemd,
+        } => service::service(flag, action, launchd, systemd),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The command line (clap): `drawdrop run|check` and their options.
+//! The command line (clap): `drawdrop run|check|service` and their options.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -33,4 +33,29 @@ pub enum Command {
     Init,
     /// Pending, in progress, done and failed counts, the last jobs, the server and the service.
     Status,
+    /// The login service: a launchd LaunchAgent on macOS, a systemd user unit on Linux.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+        /// The launchd LaunchAgent (the default on macOS).
+        #[arg(long, global = true, conflicts_with = "systemd")]
+        launchd: bool,
+        /// The systemd user unit (the default elsewhere).
+        #[arg(long, global = true)]
+        systemd: bool,
+    },
+}
+
+/// What `drawdrop service` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum ServiceAction {
+    /// Write the service file (this binary, `run --config <absolute path>`) and start it now
+    /// and at every login; again, to update it.
+    Install,
+    /// Stop the service and remove its file.
+    Uninstall,
+    /// Whether the service is installed, loaded and running, its pid and last exit.
+    Status,
+    /// Write the file `install` would write to stdout (either kind, on any system).
+    Print,
 }

@@ -11,13 +11,13 @@
 //! the inbox's sight, durably — before it is sent, and finished in two phases (stage, then
 //! commit and apply), so a crash at any moment loses nothing and writes nothing twice.
 //!
-//! Layout: `cli` (clap) · `commands` (run, check) · `config` (files -> validated types) ·
+//! Layout: `cli` (clap) · `commands` (run, check, service) · `config` (files -> validated types) ·
 //! `folders` (creating them) · `watch` (events, scans, settle) · `queue` · `claim` (durable
 //! claims, lock, recovery) · `worker` (send, retry, wait) · `health` (is the server up) ·
 //! `api` (requests, answers, client) · `image` (PNG checks, sizes, resizing) · `finish`
 //! (stage, commit, apply) · `outbox` (names, placing, jobs.jsonl) · `durable` (crash-safe
 //! file operations) · `logging` · `tally` and `progress` (for `--once`) · `daemon` (the
-//! whole pipeline).
+//! whole pipeline) · `service` (the launchd agent and the systemd unit).
 
 pub mod api;
 pub mod claim;
@@ -41,6 +41,7 @@ pub mod outbox_gate;
 pub mod progress;
 pub mod queue;
 pub mod reload;
+pub mod service;
 pub mod tally;
 pub mod watch;
 pub mod worker;

@@ -35,6 +35,15 @@ pub fn check(flag: Option<&Path>) -> ExitCode {
     );
     report.folder("inbox", &config.inbox);
     report.folder("outbox", &config.outbox);
+    if cfg!(target_os = "macos")
+        && let Some(home) = crate::config::home_dir()
+    {
+        for folder in [&config.inbox, &config.outbox] {
+            if let Some(note) = crate::service::privacy_note(folder, &home) {
+                report.note("privacy", note);
+            }
+        }
+    }
     report.server(&config);
     report.finish()
 }
@@ -47,6 +56,11 @@ struct Report {
 impl Report {
     fn ok(&mut self, what: &str, detail: String) {
         println!("{what:<9} ok       {detail}");
+    }
+
+    /// Something to know that is not (yet) a problem.
+    fn note(&mut self, what: &str, detail: String) {
+        println!("{what:<9} note     {detail}");
     }
 
     fn problem(&mut self, what: &str, detail: String) {

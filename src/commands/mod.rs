@@ -4,6 +4,7 @@ mod check;
 mod init;
 mod profile_check;
 mod run;
+mod service;
 mod status;
 
 use crate::cli::{Cli, Command};
@@ -22,6 +23,11 @@ pub fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
         Command::Check => check::check(flag),
         Command::Init => init::init(flag),
         Command::Status => status::status(flag),
+        Command::Service {
+            action,
+            launchd,
+            systemd,
+        } => service::service(flag, action, launchd, systemd),
     }
 }
 

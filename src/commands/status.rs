@@ -6,6 +6,7 @@ use super::{EXIT_START, load_config, runtime};
 use crate::api::{Client, Probe};
 use crate::claim::Claims;
 use crate::outbox::Outbox;
+use crate::service;
 use crate::watch::scan;
 use serde_json::Value;
 use std::path::Path;
@@ -43,6 +44,7 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
     println!("{:<12} {}", "done", count("done"));
     println!("{:<12} {}", "failed", count("failed"));
     println!("{:<12} {}", "server", server_state(&config));
+    println!("{:<12} {}", "service", service_state(&config.file));
     if !jobs.is_empty() {
         println!("\nlast jobs:");
         for job in jobs.iter().rev().take(LAST_JOBS).rev() {
@@ -65,6 +67,16 @@ fn server_state(config: &crate::config::Config) -> String {
         Ok(Probe::Up(_)) => format!("{url} answers"),
         Ok(Probe::Down(reason)) => format!("{url} does not answer ({reason})"),
         Err(error) => format!("{url}: {error}"),
+    }
+}
+
+fn service_state(config_file: &Path) -> String {
+    let kind = service::Kind::host();
+    match service::ServiceEnv::current(config_file)
+        .and_then(|env| service::status(kind, &env, &service::SystemRunner))
+    {
+        Ok(status) => status.summary(),
+        Err(error) => format!("cannot tell ({error})"),
     }
 }
 

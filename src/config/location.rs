@@ -49,10 +49,17 @@ pub fn locate_with(
             ),
         ));
     };
-    Ok(Located {
-        path: absolute(&path)?,
-        source,
-    })
+    let path = absolute(&path)?;
+    // The platform's own config file stays optional however it is named: the login service
+    // runs `drawdrop run --config <that path>` before any config may exist.
+    let default = platform_config_dir.map(default_config_path);
+    let source = match default {
+        Some(default) if source != ConfigSource::Default && path == default => {
+            ConfigSource::Default
+        }
+        _ => source,
+    };
+    Ok(Located { path, source })
 }
 
 /// `drawdrop/config.toml` in the platform config folder.
@@ -77,6 +84,16 @@ pub(crate) fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_platform_config_file_stays_optional_when_named_explicitly() {
+        let platform = Some(Path::new("/home/ann/.config"));
+        let named = Path::new("/home/ann/.config/drawdrop/config.toml");
+        let located = locate_with(Some(named), None, platform).unwrap();
+        assert_eq!(located.source, ConfigSource::Default);
+        let located = locate_with(Some(Path::new("/srv/c.toml")), None, platform).unwrap();
+        assert_eq!(located.source, ConfigSource::Flag);
+    }
 
     #[test]
     fn the_flag_wins_then_the_environment_then_the_platform_folder() {

@@ -262,6 +262,14 @@ impl FakeServer {
         self.shared().state().faults.len()
     }
 
+    /// For benchmarks: img2img is answered at once with the init image as the one result
+    /// (written with Swift's `\/` escapes, as Draw Things writes it), without parsing the
+    /// JSON or checking anything, so the fake is never the bottleneck. Bodies above 64 KiB
+    /// are recorded empty to keep the fake's memory flat.
+    pub fn set_instant(&self, on: bool) {
+        self.shared().state().instant = on;
+    }
+
     /// Every img2img answer (and fault) waits this long after its turn comes: a simulated
     /// generation. Validation errors are answered at once, as the app does.
     pub fn set_delay(&self, delay: Duration) {
@@ -422,6 +430,8 @@ struct State {
     in_flight: usize,
     max_in_flight: usize,
     observer: Option<Observer>,
+    /// Benchmarks: answer img2img at once with the init image, skip every check.
+    instant: bool,
 }
 
 impl Shared {
@@ -437,6 +447,7 @@ impl Shared {
                 in_flight: 0,
                 max_in_flight: 0,
                 observer: None,
+                instant: false,
             }),
             queue: tokio::sync::Mutex::new(()),
             changes: watch::channel(0).0,
@@ -607,6 +618,9 @@ async fn wait_for_eof(stream: &mut TcpStream) {
 
 /// Records a request, routes it by flavor and tells the observer.
 async fn handle(shared: &Arc<Shared>, request: Request, conn: u64) -> Reply {
+    if shared.state().instant && request.method == "POST" && route_of(&request.target) == "/sdapi/v1/img2img" {
+        return instant_answer(shared, request, conn);
+    }
     let rec = Recorded {
         conn,
         method: request.method,
@@ -624,6 +638,50 @@ async fn handle(shared: &Arc<Shared>, request: Request, conn: u64) -> Reply {
         observer(&rec, reply.status());
     }
     reply
+}
+
+/// The benchmark answer: the init image back as the result, found by a plain search.
+fn instant_answer(shared: &Arc<Shared>, request: Request, conn: u64) -> Reply {
+    const KEY: &[u8] = b"\"init_images\"";
+    let body = request.body;
+    let image = body
+        .windows(KEY.len())
+        .position(|window| window == KEY)
+        .and_then(|at| {
+            // `"init_images": ["...` with or without spaces (Python's json.dumps adds them).
+            let bracket = at + body[at..].iter().position(|&b| b == b'[')?;
+            let start = bracket + 1 + body[bracket + 1..].iter().position(|&b| b == b'"')? + 1;
+            let end = start + body[start..].iter().position(|&b| b == b'"')?;
+            Some(&body[start..end])
+        });
+    let response = match image {
+        Some(image) => {
+            let mut answer = Vec::with_capacity(image.len() + image.len() / 16 + 16);
+            answer.extend_from_slice(b"{\"images\":[\"");
+            for &byte in image {
+                if byte == b'/' {
+                    answer.push(b'\\');
+                }
+                answer.push(byte);
+            }
+            answer.extend_from_slice(b"\"]}");
+            Response::json(200, answer)
+        }
+        None => dt_error(422, "no init_images"),
+    };
+    let rec = Recorded {
+        conn,
+        method: request.method,
+        path: request.target,
+        headers: request.headers,
+        body: if body.len() <= 64 * 1024 { body } else { Vec::new() },
+    };
+    shared.record(&rec);
+    let observer = shared.state().observer.clone();
+    if let Some(observer) = observer {
+        observer(&rec, Some(response.status));
+    }
+    Reply::Send(response)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,59 @@
+//! drawdrop's performance figures: `cargo bench --bench perf [-- SCENARIO ...]`.
+//!
+//! Each scenario drives the real (release) binary against an instant fake Draw Things on
+//! loopback and prints one row per figure: the measurement, its target, and whether it is met.
+//! Ratios are taken within one run on the same machine (the floor and the Python baseline are
+//! measured beside drawdrop), so a noisy machine moves both sides together.
+//!
+//! Scenarios: overhead, python, latency, idle, burst, scan, large (default: all).
+//! Sizes can be scaled down for a quick look: DRAWDROP_BENCH_QUICK=1.
+
+#[path = "../../tests/common/fake_server.rs"]
+mod fake_server;
+mod harness;
+mod scenarios;
+
+use harness::Row;
+
+const ALL: [&str; 7] = ["overhead", "python", "latency", "idle", "burst", "scan", "large"];
+
+fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let chosen: Vec<&str> = if wanted.is_empty() {
+        ALL.to_vec()
+    } else {
+        ALL.iter().copied().filter(|s| wanted.iter().any(|w| w == s)).collect()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rows: Vec<Row> = Vec::new();
+    for scenario in chosen {
+        eprintln!("== {scenario}");
+        let found = runtime.block_on(async {
+            match scenario {
+                "overhead" => scenarios::overhead().await,
+                "python" => scenarios::python().await,
+                "latency" => scenarios::latency().await,
+                "idle" => scenarios::idle().await,
+                "burst" => scenarios::burst().await,
+                "scan" => scenarios::scan().await,
+                "large" => scenarios::large().await,
+                _ => Vec::new(),
+            }
+        });
+        for row in &found {
+            eprintln!("   {}", row.line());
+        }
+        rows.extend(found);
+    }
+    println!("\n{}", Row::header());
+    for row in &rows {
+        println!("{}", row.line());
+    }
+}

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// After a shutdown request, tasks get this long in all before drawdrop exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(9);
@@ -121,6 +122,7 @@ pub async fn run(
         cancel: cancel.clone(),
         notifications: Notifications::platform(),
         working: Default::default(),
+        applying: TaskTracker::new(),
     });
 
     let mut stage = WatchStage::new(inbox.clone(), settle, queue.clone(), options.once)
@@ -168,6 +170,22 @@ pub async fn run(
     }
 
     let outcome = wait(&mut tasks, &shutdown, &cancel).await;
+    // Decided jobs still being moved into place are quick to finish: let them (all of them
+    // at the end of `--once`; on shutdown within the time left).
+    shared.applying.close();
+    let limit = if shutdown.is_cancelled() {
+        Duration::from_secs(1)
+    } else {
+        Duration::MAX
+    };
+    if tokio::time::timeout(limit, shared.applying.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "stopping while results are still being placed; the next start finishes them"
+        );
+    }
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), helpers).await;
     outcome?;

@@ -55,15 +55,16 @@ pub struct Finisher {
 }
 
 impl Finisher {
-    /// Finishes a job that made `images`: results named after the input, the input archived
-    /// or deleted.
-    pub fn done(
+    /// Decides a job that made `images`: the results (named after the input) are staged and
+    /// the commit written. From here on the job is never sent again; [`Finisher::resume`]
+    /// moves everything into place.
+    pub fn decide_done(
         &self,
         job: &Job,
         images: &[Vec<u8>],
         input_to: InputTo,
         mut record: serde_json::Map<String, Value>,
-    ) -> io::Result<Placed> {
+    ) -> io::Result<()> {
         let staging = self.fresh_staging(job)?;
         let number = self
             .outbox
@@ -79,16 +80,16 @@ impl Finisher {
             InputTo::Deleted => 1,
             _ => self.input_number(job, input_to),
         };
-        self.commit_and_apply(job, input_to, input_number, record)
+        self.commit(job, input_to, input_number, record)
     }
 
-    /// Finishes a job that could not be done: the input and `<name>.error.txt` go to `failed/`.
-    pub fn failed(
+    /// Decides a job that could not be done: the input and `<name>.error.txt` go to `failed/`.
+    pub fn decide_failed(
         &self,
         job: &Job,
         reason_text: &str,
         mut record: serde_json::Map<String, Value>,
-    ) -> io::Result<Placed> {
+    ) -> io::Result<()> {
         let staging = self.fresh_staging(job)?;
         let number = self.input_number(job, InputTo::Failed);
         let failed_input =
@@ -97,10 +98,11 @@ impl Finisher {
         durable::write_new(&staging.join(&error_file), reason_text.as_bytes())?;
         sync_tree_dirs(&staging, std::slice::from_ref(&error_file))?;
         record.insert("outputs".into(), Value::Array(Vec::new()));
-        self.commit_and_apply(job, InputTo::Failed, number, record)
+        self.commit(job, InputTo::Failed, number, record)
     }
 
-    /// Completes a job found committed at start.
+    /// Completes a decided job: moves its files into place, writes its `jobs.jsonl` line and
+    /// forgets it. Idempotent, so it also finishes a job found committed at start.
     pub fn resume(&self, job: &Job) -> io::Result<Placed> {
         let text = std::fs::read(job.commit_file())?;
         let commit: Commit = serde_json::from_slice(&text)
@@ -139,13 +141,13 @@ impl Finisher {
         })
     }
 
-    fn commit_and_apply(
+    fn commit(
         &self,
         job: &Job,
         input_to: InputTo,
         input_number: u32,
         mut record: serde_json::Map<String, Value>,
-    ) -> io::Result<Placed> {
+    ) -> io::Result<()> {
         if input_to != InputTo::Deleted {
             let destination = input_destination(&job.relative, input_to, input_number);
             record.insert(
@@ -165,7 +167,7 @@ impl Finisher {
         let text = serde_json::to_vec(&commit).map_err(io::Error::other)?;
         durable::write_whole(&job.commit_file(), &text)?;
         crash_point("committed");
-        self.apply(job, &commit)
+        Ok(())
     }
 
     /// Idempotent: safe to redo after a crash at any point.
@@ -293,6 +295,22 @@ mod tests {
             self.claims.claim(Path::new(relative)).unwrap().unwrap()
         }
 
+        fn done(&self, job: &Job, images: &[Vec<u8>], input_to: InputTo) -> Placed {
+            let finisher = self.finisher();
+            finisher
+                .decide_done(job, images, input_to, Default::default())
+                .unwrap();
+            finisher.resume(job).unwrap()
+        }
+
+        fn failed(&self, job: &Job, reason: &str) -> Placed {
+            let finisher = self.finisher();
+            finisher
+                .decide_failed(job, reason, Default::default())
+                .unwrap();
+            finisher.resume(job).unwrap()
+        }
+
         fn out(&self, relative: &str) -> Vec<u8> {
             fs::read(self.outbox.root().join(relative)).unwrap()
         }
@@ -310,15 +328,7 @@ mod tests {
     fn done_places_results_and_archives_the_input() {
         let f = fixture();
         let job = f.claim("w/cat.png", b"input");
-        let placed = f
-            .finisher()
-            .done(
-                &job,
-                &[b"r1".to_vec(), b"r2".to_vec()],
-                InputTo::Originals,
-                Default::default(),
-            )
-            .unwrap();
+        let placed = f.done(&job, &[b"r1".to_vec(), b"r2".to_vec()], InputTo::Originals);
         assert_eq!(
             placed.results,
             [Path::new("w/cat-1.png"), Path::new("w/cat-2.png")]
@@ -345,14 +355,7 @@ mod tests {
         let f = fixture();
         for content in [b"first".as_slice(), b"second"] {
             let job = f.claim("cat.png", content);
-            f.finisher()
-                .done(
-                    &job,
-                    &[content.to_vec()],
-                    InputTo::Originals,
-                    Default::default(),
-                )
-                .unwrap();
+            f.done(&job, &[content.to_vec()], InputTo::Originals);
         }
         assert_eq!(f.out("cat.png"), b"first");
         assert_eq!(f.out("cat (2).png"), b"second");
@@ -364,10 +367,7 @@ mod tests {
     fn failed_moves_the_input_with_its_reason() {
         let f = fixture();
         let job = f.claim("bad.png", b"junk");
-        let placed = f
-            .finisher()
-            .failed(&job, "Reason: not a PNG\n", Default::default())
-            .unwrap();
+        let placed = f.failed(&job, "Reason: not a PNG\n");
         assert_eq!(placed.input.as_deref(), Some(Path::new("failed/bad.png")));
         assert!(placed.results.is_empty());
         assert_eq!(f.out("failed/bad.png"), b"junk");
@@ -376,13 +376,36 @@ mod tests {
     }
 
     #[test]
+    fn sidecars_go_along_and_an_error_file_keeps_its_pictures_number() {
+        let f = fixture();
+        fs::create_dir_all(f.outbox.failed()).unwrap();
+        // Two failures of the same name decided before either is applied.
+        let first = f.claim("cat.png", b"one");
+        fs::write(f.inbox.join("cat.txt"), b"prompt two").unwrap();
+        f.finisher()
+            .decide_failed(&first, "first\n", Default::default())
+            .unwrap();
+        let second = f.claim("cat.png", b"two");
+        f.finisher()
+            .decide_failed(&second, "second\n", Default::default())
+            .unwrap();
+        f.finisher().resume(&first).unwrap();
+        let placed = f.finisher().resume(&second).unwrap();
+        assert_eq!(
+            placed.input.as_deref(),
+            Some(Path::new("failed/cat (2).png"))
+        );
+        assert_eq!(f.out("failed/cat (2).png"), b"two");
+        assert_eq!(f.out("failed/cat (2).png.error.txt"), b"second\n");
+        assert_eq!(f.out("failed/cat (2).txt"), b"prompt two");
+        assert_eq!(f.out("failed/cat.png.error.txt"), b"first\n");
+    }
+
+    #[test]
     fn delete_removes_the_input() {
         let f = fixture();
         let job = f.claim("cat.png", b"input");
-        let placed = f
-            .finisher()
-            .done(&job, &[b"r".to_vec()], InputTo::Deleted, Default::default())
-            .unwrap();
+        let placed = f.done(&job, &[b"r".to_vec()], InputTo::Deleted);
         assert_eq!(placed.input, None);
         assert!(!f.outbox.originals().join("cat.png").exists());
         assert!(!job.input().exists());

@@ -12,7 +12,7 @@
 //! keeps the server's, and every other chunk the server wrote is kept byte for byte.
 
 use crate::config::Settings;
-use crate::image::{text_chunks, with_text_chunk};
+use crate::image::{insert_text_chunk, text_chunks};
 
 /// The chunk keyword A1111 and its readers use.
 pub const KEYWORD: &str = "parameters";
@@ -62,16 +62,16 @@ pub fn infotext(settings: &Settings, size: (u32, u32), seed: u32) -> String {
     text
 }
 
-/// `png` with the infotext added, unless the server already wrote a `parameters` chunk.
-/// A PNG that cannot take the chunk is returned unchanged (it was checked before).
-pub fn with_infotext(png: Vec<u8>, infotext: &str) -> Vec<u8> {
-    if text_chunks(&png)
+/// Adds the infotext to `png` in place, unless the server already wrote a `parameters`
+/// chunk. A PNG that cannot take the chunk stays unchanged (it was checked before).
+pub fn add_infotext(png: &mut Vec<u8>, infotext: &str) {
+    if text_chunks(png)
         .iter()
         .any(|(keyword, _)| keyword == KEYWORD)
     {
-        return png;
+        return;
     }
-    with_text_chunk(&png, KEYWORD, infotext).unwrap_or(png)
+    let _ = insert_text_chunk(png, KEYWORD, infotext);
 }
 
 /// A1111 quotes a value that holds a comma, colon or newline as a JSON string.
@@ -146,12 +146,15 @@ mod tests {
             .write_to(&mut out, image::ImageFormat::Png)
             .unwrap();
         let plain = out.into_inner();
-        let ours = with_infotext(plain.clone(), "drawdrop's");
+        let mut ours = plain.clone();
+        add_infotext(&mut ours, "drawdrop's");
         assert_eq!(
             text_chunks(&ours),
             [(KEYWORD.to_owned(), "drawdrop's".to_owned())]
         );
-        let server = with_text_chunk(&plain, KEYWORD, "the server's").unwrap();
-        assert_eq!(with_infotext(server.clone(), "drawdrop's"), server);
+        let server = crate::image::with_text_chunk(&plain, KEYWORD, "the server's").unwrap();
+        let mut kept = server.clone();
+        add_infotext(&mut kept, "drawdrop's");
+        assert_eq!(kept, server);
     }
 }

@@ -89,12 +89,21 @@ impl Outbox {
     pub fn place_staged(&self, staging: &Path) -> io::Result<Vec<PathBuf>> {
         let mut staged = Vec::new();
         collect_files(staging, Path::new(""), &mut staged)?;
-        staged.sort();
+        // Pictures first, so that their companions (`cat.txt`, `cat.png.error.txt`) can
+        // follow a picture that had to take another name.
+        staged.sort_by_key(|path| (!is_picture(path), path.clone()));
+        let mut pictures: Vec<(PathBuf, PathBuf)> = Vec::new();
         let mut placed = Vec::with_capacity(staged.len());
         for relative in staged {
-            placed.push(self.place(&staging.join(&relative), &relative)?);
+            let wanted = companion_name(&relative, &pictures).unwrap_or_else(|| relative.clone());
+            let at = self.place(&staging.join(&relative), &wanted)?;
+            if is_picture(&relative) {
+                pictures.push((relative, at.clone()));
+            }
+            placed.push(at);
             crate::failpoint::crash_point("placed-one");
         }
+        placed.sort();
         Ok(placed)
     }
 
@@ -191,6 +200,38 @@ pub fn with_number(relative: &Path, n: u32) -> PathBuf {
         name.push(extension);
     }
     relative.with_file_name(name)
+}
+
+fn is_picture(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+}
+
+/// The name a companion of a picture takes when the picture was placed under another name:
+/// `cat.png.error.txt` -> `cat (2).png.error.txt`, `cat.txt` -> `cat (2).txt`.
+fn companion_name(file: &Path, pictures: &[(PathBuf, PathBuf)]) -> Option<PathBuf> {
+    let name = file.file_name()?.to_str()?;
+    if let Some(picture) = name.strip_suffix(".error.txt") {
+        let picture = file.with_file_name(picture);
+        let (_, placed) = pictures.iter().find(|(wanted, _)| *wanted == picture)?;
+        return Some(error_file_for(placed));
+    }
+    let stem = file.file_stem()?;
+    let (wanted, placed) = pictures
+        .iter()
+        .find(|(wanted, _)| wanted.parent() == file.parent() && wanted.file_stem() == Some(stem))?;
+    let suffix = placed
+        .file_stem()?
+        .to_str()?
+        .strip_prefix(wanted.file_stem()?.to_str()?)?
+        .to_owned();
+    let mut renamed = stem.to_os_string();
+    renamed.push(suffix);
+    if let Some(extension) = file.extension() {
+        renamed.push(".");
+        renamed.push(extension);
+    }
+    Some(file.with_file_name(renamed))
 }
 
 /// `failed/cat.png` -> `failed/cat.png.error.txt`.

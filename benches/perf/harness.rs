@@ -27,8 +27,17 @@ impl Row {
     }
 
     pub fn header() -> String {
-        format!("| {:<52} | {:<26} | {:<22} | {:<4} |\n|{}|{}|{}|{}|", "figure", "measured", "target", "met",
-            "-".repeat(54), "-".repeat(28), "-".repeat(24), "-".repeat(6))
+        format!(
+            "| {:<52} | {:<26} | {:<22} | {:<4} |\n|{}|{}|{}|{}|",
+            "figure",
+            "measured",
+            "target",
+            "met",
+            "-".repeat(54),
+            "-".repeat(28),
+            "-".repeat(24),
+            "-".repeat(6)
+        )
     }
 
     pub fn line(&self) -> String {
@@ -37,7 +46,10 @@ impl Row {
             Some(false) => "NO",
             None => "",
         };
-        format!("| {:<52} | {:<26} | {:<22} | {:<4} |", self.figure, self.value, self.target, met)
+        format!(
+            "| {:<52} | {:<26} | {:<22} | {:<4} |",
+            self.figure, self.value, self.target, met
+        )
     }
 }
 
@@ -96,7 +108,12 @@ impl Setup {
             ),
         )
         .unwrap();
-        Setup { _dir: dir, inbox, outbox, config }
+        Setup {
+            _dir: dir,
+            inbox,
+            outbox,
+            config,
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -146,7 +163,9 @@ impl Setup {
 /// A PNG of random pixels (incompressible: its size is about width x height x 3 bytes).
 pub fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let pixels: Vec<u8> = (0..width as usize * height as usize * 3).map(|_| rng.u8(..)).collect();
+    let pixels: Vec<u8> = (0..width as usize * height as usize * 3)
+        .map(|_| rng.u8(..))
+        .collect();
     let image = image::RgbImage::from_raw(width, height, pixels).expect("pixels");
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new_with_quality(
@@ -164,7 +183,8 @@ use image::ImageEncoder;
 /// Sets a file's mtime into the past, so `run --once` takes it at once.
 pub fn age(path: &Path) {
     let file = std::fs::File::options().write(true).open(path).unwrap();
-    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(60)).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
 }
 
 /// Process figures from /proc (Linux); zeros elsewhere.
@@ -197,8 +217,18 @@ pub fn proc_stats(pid: u32) -> ProcStats {
     }
     if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // Fields after the command name (which may hold spaces) start at ')'.
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         // utime, stime are fields 14 and 15 (1-based), i.e. 11 and 12 after ')'.
         let clock = 100; // USER_HZ on Linux
         stats.cpu = Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock);
@@ -207,8 +237,14 @@ pub fn proc_stats(pid: u32) -> ProcStats {
         for task in tasks.filter_map(Result::ok) {
             let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
             for line in status.lines() {
-                if line.starts_with("voluntary_ctxt_switches:") || line.starts_with("nonvoluntary_ctxt_switches:") {
-                    stats.switches += line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+                if line.starts_with("voluntary_ctxt_switches:")
+                    || line.starts_with("nonvoluntary_ctxt_switches:")
+                {
+                    stats.switches += line
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
                 }
             }
         }

@@ -15,7 +15,9 @@ mod scenarios;
 
 use harness::Row;
 
-const ALL: [&str; 7] = ["overhead", "python", "latency", "idle", "burst", "scan", "large"];
+const ALL: [&str; 7] = [
+    "overhead", "python", "latency", "idle", "burst", "scan", "large",
+];
 
 fn main() {
     let wanted: Vec<String> = std::env::args()
@@ -25,7 +27,10 @@ fn main() {
     let chosen: Vec<&str> = if wanted.is_empty() {
         ALL.to_vec()
     } else {
-        ALL.iter().copied().filter(|s| wanted.iter().any(|w| w == s)).collect()
+        ALL.iter()
+            .copied()
+            .filter(|s| wanted.iter().any(|w| w == s))
+            .collect()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -68,7 +68,11 @@ pub async fn python() -> Vec<Row> {
     let count = if quick() { 40 } else { 200 };
     let sources = tempfile::tempdir().unwrap();
     for i in 0..count {
-        std::fs::write(sources.path().join(format!("p{i:04}.png")), noise_png(576, 576, i as u64)).unwrap();
+        std::fs::write(
+            sources.path().join(format!("p{i:04}.png")),
+            noise_png(576, 576, i as u64),
+        )
+        .unwrap();
     }
     let mut python = Vec::new();
     let mut drawdrop = Vec::new();
@@ -86,7 +90,10 @@ pub async fn python() -> Vec<Row> {
             .stderr(std::process::Stdio::null())
             .status()
             .expect("python3");
-        assert!(status.success(), "the baseline script failed (is `requests` installed?)");
+        assert!(
+            status.success(),
+            "the baseline script failed (is `requests` installed?)"
+        );
         python.push(started.elapsed().as_secs_f64());
 
         let setup = Setup::new(&server.fake.url(), 1000);
@@ -98,7 +105,12 @@ pub async fn python() -> Vec<Row> {
     let drawdrop = drawdrop.iter().copied().fold(f64::MAX, f64::min);
     let ratio = python / drawdrop;
     vec![
-        Row::new(&format!("Python + requests, {count} x 1 MB PNGs"), format!("{python:.2} s"), "", None),
+        Row::new(
+            &format!("Python + requests, {count} x 1 MB PNGs"),
+            format!("{python:.2} s"),
+            "",
+            None,
+        ),
         Row::new(
             &format!("drawdrop run --once, same {count} PNGs"),
             format!("{drawdrop:.2} s = {ratio:.1} x faster"),
@@ -121,10 +133,14 @@ pub async fn latency() -> Vec<Row> {
         let path = setup.inbox.join(format!("l{i}.png"));
         std::fs::write(&path, &picture).unwrap();
         let written = Instant::now();
-        wait_until("the request", Duration::from_secs(60), || server.count() > i);
+        wait_until("the request", Duration::from_secs(60), || {
+            server.count() > i
+        });
         let arrived = server.arrivals.lock().unwrap()[i];
         latencies.push(arrived.duration_since(written).as_secs_f64() * 1000.0);
-        wait_until("the result", Duration::from_secs(60), || setup.outbox.join(format!("l{i}.png")).exists());
+        wait_until("the result", Duration::from_secs(60), || {
+            setup.outbox.join(format!("l{i}.png")).exists()
+        });
     }
     stop(&mut daemon);
     let p50 = percentile(&mut latencies.clone(), 0.5);
@@ -154,14 +170,24 @@ pub async fn idle() -> Vec<Row> {
     let switches = (after.switches - before.switches) as f64 * per_minute;
     let rss = after.rss_kb as f64 / 1024.0;
     vec![
-        Row::new("idle CPU time per minute", format!("{cpu:.0} ms"), "< 10 ms", Some(cpu < 10.0)),
+        Row::new(
+            "idle CPU time per minute",
+            format!("{cpu:.0} ms"),
+            "< 10 ms",
+            Some(cpu < 10.0),
+        ),
         Row::new(
             "idle wake-ups per minute (context switches, all threads)",
             format!("{switches:.0}"),
             "~ 2 rescans / min",
             None,
         ),
-        Row::new("idle resident memory", format!("{rss:.1} MB"), "< 15 MB", Some(rss < 15.0)),
+        Row::new(
+            "idle resident memory",
+            format!("{rss:.1} MB"),
+            "< 15 MB",
+            Some(rss < 15.0),
+        ),
     ]
 }
 
@@ -184,17 +210,26 @@ pub async fn burst() -> Vec<Row> {
         server.count() >= count
     });
     let took = started.elapsed().as_secs_f64();
-    wait_until("every result", Duration::from_secs(600), || setup.results() >= count);
+    wait_until("every result", Duration::from_secs(600), || {
+        setup.results() >= count
+    });
     peak = peak.max(proc_stats(daemon.id()).hwm_kb);
     stop(&mut daemon);
     // Which picture each request carried, in the order they came.
-    let index: std::collections::HashMap<String, usize> =
-        pictures.iter().enumerate().map(|(i, p)| (BASE64.encode(p), i)).collect();
+    let index: std::collections::HashMap<String, usize> = pictures
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (BASE64.encode(p), i))
+        .collect();
     let order: Vec<usize> = server
         .fake
         .img2img_requests()
         .iter()
-        .filter_map(|request| request.json()["init_images"][0].as_str().and_then(|s| index.get(s).copied()))
+        .filter_map(|request| {
+            request.json()["init_images"][0]
+                .as_str()
+                .and_then(|s| index.get(s).copied())
+        })
         .collect();
     let distinct: std::collections::HashSet<usize> = order.iter().copied().collect();
     let out_of_order = order.windows(2).filter(|w| w[1] < w[0]).count();
@@ -212,7 +247,12 @@ pub async fn burst() -> Vec<Row> {
             "0",
             Some(out_of_order == 0),
         ),
-        Row::new("burst: peak resident memory", format!("{peak_mb:.1} MB"), "< 64 MB", Some(peak_mb < 64.0)),
+        Row::new(
+            "burst: peak resident memory",
+            format!("{peak_mb:.1} MB"),
+            "< 64 MB",
+            Some(peak_mb < 64.0),
+        ),
     ]
 }
 
@@ -227,14 +267,24 @@ pub async fn scan() -> Vec<Row> {
         std::fs::write(&path, &picture).unwrap();
     }
     let past = std::time::SystemTime::now() - Duration::from_secs(60);
-    for entry in std::fs::read_dir(&setup.inbox).unwrap().filter_map(Result::ok) {
-        let file = std::fs::File::options().write(true).open(entry.path()).unwrap();
+    for entry in std::fs::read_dir(&setup.inbox)
+        .unwrap()
+        .filter_map(Result::ok)
+    {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(entry.path())
+            .unwrap();
         file.set_modified(past).unwrap();
     }
     let started = Instant::now();
     let mut child = setup.command(&["run", "--once"]).spawn().expect("drawdrop");
-    wait_until("the first request", Duration::from_secs(120), || server.count() >= 1);
-    let first = server.arrivals.lock().unwrap()[0].duration_since(started).as_secs_f64();
+    wait_until("the first request", Duration::from_secs(120), || {
+        server.count() >= 1
+    });
+    let first = server.arrivals.lock().unwrap()[0]
+        .duration_since(started)
+        .as_secs_f64();
     stop(&mut child);
     vec![Row::new(
         &format!("start with {count} files in the inbox -> first request"),
@@ -278,7 +328,10 @@ pub async fn large() -> Vec<Row> {
 fn http_client() -> reqwest::Client {
     #[cfg(feature = "tls")]
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 /// The floor: the least any tool must do per image.
@@ -292,7 +345,15 @@ async fn floor_once(client: &reqwest::Client, url: &str, input: &Path, output: &
         "{{\"width\":576,\"height\":576,\"seed\":1,\"init_images\":[\"{}\"]}}",
         BASE64.encode(&bytes)
     );
-    let answer = client.post(url).body(body).send().await.unwrap().bytes().await.unwrap();
+    let answer = client
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let answer: Answer = serde_json::from_slice(&answer).unwrap();
     let image = BASE64.decode(&answer.images[0]).unwrap();
     std::fs::write(output, image).unwrap();

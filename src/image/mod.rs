@@ -27,7 +27,7 @@ pub use chunks::ChunkName;
 pub use resize::{ImageError, init_image};
 pub use size::{MAX_SIDE, MIN_SIDE, SIDE_STEP, target_size};
 pub use sniff::OtherFormat;
-pub use text::{text_chunks, with_text_chunk};
+pub use text::{insert_text_chunk, text_chunks, with_text_chunk};
 
 /// Limits for what drawdrop will take as input and decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

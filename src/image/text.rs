@@ -20,6 +20,14 @@ const ITXT: ChunkName = ChunkName(*b"iTXt");
 /// double spaces; neither may hold NUL. `png` must be a structurally sound PNG (chunks, CRCs,
 /// IHDR, IDAT, IEND as [`inspect`](super::inspect) checks them; its size is not limited).
 pub fn with_text_chunk(png: &[u8], keyword: &str, text: &str) -> Result<Vec<u8>, PngProblem> {
+    let mut out = png.to_vec();
+    insert_text_chunk(&mut out, keyword, text)?;
+    Ok(out)
+}
+
+/// [`with_text_chunk`] in place: only the bytes from IEND on move, so adding metadata to a
+/// large result costs no copy of the image.
+pub fn insert_text_chunk(png: &mut Vec<u8>, keyword: &str, text: &str) -> Result<(), PngProblem> {
     let keyword_bytes =
         latin1_keyword(keyword).ok_or_else(|| PngProblem::BadKeyword(keyword.to_owned()))?;
     if text.contains('\0') {
@@ -35,12 +43,10 @@ pub fn with_text_chunk(png: &[u8], keyword: &str, text: &str) -> Result<Vec<u8>,
         });
     }
     let iend = walk(png, None)?.iend_offset;
-    let (before, after) = png.split_at(iend);
-    let mut out = Vec::with_capacity(png.len() + CHUNK_OVERHEAD + data.len());
-    out.extend_from_slice(before);
-    write_chunk(&mut out, name, &data);
-    out.extend_from_slice(after);
-    Ok(out)
+    let mut chunk = Vec::with_capacity(CHUNK_OVERHEAD + data.len());
+    write_chunk(&mut chunk, name, &data);
+    png.splice(iend..iend, chunk);
+    Ok(())
 }
 
 /// The keyword as Latin-1 bytes, if PNG allows it.

@@ -618,7 +618,10 @@ async fn wait_for_eof(stream: &mut TcpStream) {
 
 /// Records a request, routes it by flavor and tells the observer.
 async fn handle(shared: &Arc<Shared>, request: Request, conn: u64) -> Reply {
-    if shared.state().instant && request.method == "POST" && route_of(&request.target) == "/sdapi/v1/img2img" {
+    if shared.state().instant
+        && request.method == "POST"
+        && route_of(&request.target) == "/sdapi/v1/img2img"
+    {
         return instant_answer(shared, request, conn);
     }
     let rec = Recorded {
@@ -674,7 +677,11 @@ fn instant_answer(shared: &Arc<Shared>, request: Request, conn: u64) -> Reply {
         method: request.method,
         path: request.target,
         headers: request.headers,
-        body: if body.len() <= 64 * 1024 { body } else { Vec::new() },
+        body: if body.len() <= 64 * 1024 {
+            body
+        } else {
+            Vec::new()
+        },
     };
     shared.record(&rec);
     let observer = shared.state().observer.clone();

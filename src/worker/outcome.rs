@@ -1,0 +1,304 @@
+//! What becomes of a job once sending ended: decided (results staged and the commit written,
+//! or the failure staged), then applied in the background (files moved into place, the
+//! `jobs.jsonl` line, the log line); or put back into the inbox when drawdrop stops first.
+//! While the outbox cannot be written, both steps wait and retry; nothing is lost.
+
+use super::Shared;
+use super::send::Sent;
+use crate::claim::Job;
+use crate::config::{After, Api};
+use crate::finish::{Finisher, InputTo, Placed};
+use crate::health::Unreachable;
+use crate::inbox_names::shown;
+use crate::metadata;
+use crate::reload::Current;
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Facts about one job, gathered for the log line, `jobs.jsonl` and `.error.txt`.
+pub(super) struct Report {
+    started: Instant,
+    started_at: jiff::ZonedDateTime,
+    profile: String,
+    pub attempts: u32,
+    pub server_time: Duration,
+    pub sent: Option<Map<String, Value>>,
+    pub input_size: Option<(u32, u32)>,
+    pub resized: bool,
+    /// `cat.txt`, `cat.toml` that shaped the settings.
+    pub sidecars: Vec<String>,
+}
+
+impl Report {
+    pub fn new(current: &Current, job: &Job) -> Report {
+        Report {
+            started: Instant::now(),
+            started_at: jiff::ZonedDateTime::now(),
+            profile: current.config.profile_for(&job.relative).name.clone(),
+            attempts: 0,
+            server_time: Duration::ZERO,
+            sent: None,
+            input_size: None,
+            resized: false,
+            sidecars: Vec::new(),
+        }
+    }
+}
+
+/// What the log says once a job is in place.
+pub(super) struct Told {
+    failure: Option<String>,
+    started: Instant,
+}
+
+/// Decides a job after sending, then applies it in the background. Returns `Some` when
+/// `--once` must give up (the job is back in the inbox then).
+pub(super) async fn decide(
+    shared: &Arc<Shared>,
+    current: Arc<Current>,
+    job: Job,
+    sent: Sent,
+    report: Report,
+) -> Option<Unreachable> {
+    let (taken, failure) = match sent {
+        Sent::Images(images, infotext) => {
+            let (width, height) = report.input_size.unwrap_or_default();
+            tracing::debug!("answer for {} ({width}x{height})", shown(&job.relative));
+            let input_to = match current.config.after {
+                After::Archive => InputTo::Originals,
+                After::Delete => InputTo::Deleted,
+            };
+            let record = record(&current, &job, &report, "done", None);
+            let images: Vec<Vec<u8>> = images
+                .into_iter()
+                .map(|mut png| {
+                    metadata::add_infotext(&mut png, &infotext);
+                    png
+                })
+                .collect();
+            let decided = decide_with(shared, &job, move |finisher, job| {
+                finisher.decide_done(job, &images, input_to, record.clone())
+            })
+            .await;
+            (decided, None)
+        }
+        Sent::Failed(reason) => {
+            let record = record(&current, &job, &report, "failed", Some(&reason));
+            let text = error_text(&current, &job, &reason, &report);
+            let decided = decide_with(shared, &job, move |finisher, job| {
+                finisher.decide_failed(job, &text, record.clone())
+            })
+            .await;
+            (decided, Some(reason))
+        }
+        Sent::Interrupted => {
+            put_back(shared, &job);
+            shared.working.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Sent::GaveUp(unreachable) => {
+            put_back(shared, &job);
+            shared.working.fetch_sub(1, Ordering::SeqCst);
+            return Some(unreachable);
+        }
+    };
+    if taken {
+        let told = Told {
+            failure,
+            started: report.started,
+        };
+        apply_in_background(shared, current, job, Some(told));
+    } else {
+        shared.working.fetch_sub(1, Ordering::SeqCst);
+    }
+    None
+}
+
+/// Stages and commits, waiting (and retrying) while the outbox cannot be written. On
+/// shutdown meanwhile the input goes back to the inbox. True once committed.
+async fn decide_with(
+    shared: &Shared,
+    job: &Job,
+    write: impl Fn(&Finisher, &Job) -> std::io::Result<()> + Send + Sync + 'static,
+) -> bool {
+    let write = Arc::new(write);
+    loop {
+        if job.commit_file().is_file() {
+            return true;
+        }
+        let attempt = {
+            let (write, finisher, job) = (write.clone(), shared.finisher.clone(), job.clone());
+            tokio::task::spawn_blocking(move || write(&finisher, &job))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|written| written)
+        };
+        match attempt {
+            Ok(()) => return true,
+            Err(error) => shared.outbox_gate.close(&error.to_string()),
+        }
+        if !wait_for_outbox(shared).await {
+            if !job.commit_file().is_file() {
+                put_back(shared, job);
+                return false;
+            }
+            return true;
+        }
+        tracing::info!("writing the outcome of {} again", shown(&job.relative));
+    }
+}
+
+/// Moves a decided job into place without holding up the next request. While the outbox
+/// cannot be written it waits; on shutdown meanwhile the job stays decided and the next
+/// start finishes it.
+pub(super) fn apply_in_background(
+    shared: &Arc<Shared>,
+    current: Arc<Current>,
+    job: Job,
+    told: Option<Told>,
+) {
+    let shared = shared.clone();
+    let tracker = shared.applying.clone();
+    tracker.spawn(async move {
+        let placed = loop {
+            let (finisher, job) = (shared.finisher.clone(), job.clone());
+            let applied = tokio::task::spawn_blocking(move || finisher.resume(&job))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|placed| placed);
+            match applied {
+                Ok(placed) => break Some(placed),
+                Err(error) => shared.outbox_gate.close(&error.to_string()),
+            }
+            if !wait_for_outbox(&shared).await {
+                break None;
+            }
+        };
+        shared.working.fetch_sub(1, Ordering::SeqCst);
+        if let Some(placed) = placed {
+            tell(&shared, &current, &job, &placed, told);
+        }
+    });
+}
+
+/// The log line, the tally and the desktop notification for a job now in place.
+fn tell(shared: &Shared, current: &Current, job: &Job, placed: &Placed, told: Option<Told>) {
+    let name = placed
+        .input
+        .as_deref()
+        .map(|input| input.components().skip(1).collect::<PathBuf>())
+        .unwrap_or_else(|| job.relative.clone());
+    match told {
+        None => tracing::info!(
+            "finished {} (decided before drawdrop stopped) -> {}",
+            shown(&name),
+            list(&placed.results)
+        ),
+        Some(Told {
+            failure: None,
+            started,
+        }) => {
+            tracing::info!(
+                "done {} in {:.1} s -> {}",
+                shown(&job.relative),
+                started.elapsed().as_secs_f64(),
+                list(&placed.results)
+            );
+            shared.tally.add_done(&shown(&job.relative));
+            shared.job_ended(current, None);
+        }
+        Some(Told {
+            failure: Some(reason),
+            ..
+        }) => {
+            tracing::warn!(
+                "failed {} because {reason} -> {}",
+                shown(&job.relative),
+                placed.input.as_deref().map(shown).unwrap_or_default()
+            );
+            shared.tally.add_failed(&shown(&job.relative));
+            shared.job_ended(current, Some((&shown(&job.relative), &reason)));
+        }
+    }
+}
+
+/// Waits until the outbox takes writes again; false when drawdrop stops first.
+async fn wait_for_outbox(shared: &Shared) -> bool {
+    tokio::select! {
+        _ = shared.cancel.cancelled() => false,
+        _ = shared.outbox_gate.wait_open() => true,
+    }
+}
+
+/// Puts a claimed input (and its sidecars) back into the inbox.
+pub(super) fn put_back(shared: &Shared, job: &Job) {
+    let _ = shared.finisher.discard_staging(job);
+    match shared.finisher.claims.unclaim(job) {
+        Ok(path) => tracing::info!("put {} back into the inbox", shown(&path)),
+        Err(error) => tracing::error!(
+            "cannot put {} back into the inbox ({error}); it is kept and resumed at the next start",
+            shown(&job.relative)
+        ),
+    }
+}
+
+fn record(
+    current: &Current,
+    job: &Job,
+    report: &Report,
+    outcome: &str,
+    error: Option<&str>,
+) -> Map<String, Value> {
+    let server = &current.config.server;
+    let value = json!({
+        "time": jiff::ZonedDateTime::now().strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
+        "job": job.id,
+        "input": job.relative.to_string_lossy(),
+        "outcome": outcome,
+        "profile": report.profile,
+        "server": server.url.as_str(),
+        "api": match server.api { Api::DrawThings => "drawthings", Api::A1111 => "a1111" },
+        "settings": report.sent,
+        "input_size": report.input_size.map(|(w, h)| json!([w, h])),
+        "resized": report.resized,
+        "sidecars": report.sidecars,
+        "attempts": report.attempts,
+        "server_ms": report.server_time.as_millis() as u64,
+        "total_ms": report.started.elapsed().as_millis() as u64,
+        "error": error,
+    });
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn error_text(current: &Current, job: &Job, reason: &str, report: &Report) -> String {
+    format!(
+        "drawdrop could not process {input}\n\n\
+         Reason:   {reason}\n\
+         Attempts: {attempts}\n\
+         Profile:  {profile}\n\
+         Server:   {url}\n\
+         When:     {when} (after {took:.1} s)\n\n\
+         To try again, move this file back into the inbox.\n",
+        input = shown(&job.relative),
+        attempts = report.attempts,
+        profile = report.profile,
+        url = current.config.server.url,
+        when = report.started_at.strftime("%Y-%m-%d %H:%M:%S %:z"),
+        took = report.started.elapsed().as_secs_f64(),
+    )
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| shown(p))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

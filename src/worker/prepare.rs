@@ -1,0 +1,114 @@
+//! Getting a claimed job ready to send: its settings (profile, sidecars, `{name}`), its
+//! picture read and checked, resized when needed, and the request body built in one pass.
+//! A reason is returned instead when the job can only fail.
+
+use super::Shared;
+use super::outcome::Report;
+use crate::api::request;
+use crate::claim::Job;
+use crate::image;
+use crate::image_settings;
+use crate::metadata;
+use crate::outbox::RESERVED;
+use crate::reload::Current;
+use bytes::Bytes;
+use std::path::{Component, Path};
+
+/// A request ready to send.
+pub(super) struct Prepared {
+    pub body: Bytes,
+    /// The least number of images a good answer holds.
+    pub expected_images: usize,
+    /// The `parameters` chunk for the results.
+    pub infotext: String,
+}
+
+/// Reads and checks the input and builds the request. `Err` is a reason to fail the job.
+pub(super) async fn prepare(
+    shared: &Shared,
+    current: &Current,
+    job: &Job,
+    report: &mut Report,
+) -> Result<Prepared, String> {
+    if let Some(reserved) = reserved_top_folder(&job.relative) {
+        return Err(format!(
+            "the inbox folder `{reserved}` has the name of an outbox folder drawdrop uses itself; rename the folder"
+        ));
+    }
+    let profile = current.config.profile_for(&job.relative);
+    let resolved = image_settings::resolve(&profile.settings, job, &shared.inbox)?;
+    report.sidecars = resolved.sidecars;
+    let settings = resolved.settings;
+    let input = job.input();
+    let limits = shared.limits;
+    let max_bytes = current.config.max_file_bytes;
+    let api = current.config.server.api;
+    let built = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let size = std::fs::metadata(&input)
+            .map_err(|error| format!("cannot read the file: {error}"))?
+            .len();
+        if size > max_bytes {
+            return Err(format!(
+                "the file is {} MB, above the limit of {} MB (max_file_mb in the config)",
+                size.div_ceil(1024 * 1024),
+                max_bytes / (1024 * 1024)
+            ));
+        }
+        let bytes =
+            std::fs::read(&input).map_err(|error| format!("cannot read the file: {error}"))?;
+        let info = image::inspect(&bytes, &limits).map_err(|problem| problem.to_string())?;
+        let target = image::target_size(info.size(), (settings.width, settings.height));
+        let init = image::init_image(&bytes, &info, target).map_err(|error| error.to_string())?;
+        let resized = matches!(init, std::borrow::Cow::Owned(_));
+        let seed = request::pick_seed(&settings);
+        let sent = request::settings_for(api, &settings, target, seed);
+        let body = Bytes::from(request::body(&sent, &init));
+        let prepared = Prepared {
+            body,
+            expected_images: request::expected_images(&settings),
+            infotext: metadata::infotext(&settings, target, seed),
+        };
+        Ok((prepared, sent, info.size(), resized))
+    })
+    .await
+    .map_err(|error| format!("internal error while preparing the image: {error}"))??;
+    let (prepared, sent, input_size, resized) = built;
+    report.sent = Some(sent);
+    report.input_size = Some(input_size);
+    report.resized = resized;
+    Ok(prepared)
+}
+
+/// An inbox folder named like drawdrop's own outbox folders (`originals/x.png`).
+fn reserved_top_folder(relative: &Path) -> Option<String> {
+    let mut components = relative.components();
+    let first = components.next()?;
+    components.next()?; // a file directly in the inbox is fine whatever its name
+    let Component::Normal(name) = first else {
+        return None;
+    };
+    let name = name.to_string_lossy();
+    RESERVED
+        .iter()
+        .any(|reserved| name.eq_ignore_ascii_case(reserved))
+        .then(|| name.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_folders_are_refused_only_as_top_level_folders() {
+        assert_eq!(
+            reserved_top_folder(Path::new("Originals/cat.png")).as_deref(),
+            Some("Originals")
+        );
+        assert_eq!(
+            reserved_top_folder(Path::new("logs/a/cat.png")).as_deref(),
+            Some("logs")
+        );
+        assert_eq!(reserved_top_folder(Path::new("failed.png")), None);
+        assert_eq!(reserved_top_folder(Path::new("w/failed/cat.png")), None);
+    }
+}

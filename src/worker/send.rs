@@ -1,0 +1,147 @@
+//! Sending one request until an answer with images comes, the file must fail, or drawdrop
+//! stops: waits while the server is down (not an attempt), retries with exponential
+//! backoff (honouring `Retry-After`) what may pass, fails at once what the server rejects.
+
+use super::Shared;
+use super::outcome::Report;
+use super::prepare::Prepared;
+use crate::api::Disposition;
+use crate::api::answer::{self, BadAnswer};
+use crate::claim::Job;
+use crate::health::Unreachable;
+use crate::inbox_names::shown;
+use crate::reload::Current;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Pause before the second attempt; doubled each time, up to `LONGEST_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const LONGEST_BACKOFF: Duration = Duration::from_secs(60);
+/// A `Retry-After` longer than this is not honoured in full.
+const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// On shutdown, an answer already on its way gets this long to arrive.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How sending one job ended.
+pub(super) enum Sent {
+    /// The result images, with the `parameters` chunk for them.
+    Images(Vec<Vec<u8>>, String),
+    Failed(String),
+    /// Shut down before an answer came: the input goes back to the inbox.
+    Interrupted,
+    /// `--once` waited `timeout_s` for the server in vain.
+    GaveUp(Unreachable),
+}
+
+pub(super) async fn send(
+    shared: &Shared,
+    current: &Current,
+    job: &Job,
+    prepared: Prepared,
+    report: &mut Report,
+) -> Sent {
+    let server = &current.config.server;
+    let mut waits_in_a_row = 0u32;
+    loop {
+        let ready = tokio::select! {
+            _ = shared.cancel.cancelled() => return Sent::Interrupted,
+            ready = shared.health.wait_up(shared.give_up_after) => ready,
+        };
+        if let Err(unreachable) = ready {
+            return Sent::GaveUp(unreachable);
+        }
+        report.attempts += 1;
+        tracing::debug!(
+            "sending {} to {} (attempt {} of {})",
+            shown(&job.relative),
+            server.url,
+            report.attempts,
+            server.max_attempts
+        );
+        let started = Instant::now();
+        let answer = tokio::select! {
+            answer = current.client.img2img(prepared.body.clone()) => answer,
+            _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,
+        };
+        report.server_time += started.elapsed();
+        let (reason, disposition) = match answer {
+            Ok(answer) => match answer::images(
+                &answer,
+                server.api,
+                prepared.expected_images,
+                &shared.limits,
+            ) {
+                Ok(images) => return Sent::Images(images, prepared.infotext),
+                Err(BadAnswer(reason)) => (reason, Disposition::Retry(None)),
+            },
+            Err(error) => (error.to_string(), error.disposition()),
+        };
+        match disposition {
+            Disposition::Fail => return Sent::Failed(reason),
+            Disposition::WaitForServer => {
+                report.attempts -= 1;
+                waits_in_a_row += 1;
+                shared.health.mark_down(&reason);
+                // The server may answer probes yet refuse this request: don't spin.
+                if waits_in_a_row > 1 && !pause(&shared.cancel, backoff(waits_in_a_row - 1)).await {
+                    return Sent::Interrupted;
+                }
+            }
+            Disposition::Retry(at_least) => {
+                waits_in_a_row = 0;
+                if report.attempts >= server.max_attempts {
+                    return Sent::Failed(format!(
+                        "gave up after {} attempt{}; the last one: {reason}",
+                        report.attempts,
+                        if report.attempts == 1 { "" } else { "s" }
+                    ));
+                }
+                let wait = backoff(report.attempts)
+                    .max(at_least.unwrap_or_default().min(LONGEST_RETRY_AFTER));
+                tracing::warn!(
+                    "retrying {} in {} s because {reason} (attempt {} of {})",
+                    shown(&job.relative),
+                    wait.as_secs(),
+                    report.attempts,
+                    server.max_attempts
+                );
+                if !pause(&shared.cancel, wait).await {
+                    return Sent::Interrupted;
+                }
+            }
+        }
+    }
+}
+
+/// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s ... up to a minute.
+fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(LONGEST_BACKOFF)
+}
+
+/// Sleeps unless cancelled first; false when cancelled.
+pub(super) async fn pause(cancel: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
+async fn cancelled_then_grace(cancel: &CancellationToken) {
+    cancel.cancelled().await;
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=8).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(1000), LONGEST_BACKOFF);
+    }
+}

@@ -30,6 +30,9 @@ struct Args {
     /// Simulated generation time per img2img request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Answer every img2img at once with its own init image, checking nothing (for benchmarks).
+    #[arg(long)]
+    instant: bool,
     /// Draw Things: the only model files it knows (comma separated); default: any.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
@@ -56,6 +59,7 @@ async fn main() -> ExitCode {
         }
     };
     fake.set_delay(Duration::from_millis(args.delay_ms));
+    fake.set_instant(args.instant);
     let models: Vec<&str> = args.models.iter().map(String::as_str).collect();
     fake.set_models(&models);
     fake.set_observer(|rec, status| eprintln!("{}", log_line(rec, status)));

@@ -175,12 +175,9 @@ impl Claims {
                 other => other,
             });
         match moved {
-            Ok(()) => {
-                durable::sync_dir(target_dir)?;
-                durable::sync_dir(parent(&source))?;
-                durable::sync_dir(&self.jobs)?;
-                Ok(Some(job))
-            }
+            // No fsync: should a power loss undo the claim, the file is simply back in the
+            // inbox and sent again; the commit's fsync makes the claim durable with it.
+            Ok(()) => Ok(Some(job)),
             Err(error) => {
                 // Sidecars that moved go back; then the half-made job goes.
                 self.return_files(&job)?;
@@ -226,7 +223,6 @@ impl Claims {
                 let to = self.inbox.join(&relative);
                 durable::create_dir_all(parent(&to))?;
                 if durable::rename_no_replace(&from, &to)? {
-                    durable::sync_dir(parent(&to))?;
                     placed.push(relative);
                     break;
                 }
@@ -238,8 +234,7 @@ impl Claims {
 
     /// Removes a finished job's folder.
     pub fn forget(&self, job: &Job) -> io::Result<()> {
-        durable::remove_tree(&job.dir)?;
-        durable::sync_dir(&self.jobs)
+        durable::remove_tree(&job.dir)
     }
 
     /// Jobs left by an earlier run, in claim order. Folders of claims that never completed

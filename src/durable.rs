@@ -1,6 +1,17 @@
-//! File operations that survive a crash or `kill -9`: write-then-rename, fsync of files and
-//! of the folders that hold them, moves that work across file systems, and a rename that
-//! never overwrites.
+//! File operations that survive a crash or `kill -9`: write-then-rename, moves that work
+//! across file systems, and a rename that never overwrites.
+//!
+//! The durability model, which keeps drawdrop's promises with a few fsyncs per job:
+//! - a process crash (`kill -9`) loses nothing the process wrote: every step is a rename,
+//!   and every file appears under its name only when whole;
+//! - for a power loss, file *data* is fsynced before the name that makes it count is
+//!   created (a staged result before its commit, a commit record before its rename), and the
+//!   metadata operations of one file system (renames, new folders) are taken as committed in
+//!   order, which journaling and copy-on-write file systems (APFS, HFS+ journaled, ext4, XFS,
+//!   btrfs) do: an fsync on one of them commits every earlier name change on the same file
+//!   system. So a job's later steps being on disk implies its earlier ones are;
+//! - across file systems there is no such order: a copy to another file system is fsynced,
+//!   with its folder, before the source is removed.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -35,20 +46,16 @@ fn is_unsupported(error: &io::Error) -> bool {
     )
 }
 
-/// Creates `dir` and its parents, syncing each new entry's parent.
+/// Creates `dir` and its parents.
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir)?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
+    fs::create_dir_all(dir)
 }
 
-/// Writes `bytes` to `path` completely and durably, creating parent folders. The file
-/// appears under its name only when whole (written to a temporary sibling, then renamed),
+/// Writes `bytes` to `path` completely, creating parent folders. The file appears under its
+/// name only when whole and on disk (written to a temporary sibling, fsynced, renamed),
 /// replacing what was there.
 pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let parent = parent_of(path)?;
@@ -59,8 +66,7 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&temporary, path)?;
-        sync_dir(parent)
+        fs::rename(&temporary, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temporary);
@@ -78,19 +84,14 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Moves a file, replacing `to`, and works across file systems: a rename where possible,
-/// else copy to a temporary sibling of `to`, fsync, rename into place, then remove `from`.
-/// Either way `to` is never seen half-written and `from` is removed only once `to` is durable.
+/// else copy to a temporary sibling of `to`, fsync it and its folder, rename into place, then
+/// remove `from`. Either way `to` is never seen half-written and `from` is removed only once
+/// `to` is on disk.
 pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
     let parent = parent_of(to)?;
     create_dir_all(parent)?;
     match fs::rename(from, to) {
-        Ok(()) => {
-            sync_dir(parent)?;
-            if let Some(source_dir) = from.parent() {
-                sync_dir(source_dir)?;
-            }
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(error) if error.kind() == io::ErrorKind::CrossesDevices => copy_then_remove(from, to),
         Err(error) => Err(error),
     }
@@ -109,11 +110,7 @@ fn copy_then_remove(from: &Path, to: &Path) -> io::Result<()> {
         let _ = fs::remove_file(&temporary);
         return Err(error);
     }
-    fs::remove_file(from)?;
-    if let Some(source_dir) = from.parent() {
-        sync_dir(source_dir)?;
-    }
-    Ok(())
+    fs::remove_file(from)
 }
 
 /// Renames `from` to `to` unless `to` exists (then `Ok(false)` and nothing changes). Both

@@ -73,7 +73,7 @@ impl Finisher {
         for (name, image) in names.iter().zip(images) {
             durable::write_new(&staging.join(name), image)?;
         }
-        sync_tree_dirs(&staging, &names)?;
+        sync_folders_of(&staging, &names)?;
         crash_point("staged");
         record.insert("outputs".into(), paths_json(&names));
         let input_number = match input_to {
@@ -96,7 +96,7 @@ impl Finisher {
             Path::new(outbox::FAILED).join(outbox::with_number(&job.relative, number));
         let error_file = outbox::error_file_for(&failed_input);
         durable::write_new(&staging.join(&error_file), reason_text.as_bytes())?;
-        sync_tree_dirs(&staging, std::slice::from_ref(&error_file))?;
+        sync_folders_of(&staging, std::slice::from_ref(&error_file))?;
         record.insert("outputs".into(), Value::Array(Vec::new()));
         self.commit(job, InputTo::Failed, number, record)
     }
@@ -237,20 +237,15 @@ fn paths_json(paths: &[PathBuf]) -> Value {
     )
 }
 
-/// Syncs the folders that hold the staged files, so their names are durable too.
-fn sync_tree_dirs(staging: &Path, names: &[PathBuf]) -> io::Result<()> {
-    let mut synced: Vec<PathBuf> = Vec::new();
-    for name in names {
-        let mut dir = staging.join(name);
-        while dir.pop() && dir.starts_with(staging) {
-            if synced.contains(&dir) {
-                break;
-            }
-            durable::sync_dir(&dir)?;
-            synced.push(dir.clone());
-        }
-    }
-    Ok(())
+/// Syncs the folders holding staged files: the commit goes to the inbox's file system, which
+/// may be another one, and must never be on disk before the staged files' names are.
+fn sync_folders_of(staging: &Path, names: &[PathBuf]) -> io::Result<()> {
+    let mut folders: Vec<PathBuf> = names
+        .iter()
+        .filter_map(|name| staging.join(name).parent().map(Path::to_path_buf))
+        .collect();
+    folders.dedup();
+    folders.iter().try_for_each(|folder| durable::sync_dir(folder))
 }
 
 #[cfg(test)]

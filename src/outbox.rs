@@ -117,9 +117,6 @@ impl Outbox {
         for n in 1u32.. {
             let candidate = with_number(relative, n);
             if durable::rename_no_replace(from, &self.root.join(&candidate))? {
-                if let Some(parent) = first.parent() {
-                    durable::sync_dir(parent)?;
-                }
                 return Ok(candidate);
             }
         }
@@ -137,7 +134,9 @@ impl Outbox {
             .unwrap_or(1)
     }
 
-    /// Appends one line to `logs/jobs.jsonl` in a single write, so lines never interleave.
+    /// Appends one line to `logs/jobs.jsonl` in a single write, so lines never interleave,
+    /// and syncs it: on journaling file systems that also commits every file placed in the
+    /// outbox before it, so a job is forgotten only once its outcome is on disk.
     pub fn append_job_line(&self, line: &str) -> io::Result<()> {
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         if journal.is_none() {

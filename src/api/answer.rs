@@ -1,18 +1,23 @@
 //! Reading the server's answers: the images of a success, the reason of an error.
 //!
-//! Draw Things answers `{"images": [...]}` only, written by Swift's JSONEncoder (which
-//! escapes `/` as `\/`: the strings are decoded into owned text, never borrowed from the
-//! body). A1111 adds `parameters` and `info` and, for several images, may put a grid first.
+//! Draw Things answers `{"images": [...]}` only, written by Swift's JSONEncoder, which
+//! escapes `/` as `\/` (so the strings cannot be used as they stand in the body). Each image
+//! string is taken as raw JSON text, its `\/` escapes dropped in one pass, and decoded from
+//! base64: one copy of the image text, not two. A1111 adds `parameters` and `info` and, for
+//! several images, may put a grid first.
 
 use crate::config::Api;
 use crate::image::{Limits, inspect};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 #[derive(Deserialize)]
-struct Success {
-    images: Option<Vec<String>>,
+struct Success<'a> {
+    /// Each image's JSON string literal, quotes and escapes included, borrowed from the body.
+    #[serde(borrow)]
+    images: Option<Vec<&'a RawValue>>,
 }
 
 /// Why an answer that came with status 200 cannot be used.
@@ -28,15 +33,23 @@ pub fn images(
     expected: usize,
     limits: &Limits,
 ) -> Result<Vec<Vec<u8>>, BadAnswer> {
-    let success: Success = serde_json::from_slice(body).map_err(|error| {
-        BadAnswer(format!(
-            "the answer is not the JSON that was expected ({error}; {} bytes)",
-            body.len()
-        ))
-    })?;
-    let mut encoded = success
-        .images
-        .ok_or_else(|| BadAnswer("the answer has no \"images\"".into()))?;
+    let mut encoded = match compact_images(body) {
+        Some(literals) => literals,
+        None => {
+            let success: Success = serde_json::from_slice(body).map_err(|error| {
+                BadAnswer(format!(
+                    "the answer is not the JSON that was expected ({error}; {} bytes)",
+                    body.len()
+                ))
+            })?;
+            success
+                .images
+                .ok_or_else(|| BadAnswer("the answer has no \"images\"".into()))?
+                .into_iter()
+                .map(RawValue::get)
+                .collect()
+        }
+    };
     if encoded.is_empty() {
         return Err(BadAnswer("the answer holds no images".into()));
     }
@@ -54,15 +67,76 @@ pub fn images(
     encoded
         .iter()
         .enumerate()
-        .map(|(index, text)| decode_png(index + 1, text, limits))
+        .map(|(index, literal)| decode_png(index + 1, literal, limits))
         .collect()
 }
 
-fn decode_png(number: usize, text: &str, limits: &Limits) -> Result<Vec<u8>, BadAnswer> {
-    let text = text
-        .find(";base64,")
-        .filter(|_| text.starts_with("data:"))
-        .map_or(text, |at| &text[at + ";base64,".len()..]);
+/// The image literals of an answer in exactly Draw Things' shape, `{"images":["...",...]}`
+/// with strings of plain ASCII and no quote escapes, found without a general JSON parser
+/// (a megabyte of base64 with a `\/` every 64 characters is slow to scan as JSON). Any other
+/// shape returns `None` and goes through serde_json.
+fn compact_images(body: &[u8]) -> Option<Vec<&str>> {
+    let mut rest = body.strip_prefix(b"{\"images\":[")?;
+    let mut literals = Vec::new();
+    if let Some(after) = rest.strip_prefix(b"]}") {
+        return after.is_empty().then_some(literals);
+    }
+    loop {
+        let content = rest.strip_prefix(b"\"")?;
+        let end = memchr::memchr(b'"', content)?;
+        if end > 0 && content[end - 1] == b'\\' {
+            return None; // an escaped quote: leave it to the real parser
+        }
+        let literal = &rest[..end + 2];
+        if !literal.is_ascii() {
+            return None;
+        }
+        literals.push(std::str::from_utf8(literal).ok()?);
+        rest = &rest[end + 2..];
+        if let Some(after) = rest.strip_prefix(b",") {
+            rest = after;
+        } else {
+            return (rest == b"]}").then_some(literals);
+        }
+    }
+}
+
+/// A JSON string literal's content, with `\/` unescaped in one pass. Other escapes (which
+/// base64 never needs) go through the full JSON string parser.
+fn string_content(literal: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
+    let bytes = inner.as_bytes();
+    let Some(first) = memchr::memchr(b'\\', bytes) else {
+        return Some(std::borrow::Cow::Borrowed(inner));
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut rest = inner;
+    let mut at = first;
+    loop {
+        if rest.as_bytes().get(at + 1) != Some(&b'/') {
+            return serde_json::from_str::<String>(literal)
+                .ok()
+                .map(std::borrow::Cow::Owned);
+        }
+        out.push_str(&rest[..at]);
+        out.push('/');
+        rest = &rest[at + 2..];
+        match memchr::memchr(b'\\', rest.as_bytes()) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    Some(std::borrow::Cow::Owned(out))
+}
+
+fn decode_png(number: usize, literal: &str, limits: &Limits) -> Result<Vec<u8>, BadAnswer> {
+    let text = string_content(literal)
+        .ok_or_else(|| BadAnswer(format!("image {number} of the answer is not a string")))?;
+    let text = match text.strip_prefix("data:") {
+        Some(url) => url.split_once(";base64,").map_or(url, |(_, data)| data),
+        None => &text,
+    };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .map_err(|error| {
@@ -136,6 +210,37 @@ mod tests {
         let body = format!("{{\"images\":[\"{encoded}\",\"{encoded}\"]}}");
         let images = images(body.as_bytes(), Api::DrawThings, 2, &Limits::default()).unwrap();
         assert_eq!(images, vec![png(), png()]);
+    }
+
+    #[test]
+    fn the_compact_shape_is_read_without_a_json_parser_and_others_fall_back() {
+        assert_eq!(
+            compact_images(br#"{"images":["a\/b","c"]}"#),
+            Some(vec![r#""a\/b""#, r#""c""#])
+        );
+        assert_eq!(compact_images(br#"{"images":[]}"#), Some(vec![]));
+        for other in [
+            &br#"{"images": ["a"]}"#[..],
+            br#"{"images":["a\"b"]}"#,
+            br#"{"images":["a"],"info":"x"}"#,
+            br#"{"images":["a""#,
+            br#"{"images":["a"]} "#,
+        ] {
+            assert_eq!(
+                compact_images(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
+    fn string_literals_lose_their_escapes() {
+        assert_eq!(string_content(r#""ab\/c\/""#).unwrap(), "ab/c/");
+        assert_eq!(string_content(r#""plain""#).unwrap(), "plain");
+        assert_eq!(string_content(r#""a\nb""#).unwrap(), "a\nb");
+        assert_eq!(string_content("12"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_server;
+pub mod hostile;
 pub mod png;
 
 use std::collections::BTreeSet;

@@ -164,10 +164,14 @@ impl Claims {
         Err(io::Error::other("no free name in the inbox"))
     }
 
-    /// Removes a finished job's folder.
+    /// Removes a finished job's folder. A jobs folder that is gone (the inbox was deleted,
+    /// with drawdrop's state in it) means the job is forgotten already.
     pub fn forget(&self, job: &Job) -> io::Result<()> {
         durable::remove_tree(&job.dir)?;
-        durable::sync_dir(&self.jobs)
+        match durable::sync_dir(&self.jobs) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            synced => synced,
+        }
     }
 
     /// Jobs left by an earlier run, in claim order. Folders of claims that never completed
@@ -294,6 +298,16 @@ mod tests {
         fs::create_dir_all(dir.path().join(".drawdrop/jobs/0000000000000-000000-1/in")).unwrap();
         assert_eq!(claims.recover().unwrap(), jobs);
         assert_eq!(claims.count(), 2);
+    }
+
+    #[test]
+    fn forgetting_a_job_whose_inbox_was_deleted_succeeds() {
+        let (dir, claims) = setup();
+        fs::write(dir.path().join("cat.png"), b"png").unwrap();
+        let job = claims.claim(Path::new("cat.png")).unwrap().unwrap();
+        fs::remove_dir_all(dir.path().join(STATE_DIR)).unwrap();
+        claims.forget(&job).unwrap();
+        assert!(!dir.path().join(STATE_DIR).exists(), "nothing recreated");
     }
 
     #[test]

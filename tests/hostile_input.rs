@@ -20,6 +20,7 @@ use common::png::{
 use common::{Daemon, Setup, files_under, set, wait_until};
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -570,11 +571,12 @@ async fn an_unreadable_file_fails_and_a_read_only_outbox_keeps_the_input_until_w
     fs::write(&outside, &secret).unwrap();
     fs::set_permissions(&outside, fs::Permissions::from_mode(0o000)).unwrap();
     fs::rename(&outside, setup.inbox.join("secret.png")).unwrap();
-    // And a folder nobody may list.
+    // And a folder that cannot be listed (write and search only: moving a folder to another
+    // parent needs write permission on it).
     let folder = setup.dir.path().join("locked");
     fs::create_dir(&folder).unwrap();
     fs::write(folder.join("hidden away.png"), &secret).unwrap();
-    fs::set_permissions(&folder, fs::Permissions::from_mode(0o000)).unwrap();
+    fs::set_permissions(&folder, fs::Permissions::from_mode(0o300)).unwrap();
     fs::rename(&folder, setup.inbox.join("locked")).unwrap();
 
     wait_until("the unreadable file failed", || {
@@ -624,7 +626,9 @@ async fn a_full_outbox_disk_keeps_the_input_until_space_returns() {
     let mount = match TmpfsMount::new(&disk, "2m") {
         Ok(mount) => mount,
         Err(error) => {
-            eprintln!(
+            // Straight to stderr, past the test harness's capture: this must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
                 "NOT TESTED: a full outbox disk: cannot mount a 2 MB tmpfs on {} ({error}); \
                  this needs root with CAP_SYS_ADMIN. Testing a read-only outbox instead.",
                 disk.display()

@@ -232,7 +232,8 @@ impl Claims {
         Ok(placed)
     }
 
-    /// Removes a finished job's folder.
+    /// Removes a finished job's folder. A jobs folder that is gone (the inbox was deleted,
+    /// with drawdrop's state in it) means the job is forgotten already.
     pub fn forget(&self, job: &Job) -> io::Result<()> {
         durable::remove_tree(&job.dir)
     }
@@ -437,6 +438,16 @@ mod tests {
         assert!(claims.recover().unwrap().is_empty());
         assert_eq!(fs::read(dir.path().join("cat.txt")).unwrap(), b"prompt");
         assert_eq!(claims.count(), 0);
+    }
+
+    #[test]
+    fn forgetting_a_job_whose_inbox_was_deleted_succeeds() {
+        let (dir, claims) = setup();
+        fs::write(dir.path().join("cat.png"), b"png").unwrap();
+        let job = claims.claim(Path::new("cat.png")).unwrap().unwrap();
+        fs::remove_dir_all(dir.path().join(STATE_DIR)).unwrap();
+        claims.forget(&job).unwrap();
+        assert!(!dir.path().join(STATE_DIR).exists(), "nothing recreated");
     }
 
     #[test]

@@ -93,19 +93,6 @@ pub async fn run(
     for job in recovered {
         queue.push(Work::Recovered(job));
     }
-    tracing::info!(
-        "drawdrop {} watching {} -> {} (server {}, profiles: {})",
-        env!("CARGO_PKG_VERSION"),
-        inbox.display(),
-        config.outbox.display(),
-        config.server.url,
-        config
-            .profiles
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     let outbox = Arc::new(Outbox::new(config.outbox.clone()));
     let cancel = shutdown.child_token();
     let (settle, concurrency) = (config.settle, config.server.concurrency);
@@ -140,6 +127,19 @@ pub async fn run(
             .with_settle_updates(shared.live.subscribe());
         hints = Some(events);
     }
+    tracing::info!(
+        "drawdrop {} watching {} -> {} (server {}, profiles: {})",
+        env!("CARGO_PKG_VERSION"),
+        inbox.display(),
+        config.outbox.display(),
+        config.server.url,
+        config
+            .profiles
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     let mut tasks = JoinSet::new();
     let stage_cancel = cancel.clone();

@@ -245,7 +245,9 @@ fn sync_folders_of(staging: &Path, names: &[PathBuf]) -> io::Result<()> {
         .filter_map(|name| staging.join(name).parent().map(Path::to_path_buf))
         .collect();
     folders.dedup();
-    folders.iter().try_for_each(|folder| durable::sync_dir(folder))
+    folders
+        .iter()
+        .try_for_each(|folder| durable::sync_dir(folder))
 }
 
 #[cfg(test)]

@@ -41,7 +41,14 @@ pub struct WatchStage {
     events: Option<(Source, Option<RecommendedWatcher>)>,
     /// New settings (hot reload) may bring a new settle window.
     settings: Option<watch::Receiver<Arc<Current>>>,
+    /// Which folder is being watched: another one under the inbox's name (deleted and
+    /// created again, by a person, a sync tool, or a claim being finished) is watched anew.
+    watched: Option<FolderId>,
 }
+
+/// A folder's identity: device, inode and (where the file system keeps it) birth time, as
+/// inode numbers are reused at once.
+type FolderId = (u64, u64, Option<std::time::SystemTime>);
 
 impl WatchStage {
     /// `inbox` should be canonical, as notify reports canonical paths.
@@ -55,6 +62,7 @@ impl WatchStage {
             reported: HashSet::new(),
             events: None,
             settings: None,
+            watched: None,
         }
     }
 
@@ -68,6 +76,7 @@ impl WatchStage {
     /// inbox folder is created again after being deleted.
     pub fn with_events(mut self, source: Source, watcher: RecommendedWatcher) -> Self {
         self.events = Some((source, Some(watcher)));
+        self.watched = folder_id(&self.inbox);
         self
     }
 
@@ -121,6 +130,7 @@ impl WatchStage {
 
     /// Looks at every candidate in the inbox.
     fn rescan(&mut self) {
+        self.notice_replaced_inbox();
         let inbox = self.inbox.clone();
         let reported = &mut self.reported;
         let found = match scan::scan(&inbox, |notice| report(reported, notice)) {
@@ -161,8 +171,28 @@ impl WatchStage {
             "the inbox {} was gone; created it again",
             self.inbox.display()
         );
+        self.watch_again();
+    }
+
+    /// Another folder now has the inbox's name: the watcher still watches the old one.
+    fn notice_replaced_inbox(&mut self) {
+        if self.events.is_none() {
+            return;
+        }
+        let now = folder_id(&self.inbox);
+        if now.is_none() || now == self.watched {
+            return; // a missing inbox is created again by the scan
+        }
+        tracing::warn!(
+            "the inbox {} was replaced by another folder (deleted and created again?); watching the new one",
+            self.inbox.display()
+        );
+        self.watch_again();
+    }
+
+    /// Watches the folder now at the inbox's path (the old watcher watched a deleted one).
+    fn watch_again(&mut self) {
         if let Some((source, watcher)) = &mut self.events {
-            // The old watcher watched the deleted folder.
             *watcher = None;
             match source.watch(&self.inbox) {
                 Ok(new) => *watcher = Some(new),
@@ -171,6 +201,7 @@ impl WatchStage {
                     RESCAN_EVERY.as_secs()
                 ),
             }
+            self.watched = folder_id(&self.inbox);
         }
     }
 
@@ -237,6 +268,18 @@ impl WatchStage {
             self.queue.push(Work::Settled { relative, seen });
         }
     }
+}
+
+#[cfg(unix)]
+fn folder_id(path: &Path) -> Option<FolderId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino(), meta.created().ok()))
+}
+
+#[cfg(not(unix))]
+fn folder_id(_path: &Path) -> Option<FolderId> {
+    None
 }
 
 /// Logs what a scan left alone, once per path.

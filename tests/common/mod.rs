@@ -5,6 +5,7 @@
 
 pub mod fake_server;
 pub mod faults;
+pub mod hostile;
 pub mod png;
 
 use std::collections::BTreeSet;

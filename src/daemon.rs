@@ -100,7 +100,11 @@ pub async fn run(
         give_up_after: options.once.then_some(config.server.timeout),
         live: Arc::new(Live::new(config.clone(), Client::new(&config.server)?)),
         outbox_gate: Arc::new(OutboxGate::new(outbox.staging_root())),
-        finisher: Finisher { outbox, claims },
+        finisher: Finisher {
+            outbox,
+            claims,
+            one_file_system: folders::one_file_system(&inbox, &config.outbox),
+        },
         queue: queue.clone(),
         health: Arc::new(Health::new()),
         tally: tally.clone(),

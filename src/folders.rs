@@ -51,6 +51,24 @@ pub fn prepare(config: &Config) -> Result<PathBuf, FolderError> {
     Ok(inbox)
 }
 
+/// Whether two folders are on one file system (where renames between them work and one
+/// journal orders their changes). Unknown means no.
+pub fn one_file_system(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
 fn canonical(path: &Path) -> Result<PathBuf, FolderError> {
     path.canonicalize()
         .map_err(|source| FolderError::create(path, source))

@@ -101,55 +101,67 @@ fn compact_images(body: &[u8]) -> Option<Vec<&str>> {
     }
 }
 
-/// A JSON string literal's content, with `\/` unescaped in one pass. Other escapes (which
-/// base64 never needs) go through the full JSON string parser.
-fn string_content(literal: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
-    let bytes = inner.as_bytes();
-    let Some(first) = memchr::memchr(b'\\', bytes) else {
-        return Some(std::borrow::Cow::Borrowed(inner));
-    };
-    let mut out = String::with_capacity(inner.len());
-    let mut rest = inner;
-    let mut at = first;
-    loop {
-        if rest.as_bytes().get(at + 1) != Some(&b'/') {
-            return serde_json::from_str::<String>(literal)
-                .ok()
-                .map(std::borrow::Cow::Owned);
-        }
-        out.push_str(&rest[..at]);
-        out.push('/');
-        rest = &rest[at + 2..];
-        match memchr::memchr(b'\\', rest.as_bytes()) {
-            Some(next) => at = next,
-            None => break,
-        }
-    }
-    out.push_str(rest);
-    Some(std::borrow::Cow::Owned(out))
-}
-
+/// Decodes one image literal: a JSON string of base64 (plain, or a `data:` URL).
 fn decode_png(number: usize, literal: &str, limits: &Limits) -> Result<Vec<u8>, BadAnswer> {
-    let text = string_content(literal)
+    let inner = literal
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
         .ok_or_else(|| BadAnswer(format!("image {number} of the answer is not a string")))?;
-    let text = match text.strip_prefix("data:") {
-        Some(url) => url.split_once(";base64,").map_or(url, |(_, data)| data),
-        None => &text,
+    let not_base64 = |error: base64::DecodeError| {
+        BadAnswer(format!(
+            "image {number} of the answer is not valid base64 ({error})"
+        ))
     };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|error| {
-            BadAnswer(format!(
-                "image {number} of the answer is not valid base64 ({error})"
-            ))
-        })?;
+    let bytes = if inner.starts_with("data:") || has_other_escapes(inner.as_bytes()) {
+        // The rare shapes: unescape fully, then strip the data URL's head.
+        let text: String = serde_json::from_str(literal)
+            .map_err(|_| BadAnswer(format!("image {number} of the answer is not a string")))?;
+        let text = match text.strip_prefix("data:") {
+            Some(url) => url.split_once(";base64,").map_or(url, |(_, data)| data),
+            None => &text,
+        };
+        BASE64.decode(text.trim()).map_err(not_base64)?
+    } else {
+        decode_dropping_escapes(inner.trim().as_bytes()).map_err(not_base64)?
+    };
     inspect(&bytes, limits).map_err(|problem| {
         BadAnswer(format!(
             "image {number} of the answer is not a usable PNG: {problem}"
         ))
     })?;
     Ok(bytes)
+}
+
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Whether a string literal's content holds an escape other than `\/`.
+fn has_other_escapes(inner: &[u8]) -> bool {
+    memchr::memchr_iter(b'\\', inner).any(|at| inner.get(at + 1) != Some(&b'/'))
+}
+
+/// Base64 with `\/` escapes decoded in one pass through a small buffer: no unescaped copy
+/// of the whole text is made.
+fn decode_dropping_escapes(text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
+    const BLOCK: usize = 16 * 1024;
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
+    let mut block = Vec::with_capacity(BLOCK + 4);
+    let mut rest = text;
+    while !rest.is_empty() {
+        let take = memchr::memchr(b'\\', rest).unwrap_or(rest.len());
+        block.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        if let Some(after) = rest.strip_prefix(b"\\") {
+            rest = after; // the escaped character follows as itself
+        }
+        if block.len() >= BLOCK {
+            // Decode whole groups of four; the rest starts the next block.
+            let whole = block.len() / 4 * 4;
+            BASE64.decode_vec(&block[..whole], &mut out)?;
+            block.drain(..whole);
+        }
+    }
+    BASE64.decode_vec(&block, &mut out)?;
+    Ok(out)
 }
 
 /// The reason an error answer gives, for a person: the `detail` (Draw Things, A1111), or
@@ -236,11 +248,13 @@ mod tests {
     }
 
     #[test]
-    fn string_literals_lose_their_escapes() {
-        assert_eq!(string_content(r#""ab\/c\/""#).unwrap(), "ab/c/");
-        assert_eq!(string_content(r#""plain""#).unwrap(), "plain");
-        assert_eq!(string_content(r#""a\nb""#).unwrap(), "a\nb");
-        assert_eq!(string_content("12"), None);
+    fn escaped_base64_decodes_across_blocks() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let escaped = b64(&data).replace('/', "\\/");
+        assert_eq!(decode_dropping_escapes(escaped.as_bytes()).unwrap(), data);
+        assert!(decode_dropping_escapes(b"@@@@").is_err());
+        assert!(has_other_escapes(br"a\nb"));
+        assert!(!has_other_escapes(br"a\/b"));
     }
 
     #[test]

@@ -171,7 +171,8 @@ impl Claims {
     }
 
     /// Jobs left by an earlier run, in claim order. Folders of claims that never completed
-    /// (no input and no commit) are removed.
+    /// (no input and no commit) are removed, and so are jobs whose input was being put back
+    /// into the inbox (see [`Claims::was_put_back`]).
     pub fn recover(&self) -> io::Result<Vec<Job>> {
         let mut ids: Vec<String> = match fs::read_dir(&self.jobs) {
             Ok(entries) => entries
@@ -188,6 +189,10 @@ impl Claims {
             let input = find_single_file(&dir.join(INPUT_DIR))?;
             let committed = dir.join(COMMIT_FILE).is_file();
             match input {
+                Some(relative) if !committed && self.was_put_back(&dir, &relative) => {
+                    durable::remove_tree(&dir)?;
+                    durable::sync_dir(&self.jobs)?;
+                }
                 Some(relative) => jobs.push(Job { id, relative, dir }),
                 None if committed => jobs.push(Job {
                     id,
@@ -198,6 +203,25 @@ impl Claims {
             }
         }
         Ok(jobs)
+    }
+
+    /// Whether the uncommitted job in `dir` was being put back when the last run ended:
+    /// `unclaim` links the input into the inbox (at its name or the next free ` (N)`) and
+    /// then removes the job, so a kill in between leaves the same file in both places.
+    /// Sending the job again would make the inbox copy a second input; the put-back is
+    /// completed instead and the file is taken from the inbox like any other.
+    fn was_put_back(&self, dir: &Path, relative: &Path) -> bool {
+        let input = dir.join(INPUT_DIR).join(relative);
+        for n in 1u32.. {
+            let candidate = self.inbox.join(crate::outbox::with_number(relative, n));
+            if fs::symlink_metadata(&candidate).is_err() {
+                return false;
+            }
+            if durable::same_file(&input, &candidate) {
+                return true;
+            }
+        }
+        false
     }
 
     /// How many jobs are claimed right now (for `status`).
@@ -294,6 +318,24 @@ mod tests {
         fs::create_dir_all(dir.path().join(".drawdrop/jobs/0000000000000-000000-1/in")).unwrap();
         assert_eq!(claims.recover().unwrap(), jobs);
         assert_eq!(claims.count(), 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn recover_completes_a_put_back_interrupted_between_link_and_unlink() {
+        let (dir, claims) = setup();
+        fs::write(dir.path().join("cat.png"), b"taken").unwrap();
+        let job = claims.claim(Path::new("cat.png")).unwrap().unwrap();
+        fs::write(dir.path().join("cat.png"), b"a new file of that name").unwrap();
+        // unclaim linked the input to the next free name, then was killed.
+        fs::hard_link(job.input(), dir.path().join("cat (2).png")).unwrap();
+        assert_eq!(claims.recover().unwrap(), Vec::new());
+        assert_eq!(claims.count(), 0);
+        assert_eq!(fs::read(dir.path().join("cat (2).png")).unwrap(), b"taken");
+        assert_eq!(
+            fs::read(dir.path().join("cat.png")).unwrap(),
+            b"a new file of that name"
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Finisher {
         let text = std::fs::read(job.commit_file())?;
         let commit: Commit = serde_json::from_slice(&text)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-        self.apply(job, &commit)
+        self.apply(job, &commit, Resumed::Yes)
     }
 
     /// A job claimed but not committed: anything staged for it is stale.
@@ -156,11 +156,12 @@ impl Finisher {
         let text = serde_json::to_vec(&commit).map_err(io::Error::other)?;
         durable::write_whole(&job.commit_file(), &text)?;
         crash_point("committed");
-        self.apply(job, &commit)
+        self.apply(job, &commit, Resumed::No)
     }
 
-    /// Idempotent: safe to redo after a crash at any point.
-    fn apply(&self, job: &Job, commit: &Commit) -> io::Result<Placed> {
+    /// Idempotent: safe to redo after a crash at any point. Resumed, it writes the
+    /// `jobs.jsonl` line only if an earlier run has not written it yet.
+    fn apply(&self, job: &Job, commit: &Commit, resumed: Resumed) -> io::Result<Placed> {
         let staging = self.outbox.staging(&job.id);
         if job.has_input() {
             match commit.input_to {
@@ -197,13 +198,24 @@ impl Finisher {
             };
             record.insert(key.into(), Value::from(input.to_string_lossy()));
         }
-        let line = serde_json::to_string(&record).map_err(io::Error::other)?;
-        self.outbox.append_job_line(&line)?;
+        // A run that ended between the line and the removal of the job wrote it already.
+        let journaled = resumed == Resumed::Yes && self.outbox.has_job_line(&job.id)?;
+        if !journaled {
+            let line = serde_json::to_string(&record).map_err(io::Error::other)?;
+            self.outbox.append_job_line(&line)?;
+        }
         crash_point("journaled");
         self.claims.forget(job)?;
         durable::remove_tree(&staging)?;
         Ok(placed)
     }
+}
+
+/// Whether `apply` completes a job decided earlier (in this run or a previous one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resumed {
+    No,
+    Yes,
 }
 
 /// `originals/<relative>` or `failed/<relative>` with collision number `n`.
@@ -398,6 +410,47 @@ mod tests {
         assert_eq!(f.out("originals/cat.png"), b"input");
         assert!(f.claims.recover().unwrap().is_empty());
         assert!(!f.outbox.root().join("cat (2).png").exists());
+    }
+
+    #[test]
+    fn resume_after_the_journal_line_was_written_writes_no_second_line() {
+        let f = fixture();
+        let job = f.claim("cat.png", b"input");
+        let staging = f.outbox.staging(&job.id);
+        durable::write_new(&staging.join("cat.png"), b"result").unwrap();
+        let mut record = serde_json::Map::new();
+        record.insert("job".into(), Value::from(job.id.clone()));
+        let commit = Commit {
+            input_to: InputTo::Originals,
+            input_number: 1,
+            record,
+        };
+        durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
+        f.outbox.append_job_line("{\"job\":\"another\"}").unwrap();
+        // Everything done but the removal of the job, as a kill after the line leaves it.
+        durable::move_file(&job.input(), &staging.join("originals/cat.png")).unwrap();
+        f.outbox.place_staged(&staging).unwrap();
+        let line = serde_json::to_string(&commit.record).unwrap();
+        f.outbox.append_job_line(&line).unwrap();
+        let recovered = f.claims.recover().unwrap();
+        f.finisher().resume(&recovered[0]).unwrap();
+        let lines = f.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[1]["job"], Value::from(job.id.clone()));
+        assert_eq!(f.claims.count(), 0);
+        // A job resumed before its line was written still gets it.
+        let second = f.claim("dog.png", b"input");
+        let mut record = serde_json::Map::new();
+        record.insert("job".into(), Value::from(second.id.clone()));
+        let commit = Commit {
+            input_to: InputTo::Originals,
+            input_number: 1,
+            record,
+        };
+        durable::write_whole(&second.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
+        f.finisher().resume(&second).unwrap();
+        assert_eq!(f.lines().len(), 3);
+        assert_eq!(f.out("originals/dog.png"), b"input");
     }
 
     #[test]

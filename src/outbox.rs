@@ -14,7 +14,7 @@
 use crate::durable;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -126,6 +126,31 @@ impl Outbox {
                     .all(|name| fs::symlink_metadata(self.root.join(name)).is_err())
             })
             .unwrap_or(1)
+    }
+
+    /// Whether `logs/jobs.jsonl` has the line of job `id` already. Reads the whole file, so
+    /// it is asked only when a job decided before a crash is completed.
+    pub fn has_job_line(&self, id: &str) -> io::Result<bool> {
+        let file = match File::open(self.jobs_log()) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        let needle = format!("\"{id}\"");
+        for line in io::BufReader::new(file).split(b'\n') {
+            let line = line?;
+            if !line
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+            {
+                continue;
+            }
+            let record: Result<serde_json::Value, _> = serde_json::from_slice(&line);
+            if record.is_ok_and(|record| record.get("job").and_then(|j| j.as_str()) == Some(id)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Appends one line to `logs/jobs.jsonl` in a single write, so lines never interleave.
@@ -299,6 +324,19 @@ mod tests {
             fs::read(outbox.root().join("w/cat (2).png")).unwrap(),
             b"new"
         );
+    }
+
+    #[test]
+    fn has_job_line_finds_a_job_by_its_id_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::new(dir.path().to_path_buf());
+        assert!(!outbox.has_job_line("1-2-3").unwrap());
+        outbox
+            .append_job_line("{\"job\":\"1-2-30\",\"input\":\"1-2-3\"}")
+            .unwrap();
+        assert!(!outbox.has_job_line("1-2-3").unwrap());
+        outbox.append_job_line("{\"job\":\"1-2-3\"}").unwrap();
+        assert!(outbox.has_job_line("1-2-3").unwrap());
     }
 
     #[test]

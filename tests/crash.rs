@@ -7,8 +7,9 @@
 //!
 //! - one test per crash point (claimed, staged, committed, input-moved, placed-one,
 //!   journaled), for a picture that succeeds and for a known-bad one;
-//! - the two windows no crash point reaches (between the hard link and the unlink of a
-//!   no-replace rename), recreated on disk as a kill there leaves them;
+//! - the windows no crash point reaches (between the hard link and the unlink of a
+//!   no-replace rename; in the middle of a cross-device copy), recreated on disk as a kill
+//!   there leaves them;
 //! - `kill -9` while a file is still being written into the inbox;
 //! - a seeded chaos run: ~40 files in bursts, 10-15 random kills, random server faults.
 //!   `DRAWDROP_CHAOS_SEED=N cargo test --test crash chaos` replays a seed.
@@ -250,6 +251,32 @@ fn a_kill_between_link_and_unlink_while_putting_back_takes_the_file_once() {
 
     let checked = restart_and_check(&setup, &server, &dropped, 1, &[&first]);
     assert_eq!(checked.figures.good_answers, 1, "{checked}");
+}
+
+/// When the inbox and the outbox are on different file systems, archiving the input copies
+/// it into the job's staging folder under a hidden temporary name, then renames it. A kill
+/// during the copy leaves that temporary behind; the restart must neither place it into the
+/// outbox (a hidden `.tmp` file in `originals/`) nor leave it in staging.
+#[test]
+fn a_kill_during_a_cross_device_copy_leaves_no_temporary_behind() {
+    let (_runtime, server, setup) = start();
+    let picture = good_picture();
+    let mut dropped = Dropped::default();
+    dropped.good("cat.png", picture.clone(), 1);
+    let mut first = setup.start_daemon_with(&[(CRASH_AT, "committed")]);
+    setup.drop_file("cat.png", &picture);
+    wait_for_crash(&mut first, "committed");
+    // What a kill in the middle of `fs::copy` into staging leaves (the copy is named after
+    // the process that made it).
+    let staging = only_folder(&setup.outbox.join(".drawdrop/staging"));
+    std::fs::create_dir_all(staging.join("originals")).unwrap();
+    std::fs::write(
+        staging.join("originals/.cat.png.drawdrop-4242.tmp"),
+        &picture[..picture.len() / 2],
+    )
+    .unwrap();
+
+    restart_and_check(&setup, &server, &dropped, 1, &[&first]);
 }
 
 /// `kill -9` while a file is still being written into the inbox (settling), a restart

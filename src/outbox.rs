@@ -86,9 +86,22 @@ impl Outbox {
     /// Moves every file under `staging` to the same relative path in the outbox, never
     /// overwriting (a taken name gets the next free ` (N)`). Returns where each one went,
     /// relative to the outbox, in path order.
+    ///
+    /// Staged names are never hidden (inputs with hidden names are not taken), so a hidden
+    /// file there is a temporary that a crash left in the middle of a copy (an input moved
+    /// across file systems): it is removed, never placed.
     pub fn place_staged(&self, staging: &Path) -> io::Result<Vec<PathBuf>> {
         let mut staged = Vec::new();
         collect_files(staging, Path::new(""), &mut staged)?;
+        staged.retain(|relative| {
+            let hidden = relative
+                .file_name()
+                .is_some_and(|name| name.as_encoded_bytes().first() == Some(&b'.'));
+            if hidden {
+                let _ = durable::remove_file(&staging.join(relative));
+            }
+            !hidden
+        });
         staged.sort();
         let mut placed = Vec::with_capacity(staged.len());
         for relative in staged {
@@ -324,6 +337,24 @@ mod tests {
             fs::read(outbox.root().join("w/cat (2).png")).unwrap(),
             b"new"
         );
+    }
+
+    #[test]
+    fn place_staged_drops_temporaries_left_by_an_interrupted_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::new(dir.path().join("out"));
+        outbox.create().unwrap();
+        let staging = outbox.staging("job1");
+        durable::write_new(&staging.join("originals/cat.png"), b"whole").unwrap();
+        durable::write_new(&staging.join("originals/.cat.png.drawdrop-7.tmp"), b"wh").unwrap();
+        let placed = outbox.place_staged(&staging).unwrap();
+        assert_eq!(strings(placed), ["originals/cat.png"]);
+        assert_eq!(
+            fs::read_dir(outbox.originals()).unwrap().count(),
+            1,
+            "only the whole file"
+        );
+        assert!(!staging.join("originals/.cat.png.drawdrop-7.tmp").exists());
     }
 
     #[test]

@@ -337,7 +337,7 @@ fn chaos_random_kills_and_server_faults_lose_and_duplicate_nothing() {
         seed,
         files: 40,
         concurrency: 2,
-        fault_rate: 0.2,
+        fault_rate: 0.3,
         max_delay_ms: 60,
         stop_after_ms: (20, 600),
         burst: (2, 6),

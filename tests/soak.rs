@@ -30,11 +30,11 @@ fn soak_thousands_of_files_through_random_kills_and_server_faults() {
         seed,
         files,
         concurrency: 2,
-        fault_rate: 0.1,
+        fault_rate: 0.15,
         max_delay_ms: 40,
-        stop_after_ms: (20, 1500),
-        burst: (1, 12),
-        min_kills: 100,
+        stop_after_ms: (20, 800),
+        burst: (1, 6),
+        min_kills: 250,
         term_rate: 0.05,
         drain_limit: Duration::from_secs(600),
     };
@@ -66,6 +66,14 @@ fn soak_thousands_of_files_through_random_kills_and_server_faults() {
         (
             "duplicate jobs.jsonl lines",
             f.journal_duplicates.to_string(),
+        ),
+        (
+            "empty job folders left in staging",
+            f.empty_staging_folders.to_string(),
+        ),
+        (
+            "invariant violations",
+            outcome.checked.violations.len().to_string(),
         ),
         (
             "run time",

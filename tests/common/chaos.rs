@@ -10,7 +10,7 @@
 
 use super::fake_server::{FakeServer, Fault, Flavor};
 use super::invariants::{self, Checked, Dropped};
-use super::png::{jpeg_bytes, png, truncated};
+use super::png::{jpeg_bytes, png, truncated, with_text};
 use super::{Daemon, Setup, wait_until_within};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ pub const SEED_ENV: &str = "DRAWDROP_CHAOS_SEED";
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub seed: u64,
-    /// Inputs to drop (about one in ten is known-bad).
+    /// Inputs to drop (one in ten is known-bad).
     pub files: usize,
     /// Requests in flight (`[server] concurrency`).
     pub concurrency: u32,
@@ -74,7 +74,8 @@ impl Outcome {
         format!(
             "seed {}: {} files in {} bursts, {} SIGKILLs, {} SIGTERMs, {} requests, {} faults injected, \
              {} resends ({} inputs), done {}, failed {} (known-bad {}, given up {}), lost {}, \
-             duplicates {}, duplicate journal lines {}; {:.1} s (last run {:.1} s)",
+             duplicates {}, duplicate journal lines {}, empty staging folders {}; {:.1} s \
+             (last run {:.1} s)",
             plan.seed,
             f.files,
             self.bursts,
@@ -91,6 +92,7 @@ impl Outcome {
             f.lost,
             f.duplicates,
             f.journal_duplicates,
+            f.empty_staging_folders,
             self.took.as_secs_f64(),
             self.drain.as_secs_f64()
         )
@@ -272,7 +274,7 @@ enum Kind {
 }
 
 /// The inputs: names unique across folders, sides multiples of 64 (so the fake answers with
-/// the input's own pixels), about one in ten known-bad.
+/// the input's own pixels), one in ten known-bad.
 fn plan_files(plan: &Plan, rng: &mut fastrand::Rng) -> Vec<(String, Vec<u8>, Kind)> {
     const SIDES: [u32; 3] = [128, 192, 256];
     let mut files = Vec::with_capacity(plan.files);
@@ -285,7 +287,7 @@ fn plan_files(plan: &Plan, rng: &mut fastrand::Rng) -> Vec<(String, Vec<u8>, Kin
         };
         let extension = if rng.u32(0..8) == 0 { "PNG" } else { "png" };
         let relative = format!("{folder}f{i:04}.{extension}");
-        if rng.u32(0..10) == 0 {
+        if i % 10 == 7 {
             let bytes = match rng.u32(0..4) {
                 0 => jpeg_bytes(),
                 1 => truncated(&png(128, 128, 1_000_000 + i as u32)),
@@ -295,7 +297,8 @@ fn plan_files(plan: &Plan, rng: &mut fastrand::Rng) -> Vec<(String, Vec<u8>, Kin
             files.push((relative, bytes, Kind::Bad));
         } else {
             let (width, height) = (SIDES[rng.usize(0..3)], SIDES[rng.usize(0..3)]);
-            let bytes = png(width, height, i as u32 + 1);
+            // The pixels repeat every 256 seeds; a text chunk makes every file unique.
+            let bytes = with_text(&png(width, height, i as u32 + 1), "chaos", &relative);
             files.push((relative, bytes, Kind::Good(images)));
         }
     }

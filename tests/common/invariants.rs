@@ -128,6 +128,10 @@ pub struct Figures {
     pub resends: usize,
     /// Inputs that got more than one real 200 answer.
     pub resent_inputs: usize,
+    /// Empty job folders left in `outbox/.drawdrop/staging/` (a kill after a finished job
+    /// was forgotten and before its staging folder was removed): no file, nothing visible,
+    /// so not a violation, but counted.
+    pub empty_staging_folders: usize,
 }
 
 /// The outcome of [`check`].
@@ -151,7 +155,7 @@ impl fmt::Display for Checked {
             f,
             "files {}: done {}, failed {} (known-bad {}, given up {}), lost {}, duplicates {}, \
              duplicate jobs.jsonl lines {}; requests {} (faults {}, good answers {}), resends {} \
-             ({} inputs)",
+             ({} inputs); empty staging folders {}",
             g.files,
             g.done,
             g.failed_bad + g.failed_given_up,
@@ -164,7 +168,8 @@ impl fmt::Display for Checked {
             g.faults,
             g.good_answers,
             g.resends,
-            g.resent_inputs
+            g.resent_inputs,
+            g.empty_staging_folders
         )?;
         if self.violations.is_empty() {
             writeln!(f, "every invariant holds")
@@ -202,6 +207,9 @@ pub fn check(
         outcomes.insert(relative.clone(), outcome);
     }
     checker.leftovers_in_outbox();
+    checked.figures.empty_staging_folders = fs::read_dir(outbox.join(".drawdrop/staging"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
     check_inbox(inbox, dropped, &mut checked);
     check_journal(outbox, &outcomes, &mut checked);
     check_answers(dropped, &outcomes, answers, resend_budget, &mut checked);

@@ -205,15 +205,23 @@ impl Claims {
 
     /// Moves every file of a job back into the inbox, one number for the whole set.
     fn return_files(&self, job: &Job) -> io::Result<Vec<PathBuf>> {
+        self.return_files_as(job, None)
+    }
+
+    /// [`Claims::return_files`] from collision number `number` on (a put-back being finished
+    /// keeps the number its picture already has), or from the first number free for all.
+    fn return_files_as(&self, job: &Job, number: Option<u32>) -> io::Result<Vec<PathBuf>> {
         let files = job.files()?;
-        let free = (1u32..)
-            .find(|&n| {
-                files.iter().all(|file| {
-                    fs::symlink_metadata(self.inbox.join(crate::outbox::with_number(file, n)))
-                        .is_err()
+        let free = number.unwrap_or_else(|| {
+            (1u32..)
+                .find(|&n| {
+                    files.iter().all(|file| {
+                        fs::symlink_metadata(self.inbox.join(crate::outbox::with_number(file, n)))
+                            .is_err()
+                    })
                 })
-            })
-            .unwrap_or(1);
+                .unwrap_or(1)
+        });
         let mut placed = Vec::with_capacity(files.len());
         for file in files {
             let from = job.claimed(&file);
@@ -239,7 +247,8 @@ impl Claims {
     }
 
     /// Jobs left by an earlier run, in claim order. Folders of claims that never completed
-    /// (no input and no commit) are removed.
+    /// (no input and no commit) are removed, and so are jobs whose input was being put back
+    /// into the inbox (see [`Claims::put_back_as`]).
     pub fn recover(&self) -> io::Result<Vec<Job>> {
         let mut ids: Vec<String> = match fs::read_dir(&self.jobs) {
             Ok(entries) => entries
@@ -264,6 +273,12 @@ impl Claims {
                 .find(|file| crate::inbox_names::is_candidate(file));
             let committed = job.commit_file().is_file();
             match picture {
+                // Being put back when the last run ended: finish putting it back.
+                Some(relative) if !committed && self.put_back_as(&job, &relative).is_some() => {
+                    let number = self.put_back_as(&job, &relative);
+                    self.return_files_as(&job, number)?;
+                    durable::remove_tree(&job.dir)?;
+                }
                 Some(relative) => {
                     job.relative = relative;
                     jobs.push(job);
@@ -278,6 +293,26 @@ impl Claims {
             }
         }
         Ok(jobs)
+    }
+
+    /// The number (1: its own name) under which the uncommitted job's picture was being put
+    /// back when the last run ended, if it was:
+    /// `unclaim` links the input into the inbox (at its name or the next free ` (N)`) and
+    /// then removes the job, so a kill in between leaves the same file in both places.
+    /// Sending the job again would make the inbox copy a second input; the put-back is
+    /// completed instead and the file is taken from the inbox like any other.
+    fn put_back_as(&self, job: &Job, relative: &Path) -> Option<u32> {
+        let input = job.claimed(relative);
+        for n in 1u32.. {
+            let candidate = self.inbox.join(crate::outbox::with_number(relative, n));
+            if fs::symlink_metadata(&candidate).is_err() {
+                return None;
+            }
+            if durable::same_file(&input, &candidate) {
+                return Some(n);
+            }
+        }
+        None
     }
 
     /// How many jobs are claimed right now (for `status`).
@@ -392,6 +427,24 @@ mod tests {
         fs::create_dir_all(dir.path().join(".drawdrop/jobs/0000000000000-000000-1/in")).unwrap();
         assert_eq!(claims.recover().unwrap(), jobs);
         assert_eq!(claims.count(), 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn recover_completes_a_put_back_interrupted_between_link_and_unlink() {
+        let (dir, claims) = setup();
+        fs::write(dir.path().join("cat.png"), b"taken").unwrap();
+        let job = claims.claim(Path::new("cat.png")).unwrap().unwrap();
+        fs::write(dir.path().join("cat.png"), b"a new file of that name").unwrap();
+        // unclaim linked the input to the next free name, then was killed.
+        fs::hard_link(job.input(), dir.path().join("cat (2).png")).unwrap();
+        assert_eq!(claims.recover().unwrap(), Vec::new());
+        assert_eq!(claims.count(), 0);
+        assert_eq!(fs::read(dir.path().join("cat (2).png")).unwrap(), b"taken");
+        assert_eq!(
+            fs::read(dir.path().join("cat.png")).unwrap(),
+            b"a new file of that name"
+        );
     }
 
     #[test]

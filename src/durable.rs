@@ -116,13 +116,23 @@ fn copy_then_remove(from: &Path, to: &Path) -> io::Result<()> {
 /// Renames `from` to `to` unless `to` exists (then `Ok(false)` and nothing changes). Both
 /// must be on one file system. Uses a hard link, which fails on an existing name atomically;
 /// where links are not supported, checks first and renames.
+///
+/// A crash between the link and the unlink leaves the file under both names. Done again,
+/// the move finds `to` taken by the very same file and only completes the unlink, so a
+/// restart never places one file a second time under a ` (2)` name.
 pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
     match fs::hard_link(from, to) {
         Ok(()) => {
             fs::remove_file(from)?;
             Ok(true)
         }
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            if same_file(from, to) {
+                fs::remove_file(from)?;
+                return Ok(true);
+            }
+            Ok(false)
+        }
         Err(error) if error.kind() == io::ErrorKind::NotFound => Err(error),
         Err(_) => {
             if fs::symlink_metadata(to).is_ok() {
@@ -131,6 +141,24 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
             fs::rename(from, to)?;
             Ok(true)
         }
+    }
+}
+
+/// Whether two names are links to one file (same device and inode; never on platforms
+/// without inodes). Links are not followed.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+            (Ok(a), Ok(b)) => a.is_file() && a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
     }
 }
 
@@ -208,6 +236,19 @@ mod tests {
         assert!(rename_no_replace(&from, &to).unwrap());
         assert_eq!(fs::read(&to).unwrap(), b"new");
         assert!(!from.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn rename_no_replace_finishes_a_move_interrupted_between_link_and_unlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+        fs::write(&from, b"moved").unwrap();
+        fs::hard_link(&from, &to).unwrap(); // killed before the unlink
+        assert!(rename_no_replace(&from, &to).unwrap());
+        assert!(!from.exists());
+        assert_eq!(fs::read(&to).unwrap(), b"moved");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

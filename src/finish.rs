@@ -109,12 +109,13 @@ impl Finisher {
     }
 
     /// Completes a decided job: moves its files into place, writes its `jobs.jsonl` line and
-    /// forgets it. Idempotent, so it also finishes a job found committed at start.
-    pub fn resume(&self, job: &Job) -> io::Result<Placed> {
+    /// forgets it. Idempotent, so it also finishes a job found committed at start, or one an
+    /// earlier try left half done (`Resumed::Yes`: its line may be written already).
+    pub fn resume(&self, job: &Job, resumed: Resumed) -> io::Result<Placed> {
         let text = std::fs::read(job.commit_file())?;
         let commit: Commit = serde_json::from_slice(&text)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-        self.apply(job, &commit)
+        self.apply(job, &commit, resumed)
     }
 
     /// A job claimed but not committed: anything staged for it is stale.
@@ -177,8 +178,9 @@ impl Finisher {
         Ok(())
     }
 
-    /// Idempotent: safe to redo after a crash at any point.
-    fn apply(&self, job: &Job, commit: &Commit) -> io::Result<Placed> {
+    /// Idempotent: safe to redo after a crash at any point. Resumed, it writes the
+    /// `jobs.jsonl` line only if an earlier run has not written it yet.
+    fn apply(&self, job: &Job, commit: &Commit, resumed: Resumed) -> io::Result<Placed> {
         let staging = self.outbox.staging(&job.id);
         let files = job.files()?;
         for file in &files {
@@ -217,13 +219,25 @@ impl Finisher {
             };
             record.insert(key.into(), Value::from(input.to_string_lossy()));
         }
-        let line = serde_json::to_string(&record).map_err(io::Error::other)?;
-        self.outbox.append_job_line(&line)?;
+        // A run that ended between the line and the removal of the job wrote it already.
+        let journaled = resumed == Resumed::Yes && self.outbox.has_job_line(&job.id)?;
+        if !journaled {
+            let line = serde_json::to_string(&record).map_err(io::Error::other)?;
+            self.outbox.append_job_line(&line)?;
+        }
         crash_point("journaled");
         self.claims.forget(job)?;
         durable::remove_tree(&staging)?;
         Ok(placed)
     }
+}
+
+/// Whether completing a decided job is a first try (`No`) or a job an earlier try (in this
+/// run or a previous one) may have left half done (`Yes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    No,
+    Yes,
 }
 
 /// `originals/<relative>` or `failed/<relative>` with collision number `n`.
@@ -305,7 +319,7 @@ mod tests {
             finisher
                 .decide_done(job, images, input_to, Default::default())
                 .unwrap();
-            finisher.resume(job).unwrap()
+            finisher.resume(job, Resumed::No).unwrap()
         }
 
         fn failed(&self, job: &Job, reason: &str) -> Placed {
@@ -313,7 +327,7 @@ mod tests {
             finisher
                 .decide_failed(job, reason, Default::default())
                 .unwrap();
-            finisher.resume(job).unwrap()
+            finisher.resume(job, Resumed::No).unwrap()
         }
 
         fn out(&self, relative: &str) -> Vec<u8> {
@@ -394,8 +408,8 @@ mod tests {
         f.finisher()
             .decide_failed(&second, "second\n", Default::default())
             .unwrap();
-        f.finisher().resume(&first).unwrap();
-        let placed = f.finisher().resume(&second).unwrap();
+        f.finisher().resume(&first, Resumed::No).unwrap();
+        let placed = f.finisher().resume(&second, Resumed::Yes).unwrap();
         assert_eq!(
             placed.input.as_deref(),
             Some(Path::new("failed/cat (2).png"))
@@ -431,12 +445,53 @@ mod tests {
         durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
         let recovered = f.claims.recover().unwrap();
         assert_eq!(recovered.len(), 1);
-        let placed = f.finisher().resume(&recovered[0]).unwrap();
+        let placed = f.finisher().resume(&recovered[0], Resumed::Yes).unwrap();
         assert_eq!(placed.results, [Path::new("cat.png")]);
         assert_eq!(f.out("cat.png"), b"result");
         assert_eq!(f.out("originals/cat.png"), b"input");
         assert!(f.claims.recover().unwrap().is_empty());
         assert!(!f.outbox.root().join("cat (2).png").exists());
+    }
+
+    #[test]
+    fn resume_after_the_journal_line_was_written_writes_no_second_line() {
+        let f = fixture();
+        let job = f.claim("cat.png", b"input");
+        let staging = f.outbox.staging(&job.id);
+        durable::write_new(&staging.join("cat.png"), b"result").unwrap();
+        let mut record = serde_json::Map::new();
+        record.insert("job".into(), Value::from(job.id.clone()));
+        let commit = Commit {
+            input_to: InputTo::Originals,
+            input_number: 1,
+            record,
+        };
+        durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
+        f.outbox.append_job_line("{\"job\":\"another\"}").unwrap();
+        // Everything done but the removal of the job, as a kill after the line leaves it.
+        durable::move_file(&job.input(), &staging.join("originals/cat.png")).unwrap();
+        f.outbox.place_staged(&staging).unwrap();
+        let line = serde_json::to_string(&commit.record).unwrap();
+        f.outbox.append_job_line(&line).unwrap();
+        let recovered = f.claims.recover().unwrap();
+        f.finisher().resume(&recovered[0], Resumed::Yes).unwrap();
+        let lines = f.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[1]["job"], Value::from(job.id.clone()));
+        assert_eq!(f.claims.count(), 0);
+        // A job resumed before its line was written still gets it.
+        let second = f.claim("dog.png", b"input");
+        let mut record = serde_json::Map::new();
+        record.insert("job".into(), Value::from(second.id.clone()));
+        let commit = Commit {
+            input_to: InputTo::Originals,
+            input_number: 1,
+            record,
+        };
+        durable::write_whole(&second.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
+        f.finisher().resume(&second, Resumed::Yes).unwrap();
+        assert_eq!(f.lines().len(), 3);
+        assert_eq!(f.out("originals/dog.png"), b"input");
     }
 
     #[test]
@@ -458,7 +513,7 @@ mod tests {
             1,
             "a committed job without input is still recovered"
         );
-        f.finisher().resume(&recovered[0]).unwrap();
+        f.finisher().resume(&recovered[0], Resumed::Yes).unwrap();
         assert_eq!(f.out("cat.png"), b"result");
         assert_eq!(f.out("originals/cat.png"), b"input");
         assert_eq!(f.claims.count(), 0);

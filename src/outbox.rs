@@ -14,7 +14,7 @@
 use crate::durable;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -86,9 +86,22 @@ impl Outbox {
     /// Moves every file under `staging` to the same relative path in the outbox, never
     /// overwriting (a taken name gets the next free ` (N)`). Returns where each one went,
     /// relative to the outbox, in path order.
+    ///
+    /// Staged names are never hidden (inputs with hidden names are not taken), so a hidden
+    /// file there is a temporary that a crash left in the middle of a copy (an input moved
+    /// across file systems): it is removed, never placed.
     pub fn place_staged(&self, staging: &Path) -> io::Result<Vec<PathBuf>> {
         let mut staged = Vec::new();
         collect_files(staging, Path::new(""), &mut staged)?;
+        staged.retain(|relative| {
+            let hidden = relative
+                .file_name()
+                .is_some_and(|name| name.as_encoded_bytes().first() == Some(&b'.'));
+            if hidden {
+                let _ = durable::remove_file(&staging.join(relative));
+            }
+            !hidden
+        });
         // Pictures first, so that their companions (`cat.txt`, `cat.png.error.txt`) can
         // follow a picture that had to take another name.
         staged.sort_by_key(|path| (!is_picture(path), path.clone()));
@@ -132,6 +145,31 @@ impl Outbox {
                     .all(|name| fs::symlink_metadata(self.root.join(name)).is_err())
             })
             .unwrap_or(1)
+    }
+
+    /// Whether `logs/jobs.jsonl` has the line of job `id` already. Reads the whole file, so
+    /// it is asked only when a job decided before a crash is completed.
+    pub fn has_job_line(&self, id: &str) -> io::Result<bool> {
+        let file = match File::open(self.jobs_log()) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        let needle = format!("\"{id}\"");
+        for line in io::BufReader::new(file).split(b'\n') {
+            let line = line?;
+            if !line
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+            {
+                continue;
+            }
+            let record: Result<serde_json::Value, _> = serde_json::from_slice(&line);
+            if record.is_ok_and(|record| record.get("job").and_then(|j| j.as_str()) == Some(id)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Appends one line to `logs/jobs.jsonl` in a single write, so lines never interleave,
@@ -339,6 +377,37 @@ mod tests {
             fs::read(outbox.root().join("w/cat (2).png")).unwrap(),
             b"new"
         );
+    }
+
+    #[test]
+    fn place_staged_drops_temporaries_left_by_an_interrupted_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::new(dir.path().join("out"));
+        outbox.create().unwrap();
+        let staging = outbox.staging("job1");
+        durable::write_new(&staging.join("originals/cat.png"), b"whole").unwrap();
+        durable::write_new(&staging.join("originals/.cat.png.drawdrop-7.tmp"), b"wh").unwrap();
+        let placed = outbox.place_staged(&staging).unwrap();
+        assert_eq!(strings(placed), ["originals/cat.png"]);
+        assert_eq!(
+            fs::read_dir(outbox.originals()).unwrap().count(),
+            1,
+            "only the whole file"
+        );
+        assert!(!staging.join("originals/.cat.png.drawdrop-7.tmp").exists());
+    }
+
+    #[test]
+    fn has_job_line_finds_a_job_by_its_id_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::new(dir.path().to_path_buf());
+        assert!(!outbox.has_job_line("1-2-3").unwrap());
+        outbox
+            .append_job_line("{\"job\":\"1-2-30\",\"input\":\"1-2-3\"}")
+            .unwrap();
+        assert!(!outbox.has_job_line("1-2-3").unwrap());
+        outbox.append_job_line("{\"job\":\"1-2-3\"}").unwrap();
+        assert!(outbox.has_job_line("1-2-3").unwrap());
     }
 
     #[test]

@@ -1049,3 +1049,47 @@ fn png_helpers_make_what_they_say() {
     );
     image::load_from_memory(&tagged).unwrap();
 }
+
+#[tokio::test]
+async fn a_fault_source_picks_faults_when_none_is_scripted_and_every_answer_is_recorded() {
+    let fake = drawthings().await;
+    let mut next = 0;
+    fake.set_fault_source(move || {
+        next += 1;
+        (next % 2 == 0).then_some(Fault::EmptyImages)
+    });
+    fake.push_fault(Fault::Status {
+        code: 503,
+        detail: "busy".into(),
+        retry_after: None,
+    });
+    let body = dt_body(&png_util::png(512, 512, 1), 512, 512);
+    let statuses = [
+        img2img(&fake, &body).await.status,
+        img2img(&fake, &body).await.status,
+        img2img(&fake, &body).await.status,
+    ];
+    // Scripted first; then the source: none, then EmptyImages (a 200 without images).
+    assert_eq!(statuses, [503, 200, 200]);
+    let answers = fake.img2img_answers();
+    let faults: Vec<Option<Fault>> = answers.iter().map(|a| a.fault.clone()).collect();
+    assert_eq!(
+        faults,
+        [
+            Some(Fault::Status {
+                code: 503,
+                detail: "busy".into(),
+                retry_after: None
+            }),
+            None,
+            Some(Fault::EmptyImages),
+        ]
+    );
+    let good: Vec<bool> = answers.iter().map(|a| a.is_good()).collect();
+    assert_eq!(good, [false, true, false]);
+    assert_eq!(answers[1].status, Some(200));
+    assert_eq!(
+        answers[1].request.init_image().unwrap(),
+        png_util::png(512, 512, 1)
+    );
+}

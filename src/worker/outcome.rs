@@ -7,7 +7,7 @@ use super::Shared;
 use super::send::Sent;
 use crate::claim::Job;
 use crate::config::{After, Api};
-use crate::finish::{Finisher, InputTo, Placed};
+use crate::finish::{Finisher, InputTo, Placed, Resumed};
 use crate::health::Unreachable;
 use crate::inbox_names::shown;
 use crate::metadata;
@@ -164,9 +164,16 @@ pub(super) fn apply_in_background(
     let shared = shared.clone();
     let tracker = shared.applying.clone();
     tracker.spawn(async move {
+        // A job decided in this run is complete on its first try; a recovered one, or a
+        // retry, may have written its jobs.jsonl line already.
+        let mut resumed = if told.is_some() {
+            Resumed::No
+        } else {
+            Resumed::Yes
+        };
         let placed = loop {
             let (finisher, job) = (shared.finisher.clone(), job.clone());
-            let applied = tokio::task::spawn_blocking(move || finisher.resume(&job))
+            let applied = tokio::task::spawn_blocking(move || finisher.resume(&job, resumed))
                 .await
                 .map_err(std::io::Error::other)
                 .and_then(|placed| placed);
@@ -174,6 +181,7 @@ pub(super) fn apply_in_background(
                 Ok(placed) => break Some(placed),
                 Err(error) => shared.outbox_gate.close(&error.to_string()),
             }
+            resumed = Resumed::Yes;
             if !wait_for_outbox(&shared).await {
                 break None;
             }

@@ -179,6 +179,29 @@ impl Recorded {
 /// connection was dropped or is hanging).
 pub type Observer = Arc<dyn Fn(&Recorded, Option<u16>) + Send + Sync>;
 
+/// Chooses a fault for an img2img request when none is scripted (see
+/// [`FakeServer::set_fault_source`]); `None` answers normally.
+pub type FaultSource = Box<dyn FnMut() -> Option<Fault> + Send>;
+
+/// How the fake answered one img2img request (see [`FakeServer::img2img_answers`]).
+#[derive(Clone, Debug)]
+pub struct Answered {
+    /// The request.
+    pub request: Recorded,
+    /// The fault it got (scripted or from the fault source), if any.
+    pub fault: Option<Fault>,
+    /// The status answered (`None`: dropped or hanging). Recorded when the answer is ready,
+    /// whether or not the client was still there to read it.
+    pub status: Option<u16>,
+}
+
+impl Answered {
+    /// A real generation answered with 200: the images the request asked for.
+    pub fn is_good(&self) -> bool {
+        self.fault.is_none() && self.status == Some(200)
+    }
+}
+
 /// A running fake server. Cloning gives another handle to the same server; the server stops
 /// when the last handle is dropped (or at [`FakeServer::stop`]).
 #[derive(Clone)]
@@ -268,6 +291,18 @@ impl FakeServer {
     /// are recorded empty to keep the fake's memory flat.
     pub fn set_instant(&self, on: bool) {
         self.shared().state().instant = on;
+    }
+
+    /// Asks `source` for a fault for every img2img request that finds no scripted fault
+    /// queued (random faults for fault suites; seed it for replayable runs).
+    pub fn set_fault_source(&self, source: impl FnMut() -> Option<Fault> + Send + 'static) {
+        self.shared().state().fault_source = Some(Box::new(source));
+    }
+
+    /// Every img2img request answered (or dropped) so far, with its fault and status, in
+    /// the order the answers were ready (a hanging request as soon as it starts to hang).
+    pub fn img2img_answers(&self) -> Vec<Answered> {
+        self.shared().state().answers.clone()
     }
 
     /// Every img2img answer (and fault) waits this long after its turn comes: a simulated
@@ -432,6 +467,8 @@ struct State {
     observer: Option<Observer>,
     /// Benchmarks: answer img2img at once with the init image, skip every check.
     instant: bool,
+    fault_source: Option<FaultSource>,
+    answers: Vec<Answered>,
 }
 
 impl Shared {
@@ -448,6 +485,8 @@ impl Shared {
                 max_in_flight: 0,
                 observer: None,
                 instant: false,
+                fault_source: None,
+                answers: Vec::new(),
             }),
             queue: tokio::sync::Mutex::new(()),
             changes: watch::channel(0).0,
@@ -936,12 +975,30 @@ enum Route {
 /// Runs one generation request: in flight, faults, the one-at-a-time queue, the delay.
 async fn generation(shared: &Arc<Shared>, rec: &Recorded, route: Route, number: usize) -> Reply {
     let (in_flight, fault) = if route == Route::Img2Img {
-        let fault = shared.state().faults.pop_front();
+        let fault = {
+            let mut state = shared.state();
+            let scripted = state.faults.pop_front();
+            match (scripted, state.fault_source.as_mut()) {
+                (Some(fault), _) => Some(fault),
+                (None, Some(source)) => source(),
+                (None, None) => None,
+            }
+        };
         (Some(InFlight::enter(shared)), fault)
     } else {
         (None, None)
     };
+    let record_answer = |status: Option<u16>| {
+        if route == Route::Img2Img {
+            shared.state().answers.push(Answered {
+                request: rec.clone(),
+                fault: fault.clone(),
+                status,
+            });
+        }
+    };
     if fault == Some(Fault::Hang) {
+        record_answer(None);
         return Reply::Hang(in_flight);
     }
     let _turn = shared.queue.lock().await;
@@ -951,7 +1008,7 @@ async fn generation(shared: &Arc<Shared>, rec: &Recorded, route: Route, number: 
         body: rec.body.clone(),
         route,
         number,
-        fault,
+        fault: fault.clone(),
     };
     let (reply, generated) = tokio::task::spawn_blocking(move || job.run())
         .await
@@ -959,6 +1016,7 @@ async fn generation(shared: &Arc<Shared>, rec: &Recorded, route: Route, number: 
     if generated {
         tokio::time::sleep(delay).await;
     }
+    record_answer(reply.status());
     drop(in_flight);
     reply
 }

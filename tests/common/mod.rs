@@ -3,9 +3,11 @@
 //! synchronisation: tests must pass on a loaded 2-core machine).
 #![allow(dead_code)]
 
+pub mod chaos;
 pub mod fake_server;
 pub mod faults;
 pub mod hostile;
+pub mod invariants;
 pub mod png;
 
 use std::collections::BTreeSet;
@@ -113,13 +115,21 @@ impl Setup {
 
     /// `drawdrop run` in the background; stopped (SIGTERM, then kill) when dropped.
     pub fn start_daemon(&self) -> Daemon {
+        self.start_daemon_with(&[])
+    }
+
+    /// `drawdrop run` in the background with extra environment variables (a crash point).
+    pub fn start_daemon_with(&self, env: &[(&str, &str)]) -> Daemon {
         let log = self
             .dir
             .path()
             .join(format!("daemon-{}.stderr", fastrand::u32(..)));
         let stderr = fs::File::create(&log).expect("stderr file");
-        let child = self
-            .command()
+        let mut command = self.command();
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command
             .arg("run")
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -165,6 +175,20 @@ impl Setup {
 
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.outbox.join("logs/drawdrop.log")).unwrap_or_default()
+    }
+
+    /// True once nothing is left to do: no picture waits in the inbox (outside hidden
+    /// folders) and no job is claimed. A file moves from the inbox into a claimed job in one
+    /// rename and its job is removed only once it is finished, so this never holds early.
+    pub fn is_finished(&self) -> bool {
+        let waiting = files_under(&self.inbox).into_iter().any(|relative| {
+            !relative.split('/').any(|part| part.starts_with('.'))
+                && relative.to_ascii_lowercase().ends_with(".png")
+        });
+        let claimed = fs::read_dir(self.inbox.join(".drawdrop/jobs"))
+            .map(|entries| entries.count())
+            .unwrap_or(0);
+        !waiting && claimed == 0
     }
 
     /// Files left in drawdrop's claimed-jobs and staging areas.
@@ -227,6 +251,23 @@ impl Daemon {
         }
     }
 
+    /// Waits (at most `limit`) until it exits by itself, e.g. at a crash point.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.try_exit() {
+                return status;
+            }
+            if started.elapsed() > limit {
+                panic!(
+                    "drawdrop did not exit by itself within {limit:?}:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether it has exited, with its status.
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         let status = self.child.as_mut()?.try_wait().ok().flatten();
@@ -262,12 +303,17 @@ fn signal(pid: u32, signal: i32) {
 }
 
 /// Polls `condition` until it holds, failing the test after `PATIENCE`.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    wait_until_within(what, PATIENCE, condition);
+}
+
+/// Polls `condition` until it holds, failing the test after `limit`.
+pub fn wait_until_within(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     while !condition() {
-        if started.elapsed() > PATIENCE {
-            panic!("timed out after {PATIENCE:?} waiting until {what}");
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting until {what}");
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(100));

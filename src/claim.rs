@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 const STATE_DIR: &str = ".drawdrop";
 const COMMIT_FILE: &str = "commit.json";
+/// How many starts found the job unfinished.
+const RESTARTS_FILE: &str = "restarts";
 const INPUT_DIR: &str = "in";
 /// Files beside `cat.png` that belong to it: `cat.txt` (its prompt) and `cat.toml` (settings).
 pub const SIDECAR_EXTENSIONS: [&str; 2] = ["txt", "toml"];
@@ -67,6 +69,18 @@ impl Job {
     /// The job's commit record, present once its outcome is decided.
     pub fn commit_file(&self) -> PathBuf {
         self.dir.join(COMMIT_FILE)
+    }
+
+    /// Counts one more start that found this job unfinished, and returns how many did. A
+    /// file that makes drawdrop crash every time is failed after a few, not retried forever.
+    pub fn count_restart(&self) -> io::Result<u32> {
+        let path = self.dir.join(RESTARTS_FILE);
+        let before: u32 = fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0);
+        durable::write_whole(&path, format!("{}\n", before + 1).as_bytes())?;
+        Ok(before + 1)
     }
 
     /// Whether the input is still in the job (not yet archived or failed).

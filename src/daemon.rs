@@ -88,23 +88,27 @@ pub async fn run(
         path: inbox.display().to_string(),
         source,
     })?;
+    let outbox = Arc::new(Outbox::new(config.outbox.clone()));
+    let finisher = Finisher {
+        outbox: outbox.clone(),
+        claims,
+        one_file_system: folders::one_file_system(&inbox, &config.outbox),
+    };
+    if let Err(error) = finisher.clear_stale_staging(&recovered) {
+        tracing::warn!("cannot clear old staged files: {error}");
+    }
     let queue = Arc::new(Queue::new());
     tally.add_found(recovered.len());
     for job in recovered {
         queue.push(Work::Recovered(job));
     }
-    let outbox = Arc::new(Outbox::new(config.outbox.clone()));
     let cancel = shutdown.child_token();
     let (settle, concurrency) = (config.settle, config.server.concurrency);
     let shared = Arc::new(Shared {
         give_up_after: options.once.then_some(config.server.timeout),
         live: Arc::new(Live::new(config.clone(), Client::new(&config.server)?)),
         outbox_gate: Arc::new(OutboxGate::new(outbox.staging_root())),
-        finisher: Finisher {
-            outbox,
-            claims,
-            one_file_system: folders::one_file_system(&inbox, &config.outbox),
-        },
+        finisher,
         queue: queue.clone(),
         health: Arc::new(Health::new()),
         tally: tally.clone(),

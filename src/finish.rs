@@ -118,6 +118,30 @@ impl Finisher {
         self.apply(job, &commit, resumed)
     }
 
+    /// Removes what a crash left in the staging area that belongs to no claimed job (folders
+    /// of jobs that were finished all but this, probe files).
+    pub fn clear_stale_staging(&self, jobs: &[Job]) -> io::Result<()> {
+        let root = self.outbox.staging_root();
+        let entries = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            if jobs.iter().any(|job| name == job.id.as_str()) {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                durable::remove_tree(&path)?;
+            } else {
+                durable::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A job claimed but not committed: anything staged for it is stale.
     pub fn discard_staging(&self, job: &Job) -> io::Result<()> {
         durable::remove_tree(&self.outbox.staging(&job.id))

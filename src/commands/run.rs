@@ -79,26 +79,43 @@ pub fn run(flag: Option<&Path>, once: bool, logs: LogHandle) -> ExitCode {
     })
 }
 
-/// Cancels `shutdown` on SIGINT (Ctrl-C) or SIGTERM (what launchd and systemd send).
-async fn cancel_on_signal(shutdown: CancellationToken) {
+/// Cancels `shutdown` on SIGINT (Ctrl-C) or SIGTERM (what launchd and systemd send). The
+/// handlers are installed before this returns, so a signal at any moment after start-up is
+/// a clean stop, not a kill.
+fn cancel_on_signal(shutdown: CancellationToken) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut terminate, mut interrupt) = signals;
+            let terminated = async {
+                match terminate.as_mut() {
+                    Some(terminate) => terminate.recv().await,
+                    None => std::future::pending().await,
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            };
+            let interrupted = async {
+                match interrupt.as_mut() {
+                    Some(interrupt) => interrupt.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = terminated => {}
+                _ = interrupted => {}
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    shutdown.cancel();
 }

@@ -44,6 +44,10 @@ use tokio_util::task::TaskTracker;
 
 pub use send::SHUTDOWN_GRACE;
 
+/// Starts that may find the same job unfinished before it is failed: a file that makes
+/// drawdrop crash (out of memory, say) must not keep it restarting forever.
+const MAX_RESTARTS: u32 = 3;
+
 /// What every worker shares.
 pub struct Shared {
     /// The config in force (and a client for its server), replaced when the files change.
@@ -131,6 +135,21 @@ async fn prepare_loop(shared: &Arc<Shared>, ready: mpsc::Sender<Ready>) -> Resul
                     shown(&job.relative)
                 );
                 shared.working.fetch_add(1, Ordering::SeqCst);
+                let restarts = job.count_restart().unwrap_or(0);
+                if restarts > MAX_RESTARTS {
+                    // It may be what stops drawdrop: never send it again.
+                    let reason = format!(
+                        "drawdrop stopped {restarts} times while this file was being processed; it is set aside so it cannot stop drawdrop again"
+                    );
+                    let report = Report::new(&current, &job);
+                    let sent = send::Sent::Failed(reason);
+                    if let Some(unreachable) =
+                        outcome::decide(shared, current, job, sent, report).await
+                    {
+                        return Err(unreachable);
+                    }
+                    continue;
+                }
                 job
             }
         };

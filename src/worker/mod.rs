@@ -45,8 +45,9 @@ use tokio_util::task::TaskTracker;
 pub use send::SHUTDOWN_GRACE;
 
 /// Starts that may find the same job unfinished before it is failed: a file that makes
-/// drawdrop crash (out of memory, say) must not keep it restarting forever.
-const MAX_RESTARTS: u32 = 3;
+/// drawdrop crash (out of memory, say) must not keep it restarting forever, while a few
+/// unrelated stops (a logout, a crash elsewhere) must not fail a good file.
+const MAX_RESTARTS: u32 = 10;
 
 /// What every worker shares.
 pub struct Shared {

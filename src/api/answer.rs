@@ -33,7 +33,7 @@ pub fn images(
     expected: usize,
     limits: &Limits,
 ) -> Result<Vec<Vec<u8>>, BadAnswer> {
-    let mut encoded = match compact_images(body) {
+    let encoded = match compact_images(body) {
         Some(literals) => literals,
         None => {
             let success: Success = serde_json::from_slice(body).map_err(|error| {
@@ -50,25 +50,39 @@ pub fn images(
                 .collect()
         }
     };
-    if encoded.is_empty() {
-        return Err(BadAnswer("the answer holds no images".into()));
-    }
-    if api == Api::A1111 && expected > 1 && encoded.len() == expected + 1 {
-        // A1111 puts a grid of the batch first.
-        encoded.remove(0);
-    }
-    if encoded.len() < expected {
-        return Err(BadAnswer(format!(
-            "the server sent {} image{}, {expected} were asked for",
-            encoded.len(),
-            if encoded.len() == 1 { "" } else { "s" }
-        )));
-    }
-    encoded
+    checked(encoded, api, expected, |_, _| Ok(()))?
         .iter()
         .enumerate()
         .map(|(index, literal)| decode_png(index + 1, literal, limits))
         .collect()
+}
+
+/// The number checks of an answer's images (whatever form they are in yet): at least one,
+/// A1111's grid dropped, at least `expected`; then `check` on each (1-based number).
+pub fn checked<T>(
+    mut images: Vec<T>,
+    api: Api,
+    expected: usize,
+    check: impl Fn(usize, &T) -> Result<(), BadAnswer>,
+) -> Result<Vec<T>, BadAnswer> {
+    if images.is_empty() {
+        return Err(BadAnswer("the answer holds no images".into()));
+    }
+    if api == Api::A1111 && expected > 1 && images.len() == expected + 1 {
+        // A1111 puts a grid of the batch first.
+        images.remove(0);
+    }
+    if images.len() < expected {
+        return Err(BadAnswer(format!(
+            "the server sent {} image{}, {expected} were asked for",
+            images.len(),
+            if images.len() == 1 { "" } else { "s" }
+        )));
+    }
+    for (index, image) in images.iter().enumerate() {
+        check(index + 1, image)?;
+    }
+    Ok(images)
 }
 
 /// The image literals of an answer in exactly Draw Things' shape, `{"images":["...",...]}`

@@ -4,8 +4,10 @@
 //! closed or refuses our credentials), retry (5xx, timeouts, dropped connections, broken
 //! answers), or fail the file (any other 4xx: the request itself is wrong).
 
-use super::answer::error_detail;
+use super::answer::{BadAnswer, error_detail};
+use super::stream::AnswerDecoder;
 use crate::config::{Api, BasicAuth, Server};
+use crate::image::Limits;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
@@ -101,27 +103,39 @@ impl Client {
         &self.server
     }
 
-    /// Sends one img2img request and returns the body of a 200 answer.
-    pub async fn img2img(&self, body: Bytes) -> Result<Bytes, SendError> {
+    /// Sends one img2img request and reads a 200 answer's images as they arrive (see
+    /// [`AnswerDecoder`]). The outer error is the request's; the inner one an answer that
+    /// came but cannot be used.
+    pub async fn img2img(
+        &self,
+        body: Bytes,
+        expected: usize,
+        limits: &Limits,
+    ) -> Result<Result<Vec<Vec<u8>>, BadAnswer>, SendError> {
         let url = self.endpoint("sdapi/v1/img2img");
         let request = self
             .with_auth(self.http.post(url))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(self.server.timeout)
             .body(body);
-        let response = request.send().await.map_err(|e| self.classify(&e))?;
+        let mut response = request.send().await.map_err(|e| self.classify(&e))?;
         let status = response.status();
-        let retry_after = retry_after(&response);
-        let answer = response.bytes().await.map_err(|e| self.classify(&e))?;
-        if status == StatusCode::OK {
-            Ok(answer)
-        } else {
-            Err(SendError::Status {
+        if status != StatusCode::OK {
+            let retry_after = retry_after(&response);
+            let answer = response.bytes().await.map_err(|e| self.classify(&e))?;
+            return Err(SendError::Status {
                 code: status.as_u16(),
                 detail: error_detail(&answer),
                 retry_after,
-            })
+            });
         }
+        let mut decoder = AnswerDecoder::new(response.content_length());
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(&e))? {
+            if let Err(bad) = decoder.feed(&chunk) {
+                return Ok(Err(bad));
+            }
+        }
+        Ok(decoder.finish(self.server.api, expected, limits))
     }
 
     /// Asks whether the server is ready: `GET /` for Draw Things (which answers its current

@@ -7,5 +7,6 @@ pub mod answer;
 pub mod client;
 pub mod drawthings;
 pub mod request;
+pub mod stream;
 
 pub use client::{Client, Disposition, Probe, SendError, is_loopback};

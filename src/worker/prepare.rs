@@ -12,15 +12,41 @@ use crate::metadata;
 use crate::outbox::RESERVED;
 use crate::reload::Current;
 use bytes::Bytes;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 /// A request ready to send.
 pub(super) struct Prepared {
-    pub body: Bytes,
+    /// Built ahead for the first attempt; a retry builds it again (see [`Prepared::body`]),
+    /// so a large image's request is not held while its answer is read.
+    body: Option<Bytes>,
+    /// The settings sent (with the seed picked): a body built again is the same request.
+    sent: request::RequestSettings,
+    target: (u32, u32),
+    input: PathBuf,
     /// The least number of images a good answer holds.
     pub expected_images: usize,
     /// The `parameters` chunk for the results.
     pub infotext: String,
+}
+
+impl Prepared {
+    /// The request body: the one built ahead, or built again from the claimed file.
+    pub async fn body(&mut self) -> Result<Bytes, String> {
+        if let Some(body) = self.body.take() {
+            return Ok(body);
+        }
+        let (sent, target, input) = (self.sent.clone(), self.target, self.input.clone());
+        tokio::task::spawn_blocking(move || {
+            let bytes =
+                std::fs::read(&input).map_err(|error| format!("cannot read the file: {error}"))?;
+            let info =
+                image::inspect(&bytes, &image::Limits::default()).map_err(|p| p.to_string())?;
+            let init = image::init_image(&bytes, &info, target).map_err(|e| e.to_string())?;
+            Ok(Bytes::from(request::body(&sent, &init)))
+        })
+        .await
+        .map_err(|error| format!("internal error while preparing the image: {error}"))?
+    }
 }
 
 /// Reads and checks the input and builds the request. `Err` is a reason to fail the job.
@@ -64,7 +90,10 @@ pub(super) async fn prepare(
         let sent = request::settings_for(api, &settings, target, seed);
         let body = Bytes::from(request::body(&sent, &init));
         let prepared = Prepared {
-            body,
+            body: Some(body),
+            sent: sent.clone(),
+            target,
+            input,
             expected_images: request::expected_images(&settings),
             infotext: metadata::infotext(&settings, target, seed),
         };

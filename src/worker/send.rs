@@ -6,7 +6,7 @@ use super::Shared;
 use super::outcome::Report;
 use super::prepare::Prepared;
 use crate::api::Disposition;
-use crate::api::answer::{self, BadAnswer};
+use crate::api::answer::BadAnswer;
 use crate::claim::Job;
 use crate::health::Unreachable;
 use crate::inbox_names::shown;
@@ -38,7 +38,7 @@ pub(super) async fn send(
     shared: &Shared,
     current: &Current,
     job: &Job,
-    prepared: Prepared,
+    mut prepared: Prepared,
     report: &mut Report,
 ) -> Sent {
     let server = &current.config.server;
@@ -59,22 +59,19 @@ pub(super) async fn send(
             report.attempts,
             server.max_attempts
         );
+        let body = match prepared.body().await {
+            Ok(body) => body,
+            Err(reason) => return Sent::Failed(reason),
+        };
         let started = Instant::now();
         let answer = tokio::select! {
-            answer = current.client.img2img(prepared.body.clone()) => answer,
+            answer = current.client.img2img(body, prepared.expected_images, &shared.limits) => answer,
             _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,
         };
         report.server_time += started.elapsed();
         let (reason, disposition) = match answer {
-            Ok(answer) => match answer::images(
-                &answer,
-                server.api,
-                prepared.expected_images,
-                &shared.limits,
-            ) {
-                Ok(images) => return Sent::Images(images, prepared.infotext),
-                Err(BadAnswer(reason)) => (reason, Disposition::Retry(None)),
-            },
+            Ok(Ok(images)) => return Sent::Images(images, prepared.infotext),
+            Ok(Err(BadAnswer(reason))) => (reason, Disposition::Retry(None)),
             Err(error) => (error.to_string(), error.disposition()),
         };
         match disposition {

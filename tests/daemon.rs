@@ -360,3 +360,26 @@ async fn requests_in_flight_never_exceed_the_concurrency() {
         server.max_in_flight()
     );
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_png_closed_by_its_writer_is_taken_without_waiting_to_settle() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    // Ten minutes to settle: only the close-after-write fast path can take it in time.
+    let setup = Setup::with(&server.url(), "drawthings", 600_000, "", "");
+    let daemon = setup.start_daemon();
+    daemon.wait_for_output("watching");
+    let picture = png(128, 128, 4);
+    std::fs::write(setup.inbox.join("quick.png"), &picture).unwrap();
+    wait_until("the result", || setup.outbox.join("quick.png").exists());
+    assert_eq!(server.img2img_requests()[0].init_image().unwrap(), picture);
+
+    // An incomplete PNG closed by its writer still waits for the settle window.
+    std::fs::write(setup.inbox.join("cut.png"), &picture[..picture.len() / 2]).unwrap();
+    std::fs::write(setup.inbox.join("after.png"), png(128, 128, 5)).unwrap();
+    wait_until("the next result", || {
+        setup.outbox.join("after.png").exists()
+    });
+    assert!(setup.inbox.join("cut.png").exists(), "the cut file waits");
+    assert_eq!(server.img2img_requests().len(), 2);
+}

@@ -15,7 +15,7 @@ use crate::queue::{Queue, Work};
 use crate::reload::Current;
 use notify::RecommendedWatcher;
 use settle::{Settler, Verdict};
-use source::{Hints, Source};
+use source::{Hint, Hints, Source};
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -103,11 +103,11 @@ impl WatchStage {
             let deadline = self.settler.next_deadline();
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                Some(path) = next_hint(&mut paths) => {
-                    self.look_at_event(&path);
+                Some(hint) = next_hint(&mut paths) => {
+                    self.look_at_event(&hint);
                     // Take what else is waiting without going round the loop.
-                    while let Some(Ok(path)) = paths.as_mut().map(|p| p.try_recv()) {
-                        self.look_at_event(&path);
+                    while let Some(Ok(hint)) = paths.as_mut().map(|p| p.try_recv()) {
+                        self.look_at_event(&hint);
                     }
                 }
                 _ = rescan_requested(rescan.as_deref()) => self.rescan(),
@@ -206,7 +206,8 @@ impl WatchStage {
     }
 
     /// An event named `path` (absolute): look at it, or at everything in it if it is a folder.
-    fn look_at_event(&mut self, path: &Path) {
+    fn look_at_event(&mut self, hint: &Hint) {
+        let path = hint.path.as_path();
         let Ok(relative) = path.strip_prefix(&self.inbox) else {
             return;
         };
@@ -226,7 +227,28 @@ impl WatchStage {
         let relative = relative.to_path_buf();
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.is_dir() => self.scan_folder(&relative),
+            _ if hint.closed_after_write => self.look_at_closed(&relative),
             _ => self.look_at(&relative),
+        }
+    }
+
+    /// A writer closed this file: a complete PNG is taken now, without the settle window
+    /// (the claim checks again that it did not change since).
+    fn look_at_closed(&mut self, relative: &Path) {
+        let path = self.inbox.join(relative);
+        if !is_candidate(relative) || self.queue.contains(relative) || !scan::ends_like_a_png(&path)
+        {
+            return self.look_at(relative);
+        }
+        match scan::observe(&path) {
+            Ok(seen) => {
+                self.settler.forget(relative);
+                self.queue.push(Work::Settled {
+                    relative: relative.to_path_buf(),
+                    seen,
+                });
+            }
+            Err(_) => self.settler.forget(relative),
         }
     }
 
@@ -315,7 +337,7 @@ async fn settle_update(settings: &mut Option<watch::Receiver<Arc<Current>>>) -> 
     }
 }
 
-async fn next_hint(paths: &mut Option<tokio::sync::mpsc::Receiver<PathBuf>>) -> Option<PathBuf> {
+async fn next_hint(paths: &mut Option<tokio::sync::mpsc::Receiver<Hint>>) -> Option<Hint> {
     match paths {
         Some(paths) => paths.recv().await,
         None => std::future::pending().await,

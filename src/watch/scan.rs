@@ -70,6 +70,20 @@ pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<
     Ok(found)
 }
 
+/// Whether a file ends with a PNG's IEND chunk: the last thing a writer of a PNG writes, so
+/// a closed file that ends so was written to its end.
+pub fn ends_like_a_png(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    const IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
+    let mut tail = [0u8; 12];
+    fs::File::open(path)
+        .and_then(|mut file| {
+            file.seek(SeekFrom::End(-12))?;
+            file.read_exact(&mut tail)
+        })
+        .is_ok_and(|()| tail == IEND)
+}
+
 /// Size and mtime of a regular file (symbolic links are not followed).
 pub fn observe(path: &Path) -> io::Result<Observation> {
     let meta = fs::symlink_metadata(path)?;
@@ -162,6 +176,22 @@ mod tests {
         assert!(found.is_empty());
         links.sort();
         assert_eq!(links, [PathBuf::from("link"), PathBuf::from("linked.png")]);
+    }
+
+    #[test]
+    fn a_png_is_complete_when_it_ends_with_iend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        let mut png = Vec::new();
+        image::RgbImage::new(4, 4)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        fs::write(&path, &png).unwrap();
+        assert!(ends_like_a_png(&path));
+        fs::write(&path, &png[..png.len() - 1]).unwrap();
+        assert!(!ends_like_a_png(&path));
+        fs::write(&path, b"x").unwrap();
+        assert!(!ends_like_a_png(&path));
     }
 
     #[test]

@@ -38,9 +38,18 @@ impl RescanRequest {
     }
 }
 
+/// A path to look at again, from a file event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hint {
+    pub path: PathBuf,
+    /// A writer closed the file (Linux reports this; macOS does not): if it now holds a
+    /// complete PNG it need not wait out the settle window.
+    pub closed_after_write: bool,
+}
+
 /// What the watch stage receives from the event source.
 pub struct Hints {
-    pub paths: mpsc::Receiver<PathBuf>,
+    pub paths: mpsc::Receiver<Hint>,
     pub rescan: Arc<RescanRequest>,
 }
 
@@ -48,7 +57,7 @@ pub struct Hints {
 /// the inbox folder itself was deleted and created again).
 #[derive(Clone)]
 pub struct Source {
-    sender: mpsc::Sender<PathBuf>,
+    sender: mpsc::Sender<Hint>,
     rescan: Arc<RescanRequest>,
 }
 
@@ -75,7 +84,7 @@ impl Source {
 }
 
 /// notify's callback: never blocks, never panics.
-fn forward(event: notify::Result<Event>, sender: &mpsc::Sender<PathBuf>, rescan: &RescanRequest) {
+fn forward(event: notify::Result<Event>, sender: &mpsc::Sender<Hint>, rescan: &RescanRequest) {
     let event = match event {
         Ok(event) => event,
         Err(error) => {
@@ -88,11 +97,15 @@ fn forward(event: notify::Result<Event>, sender: &mpsc::Sender<PathBuf>, rescan:
         rescan.request();
         return;
     }
-    if matches!(event.kind, EventKind::Access(_)) && !is_close_after_write(&event.kind) {
+    let closed_after_write = is_close_after_write(&event.kind);
+    if matches!(event.kind, EventKind::Access(_)) && !closed_after_write {
         return;
     }
     for path in event.paths {
-        match sender.try_send(path) {
+        match sender.try_send(Hint {
+            path,
+            closed_after_write,
+        }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 rescan.request();
@@ -126,8 +139,21 @@ mod tests {
         let (sender, mut paths) = mpsc::channel(4);
         let rescan = RescanRequest::default();
         forward(created("/in/a.png"), &sender, &rescan);
-        assert_eq!(paths.recv().await, Some(PathBuf::from("/in/a.png")));
+        let hint = paths.recv().await.unwrap();
+        assert_eq!(hint.path, PathBuf::from("/in/a.png"));
+        assert!(!hint.closed_after_write);
         assert!(!rescan.wanted.load(Ordering::Acquire));
+        let closed = notify::event::AccessKind::Close(notify::event::AccessMode::Write);
+        let event = Event::new(EventKind::Access(closed)).add_path(PathBuf::from("/in/b.png"));
+        forward(Ok(event), &sender, &rescan);
+        assert!(paths.recv().await.unwrap().closed_after_write);
+        let opened = notify::event::AccessKind::Open(notify::event::AccessMode::Any);
+        forward(
+            Ok(Event::new(EventKind::Access(opened)).add_path("/in/c.png".into())),
+            &sender,
+            &rescan,
+        );
+        assert!(paths.try_recv().is_err(), "other accesses are not hints");
     }
 
     #[tokio::test]

@@ -11,7 +11,12 @@
 //!   btrfs) do: an fsync on one of them commits every earlier name change on the same file
 //!   system. So a job's later steps being on disk implies its earlier ones are;
 //! - across file systems there is no such order: a copy to another file system is fsynced,
-//!   with its folder, before the source is removed.
+//!   with its folder, before the source is removed, staged results are fsynced with their
+//!   folder before the commit (in the inbox) is written, and the outbox is synced before a
+//!   finished job is forgotten.
+//!
+//! Per job that is three fsyncs on one file system (each staged result, the commit record,
+//! and the `jobs.jsonl` line, which is written in the background), a few more across two.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

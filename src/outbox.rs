@@ -174,7 +174,9 @@ impl Outbox {
 
     /// Appends one line to `logs/jobs.jsonl` in a single write, so lines never interleave,
     /// and syncs it: on journaling file systems that also commits every file placed in the
-    /// outbox before it, so a job is forgotten only once its outcome is on disk.
+    /// outbox before it, so a job is forgotten (perhaps on another file system) only once its
+    /// outcome is on disk. Done in the background, it also keeps the journal short for the
+    /// next commit's fsync, which is on the path of the next request.
     pub fn append_job_line(&self, line: &str) -> io::Result<()> {
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         if journal.is_none() {

@@ -142,15 +142,44 @@ pub async fn latency() -> Vec<Row> {
             setup.outbox.join(format!("l{i}.png")).exists()
         });
     }
+    // Without a close-after-write event (as on macOS): the writer keeps the file open until
+    // the request left, so only the settle window can take it.
+    let mut held = Vec::new();
+    for i in 0..files {
+        let picture = noise_png(256, 256, 1000 + i as u64);
+        let name = format!("h{i}.png");
+        let mut file = std::fs::File::create(setup.inbox.join(&name)).unwrap();
+        std::io::Write::write_all(&mut file, &picture).unwrap();
+        let written = Instant::now();
+        wait_until("the request", Duration::from_secs(60), || {
+            server.count() > files + i
+        });
+        let arrived = server.arrivals.lock().unwrap()[files + i];
+        held.push(arrived.duration_since(written).as_secs_f64() * 1000.0);
+        drop(file);
+        wait_until("the result", Duration::from_secs(60), || {
+            setup.outbox.join(&name).exists()
+        });
+    }
     stop(&mut daemon);
     let p50 = percentile(&mut latencies.clone(), 0.5);
     let p95 = percentile(&mut latencies, 0.95);
-    vec![Row::new(
-        "pickup latency, last write -> request leaves (p50 / p95)",
-        format!("{p50:.0} / {p95:.0} ms"),
-        "p95 <= settle_ms + 50",
-        Some(p95 <= 1050.0),
-    )]
+    let held_p50 = percentile(&mut held.clone(), 0.5);
+    let held_p95 = percentile(&mut held, 0.95);
+    vec![
+        Row::new(
+            "pickup latency, writer closed the file (Linux) p50 / p95",
+            format!("{p50:.0} / {p95:.0} ms"),
+            "p95 <= settle_ms + 50",
+            Some(p95 <= 1050.0),
+        ),
+        Row::new(
+            "pickup latency, settle window only (macOS) p50 / p95",
+            format!("{held_p50:.0} / {held_p95:.0} ms"),
+            "p95 <= settle_ms + 50",
+            Some(held_p95 <= 1050.0),
+        ),
+    ]
 }
 
 /// An idle daemon: CPU time, wake-ups and memory over a minute.

@@ -2,18 +2,20 @@
 //! folders, lock, recovery, the watch stage, the prober and the workers, and an orderly
 //! shutdown that never takes longer than 10 s.
 
-use crate::api::{Client, is_loopback};
+use crate::api::is_loopback;
 use crate::claim::{Claims, LockError};
 use crate::config::{Config, Located};
 use crate::desktop::Notifications;
 use crate::finish::Finisher;
 use crate::folders;
-use crate::health::{Health, Unreachable};
+use crate::health::Unreachable;
 use crate::image::Limits;
 use crate::logging::LogHandle;
 use crate::outbox::Outbox;
 use crate::outbox_gate::OutboxGate;
+use crate::pool::{Handover, Pool};
 use crate::queue::{Queue, Work};
+use crate::reload;
 use crate::reload::Live;
 use crate::tally::Tally;
 use crate::watch::{WatchStage, source};
@@ -99,32 +101,52 @@ pub async fn run(
     }
     let queue = Arc::new(Queue::new());
     tally.add_found(recovered.len());
-    for job in recovered {
-        queue.push(Work::Recovered(job));
-    }
     let cancel = shutdown.child_token();
-    let (settle, concurrency) = (config.settle, config.server.concurrency);
+    let settle = config.settle;
+    let slots: Vec<(usize, usize)> = config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(index, server)| (index, server.concurrency))
+        .collect();
     let shared = Arc::new(Shared {
-        give_up_after: options.once.then_some(config.server.timeout),
-        live: Arc::new(Live::new(config.clone(), Client::new(&config.server)?)),
+        // `--once` gives up when no server answered for the longest of their timeouts.
+        give_up_after: options.once.then(|| {
+            config
+                .servers
+                .iter()
+                .map(|s| s.timeout)
+                .max()
+                .unwrap_or_default()
+        }),
+        live: Arc::new(Live::new(config.clone(), reload::clients(&config)?)),
         outbox_gate: Arc::new(OutboxGate::new(outbox.staging_root())),
         finisher,
         queue: queue.clone(),
-        health: Arc::new(Health::new()),
+        pool: Pool::new(config.servers.len()),
         tally: tally.clone(),
         limits: Limits::default(),
         inbox: inbox.clone(),
         cancel: cancel.clone(),
         notifications: Notifications::platform(),
-        working: Default::default(),
         applying: TaskTracker::new(),
     });
+    for job in recovered {
+        if job.commit_file().is_file() {
+            // Decided before drawdrop stopped: only its files are left to move.
+            worker::apply_recovered(&shared, job);
+        } else {
+            queue.push(Work::Claimed(job, Handover::default()));
+        }
+    }
 
     let mut stage = WatchStage::new(inbox.clone(), settle, queue.clone(), options.once)
         .on_found(move |count| tally.add_found(count));
     let mut hints = None;
     if !options.once {
-        shared.health.want_server();
+        for health in shared.pool.healths() {
+            health.want_server();
+        }
         let (source, events) = source::channel();
         let watcher = source.watch(&inbox).map_err(|source| StartError::Watch {
             inbox: inbox.display().to_string(),
@@ -135,12 +157,18 @@ pub async fn run(
             .with_settle_updates(shared.live.subscribe());
         hints = Some(events);
     }
+    let servers: Vec<String> = config
+        .servers
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.url))
+        .collect();
     tracing::info!(
-        "drawdrop {} watching {} -> {} (server {}, profiles: {})",
+        "drawdrop {} watching {} -> {} (server{} {}, profiles: {})",
         env!("CARGO_PKG_VERSION"),
         inbox.display(),
         config.outbox.display(),
-        config.server.url,
+        if servers.len() == 1 { "" } else { "s" },
+        servers.join(", "),
         config
             .profiles
             .keys()
@@ -166,15 +194,23 @@ pub async fn run(
                         .await;
                 }
             };
+            let probers = shared
+                .pool
+                .healths()
+                .iter()
+                .enumerate()
+                .map(|(index, health)| health.run_prober(&shared.live, index, &shared.cancel));
             tokio::join!(
-                shared.health.run_prober(&shared.live, &shared.cancel),
+                futures_join_all(probers),
                 shared.outbox_gate.run_prober(&shared.cancel),
                 reload,
             );
         })
     };
-    for _ in 0..concurrency {
-        tasks.spawn(worker::run(shared.clone()));
+    for (server, concurrency) in slots {
+        for _ in 0..concurrency {
+            tasks.spawn(worker::run(shared.clone(), server));
+        }
     }
 
     let outcome = wait(&mut tasks, &shutdown, &cancel).await;
@@ -247,10 +283,26 @@ async fn wait(
 }
 
 fn warn_about_plain_http(config: &Config) {
-    let url = &config.server.url;
-    if url.scheme() == "http" && !is_loopback(url) {
-        tracing::warn!(
-            "the server {url} is on another machine over plain HTTP: pictures and prompts travel unencrypted"
-        );
+    for server in &config.servers {
+        let url = &server.url;
+        if url.scheme() == "http" && !is_loopback(url) {
+            tracing::warn!(
+                "the server {url} is on another machine over plain HTTP: pictures and prompts travel unencrypted"
+            );
+        }
     }
+}
+
+/// Runs every future to its end, together (one per server: the probers).
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut set = futures.map(Box::pin).collect::<Vec<_>>();
+    std::future::poll_fn(|context| {
+        set.retain_mut(|future| future.as_mut().poll(context).is_pending());
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }

@@ -4,8 +4,9 @@
 
 use crate::api::Probe;
 use crate::reload::Live;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +30,8 @@ pub enum State {
 #[derive(Debug)]
 pub struct Health {
     state: watch::Sender<State>,
+    /// Told about every change (the pool wakes idle workers with it).
+    on_change: Option<Arc<Notify>>,
     /// Set when a worker first needs the server; the prober does not probe before that,
     /// so `run --once` on an empty inbox never asks the server anything.
     demand: watch::Sender<bool>,
@@ -46,6 +49,7 @@ impl Default for Health {
     fn default() -> Self {
         Health {
             state: watch::Sender::new(State::Unknown),
+            on_change: None,
             demand: watch::Sender::new(false),
         }
     }
@@ -56,13 +60,38 @@ impl Health {
         Self::default()
     }
 
+    /// A health that tells `on_change` about every change of state.
+    pub fn notifying(on_change: Arc<Notify>) -> Self {
+        Health {
+            on_change: Some(on_change),
+            ..Self::default()
+        }
+    }
+
     pub fn state(&self) -> State {
         self.state.borrow().clone()
     }
 
+    pub fn is_up(&self) -> bool {
+        *self.state.borrow() == State::Up
+    }
+
+    /// Sets the state, telling whoever listens.
+    fn set(&self, state: State) {
+        self.state.send_replace(state);
+        if let Some(on_change) = &self.on_change {
+            on_change.notify_waiters();
+        }
+    }
+
+    /// The server answers (a probe said so).
+    pub fn mark_up(&self) {
+        self.set(State::Up);
+    }
+
     /// A worker found the server gone; the prober takes over.
     pub fn mark_down(&self, reason: &str) {
-        self.state.send_if_modified(|state| {
+        let changed = self.state.send_if_modified(|state| {
             if *state == State::Up || *state == State::Unknown {
                 *state = State::Down {
                     reason: reason.to_owned(),
@@ -72,6 +101,9 @@ impl Health {
                 false
             }
         });
+        if changed && let Some(on_change) = &self.on_change {
+            on_change.notify_waiters();
+        }
     }
 
     /// Asks the prober to find out whether the server answers.
@@ -103,7 +135,8 @@ impl Health {
     }
 
     /// Probes whenever the server is not known to be up, until cancelled.
-    pub async fn run_prober(&self, live: &Live, cancel: &CancellationToken) {
+    /// `server` is the server's index in the pool.
+    pub async fn run_prober(&self, live: &Live, server: usize, cancel: &CancellationToken) {
         let mut demand = self.demand.subscribe();
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -116,21 +149,22 @@ impl Health {
                 _ = cancel.cancelled() => return,
                 changed = not_up => if changed.is_err() { return },
             }
-            if !self.probe_until_up(live, cancel).await {
+            if !self.probe_until_up(live, server, cancel).await {
                 return;
             }
         }
     }
 
     /// Returns false when cancelled first.
-    async fn probe_until_up(&self, live: &Live, cancel: &CancellationToken) -> bool {
+    async fn probe_until_up(&self, live: &Live, server: usize, cancel: &CancellationToken) -> bool {
         let mut pause = FIRST_PAUSE;
         let mut last_told = None::<Instant>;
         let was_unknown = self.state() == State::Unknown;
         loop {
             // The latest settings: a fixed URL in the config is used at the next probe.
             let current = live.get();
-            let (client, url) = (&current.client, current.config.server.url.as_str());
+            let client = current.client(server);
+            let url = client.server().url.as_str();
             let probe = tokio::select! {
                 _ = cancel.cancelled() => return false,
                 probe = client.probe() => probe,
@@ -142,7 +176,7 @@ impl Health {
                     } else {
                         tracing::info!("server {url} is answering again");
                     }
-                    self.state.send_replace(State::Up);
+                    self.set(State::Up);
                     return true;
                 }
                 Probe::Down(reason) => {
@@ -160,7 +194,7 @@ impl Health {
                     } else {
                         tracing::debug!("server {url} still not answering ({reason})");
                     }
-                    self.state.send_replace(State::Down { reason });
+                    self.set(State::Down { reason });
                 }
             }
             tokio::select! {
@@ -207,7 +241,7 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!waiter.is_finished());
-        health.state.send_replace(State::Up);
+        health.mark_up();
         assert_eq!(waiter.await.unwrap(), Ok(()));
         health.mark_down("gone");
         assert_eq!(

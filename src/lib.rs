@@ -38,6 +38,7 @@ pub mod logging;
 pub mod metadata;
 pub mod outbox;
 pub mod outbox_gate;
+pub mod pool;
 pub mod progress;
 pub mod queue;
 pub mod reload;

@@ -1,11 +1,14 @@
-//! The queue between the watch stage and the workers: settled files in arrival order.
+//! The queue between the watch stage and the workers: settled files in arrival order, and
+//! claimed jobs a server handed over (first in line).
 //!
 //! It holds paths, never images, so a flood of files costs little memory. A path stays
 //! "queued" from the moment it settles until a worker has claimed it (or handed it back to
 //! be watched again because it changed), so a rescan in between never queues it twice.
-//! The queue also knows when nothing is left to do, which ends a `run --once`.
+//! Workers of different servers take different work (`pop_matching`). The queue also knows
+//! when nothing is left to do, which ends a `run --once`.
 
 use crate::claim::Job;
+use crate::pool::Handover;
 use crate::watch::settle::Observation;
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -20,14 +23,15 @@ pub enum Work {
         relative: PathBuf,
         seen: Observation,
     },
-    /// A job claimed by an earlier run that did not finish it.
-    Recovered(Job),
+    /// A claimed job not yet decided: left by an earlier run, or handed over by a server that
+    /// could not do it (with what the servers said so far).
+    Claimed(Job, Handover),
 }
 
 #[derive(Debug, Default)]
 pub struct Queue {
     inner: Mutex<Inner>,
-    /// Wakes workers waiting for work.
+    /// Wakes every waiting worker: work came, a job ended, or the queue closed.
     work_ready: Notify,
     /// Wakes the watch stage: a path was handed back, or the queue went idle.
     changed: Notify,
@@ -40,9 +44,17 @@ struct Inner {
     queued: HashSet<PathBuf>,
     /// Paths a worker found changed after they settled: to be watched again.
     handed_back: Vec<PathBuf>,
-    /// Items popped but not yet finished with (claimed or handed back).
+    /// Settled items popped but not yet finished with (claimed or handed back).
     in_hand: usize,
+    /// Claimed jobs being worked on (they may come back as `Claimed` work).
+    active: usize,
     closed: bool,
+}
+
+impl Inner {
+    fn drained(&self) -> bool {
+        self.closed && self.items.is_empty() && self.in_hand == 0 && self.active == 0
+    }
 }
 
 impl Queue {
@@ -60,8 +72,26 @@ impl Queue {
         }
         inner.items.push_back(work);
         drop(inner);
-        self.work_ready.notify_one();
+        self.work_ready.notify_waiters();
         true
+    }
+
+    /// Puts a claimed job first in line (a server handed it over).
+    pub fn push_front(&self, work: Work) {
+        self.lock().items.push_front(work);
+        self.work_ready.notify_waiters();
+    }
+
+    /// Puts popped work back where it was, untouched (its worker cannot go on just now).
+    pub fn unpop(&self, work: Work) {
+        let mut inner = self.lock();
+        match work {
+            Work::Settled { .. } => inner.in_hand = inner.in_hand.saturating_sub(1),
+            Work::Claimed(..) => inner.active = inner.active.saturating_sub(1),
+        }
+        inner.items.push_front(work);
+        drop(inner);
+        self.work_ready.notify_waiters();
     }
 
     /// Whether an inbox path is queued or being claimed right now.
@@ -69,26 +99,24 @@ impl Queue {
         self.lock().queued.contains(relative)
     }
 
-    /// The next work, waiting for it; `None` once the queue is closed and empty.
-    pub async fn pop(&self) -> Option<Work> {
+    /// The first work `matches` accepts, waiting for it; `None` once the queue is closed and
+    /// nothing is left to do. A claimed job popped counts as active until [`Queue::job_ended`].
+    pub async fn pop_matching(&self, matches: impl Fn(&Work) -> bool) -> Option<Work> {
         loop {
             let notified = self.work_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             {
                 let mut inner = self.lock();
-                if let Some(work) = inner.items.pop_front() {
-                    if matches!(work, Work::Settled { .. }) {
-                        inner.in_hand += 1;
-                    }
-                    let more = !inner.items.is_empty();
-                    drop(inner);
-                    if more {
-                        self.work_ready.notify_one();
+                if let Some(at) = inner.items.iter().position(&matches) {
+                    let work = inner.items.remove(at)?;
+                    match work {
+                        Work::Settled { .. } => inner.in_hand += 1,
+                        Work::Claimed(..) => inner.active += 1,
                     }
                     return Some(work);
                 }
-                if inner.closed {
-                    drop(inner);
-                    self.work_ready.notify_one();
+                if inner.drained() {
                     return None;
                 }
             }
@@ -96,13 +124,31 @@ impl Queue {
         }
     }
 
-    /// A worker is done with a settled path it popped: it claimed it, or it vanished.
-    pub fn release(&self, relative: &Path) {
+    /// Waits until the queue is closed and nothing is left to do.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.work_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().drained() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// A worker is done with a settled path it popped: it vanished, or it was claimed (then
+    /// `claimed` and the job counts as active).
+    pub fn release(&self, relative: &Path, claimed: bool) {
         let mut inner = self.lock();
         inner.queued.remove(relative);
         inner.in_hand = inner.in_hand.saturating_sub(1);
+        if claimed {
+            inner.active += 1;
+        }
         drop(inner);
         self.changed.notify_one();
+        self.work_ready.notify_waiters();
     }
 
     /// A worker found a popped path changed since it settled: watch it again.
@@ -113,6 +159,24 @@ impl Queue {
         inner.handed_back.push(relative.to_path_buf());
         drop(inner);
         self.changed.notify_one();
+    }
+
+    /// A claimed job is being worked on outside the queue (one found decided at start).
+    pub fn job_started(&self) {
+        self.lock().active += 1;
+    }
+
+    /// A claimed job left a worker: decided, put back, or handed over (pushed again first).
+    pub fn job_ended(&self) {
+        let mut inner = self.lock();
+        inner.active = inner.active.saturating_sub(1);
+        drop(inner);
+        self.work_ready.notify_waiters();
+    }
+
+    /// Claimed jobs being worked on.
+    pub fn active(&self) -> usize {
+        self.lock().active
     }
 
     /// Paths handed back since the last call.
@@ -140,18 +204,11 @@ impl Queue {
         self.len() == 0
     }
 
-    /// No more work will come: workers finish what is queued, then `pop` returns `None`.
+    /// No more files will come: workers finish what is queued and active, then
+    /// `pop_matching` returns `None`.
     pub fn close(&self) {
         self.lock().closed = true;
         self.work_ready.notify_waiters();
-        self.work_ready.notify_one();
-    }
-
-    /// Drops work not yet started (on shutdown): those files simply stay in the inbox.
-    pub fn clear(&self) {
-        let mut inner = self.lock();
-        inner.items.clear();
-        inner.queued.clear();
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -165,6 +222,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
     fn settled(name: &str) -> Work {
@@ -184,19 +242,35 @@ mod tests {
         }
     }
 
+    fn any(_: &Work) -> bool {
+        true
+    }
+
     #[tokio::test]
     async fn keeps_arrival_order_and_refuses_duplicates() {
         let queue = Queue::new();
         assert!(queue.push(settled("a.png")));
         assert!(queue.push(settled("b.png")));
         assert!(!queue.push(settled("a.png")));
-        assert_eq!(name(queue.pop().await), "a.png");
+        assert_eq!(name(queue.pop_matching(any).await), "a.png");
         // Still queued while a worker holds it.
         assert!(!queue.push(settled("a.png")));
-        queue.release(Path::new("a.png"));
+        queue.release(Path::new("a.png"), false);
         assert!(queue.push(settled("a.png")));
-        assert_eq!(name(queue.pop().await), "b.png");
-        assert_eq!(name(queue.pop().await), "a.png");
+        assert_eq!(name(queue.pop_matching(any).await), "b.png");
+        assert_eq!(name(queue.pop_matching(any).await), "a.png");
+    }
+
+    #[tokio::test]
+    async fn workers_take_only_what_matches_in_order() {
+        let queue = Queue::new();
+        for file in ["w/a.png", "b.png", "w/c.png"] {
+            queue.push(settled(file));
+        }
+        let in_w = |work: &Work| matches!(work, Work::Settled { relative, .. } if relative.starts_with("w"));
+        assert_eq!(name(queue.pop_matching(in_w).await), "w/a.png");
+        assert_eq!(name(queue.pop_matching(in_w).await), "w/c.png");
+        assert_eq!(name(queue.pop_matching(any).await), "b.png");
     }
 
     #[tokio::test]
@@ -205,7 +279,7 @@ mod tests {
         assert!(queue.is_idle());
         queue.push(settled("a.png"));
         assert!(!queue.is_idle());
-        let _ = queue.pop().await;
+        let _ = queue.pop_matching(any).await;
         assert!(!queue.is_idle());
         queue.hand_back(Path::new("a.png"));
         assert!(!queue.is_idle());
@@ -214,16 +288,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn close_wakes_every_waiting_worker() {
-        let queue = std::sync::Arc::new(Queue::new());
+    async fn closing_ends_the_waits_only_once_no_job_is_active() {
+        let queue = Arc::new(Queue::new());
+        queue.push(settled("a.png"));
+        let _ = queue.pop_matching(any).await;
+        queue.release(Path::new("a.png"), true);
+        queue.close();
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let queue = queue.clone();
-                tokio::spawn(async move { queue.pop().await.is_none() })
+                tokio::spawn(async move { queue.pop_matching(|_| false).await.is_none() })
             })
             .collect();
         tokio::task::yield_now().await;
-        queue.close();
+        assert!(
+            waiters.iter().all(|w| !w.is_finished()),
+            "a job may still come back"
+        );
+        queue.job_ended();
         for waiter in waiters {
             assert!(
                 tokio::time::timeout(Duration::from_secs(10), waiter)
@@ -232,5 +314,8 @@ mod tests {
                     .unwrap()
             );
         }
+        tokio::time::timeout(Duration::from_secs(10), queue.drained())
+            .await
+            .unwrap();
     }
 }

@@ -17,11 +17,19 @@ use tokio_util::sync::CancellationToken;
 /// Edits come in bursts (an editor writes, renames, touches): wait for quiet first.
 const QUIET: Duration = Duration::from_millis(300);
 
-/// One consistent snapshot: the config and a client for its server.
+/// One consistent snapshot: the config and a client for each of its servers.
 #[derive(Debug)]
 pub struct Current {
     pub config: Config,
-    pub client: Client,
+    /// One per server, in the order of `config.servers`.
+    pub clients: Vec<Client>,
+}
+
+impl Current {
+    /// The client of server `index` (the last one if out of range).
+    pub fn client(&self, index: usize) -> &Client {
+        &self.clients[index.min(self.clients.len() - 1)]
+    }
 }
 
 /// The snapshot in force; a job takes one at its start and keeps it to its end.
@@ -31,9 +39,9 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(config: Config, client: Client) -> Live {
+    pub fn new(config: Config, clients: Vec<Client>) -> Live {
         Live {
-            current: watch::Sender::new(Arc::new(Current { config, client })),
+            current: watch::Sender::new(Arc::new(Current { config, clients })),
         }
     }
 
@@ -63,17 +71,13 @@ impl Live {
         };
         keep_fixed_settings(&old.config, &mut config);
         create_profile_folders(&old.config, &config);
-        let client = if config.server == old.config.server {
-            old.client.clone()
-        } else {
-            match Client::new(&config.server) {
-                Ok(client) => client,
-                Err(error) => {
-                    tracing::error!(
-                        "cannot set up a client for the new server settings ({error}) — keeping the last good settings"
-                    );
-                    return false;
-                }
+        let clients = match clients_for(&config, &old) {
+            Ok(clients) => clients,
+            Err(error) => {
+                tracing::error!(
+                    "cannot set up a client for the new server settings ({error}) — keeping the last good settings"
+                );
+                return false;
             }
         };
         let names: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
@@ -83,7 +87,7 @@ impl Live {
             names.join(", ")
         );
         self.current
-            .send_replace(Arc::new(Current { config, client }));
+            .send_replace(Arc::new(Current { config, clients }));
         true
     }
 
@@ -118,7 +122,26 @@ impl Live {
     }
 }
 
-/// The inbox, outbox and concurrency of a running daemon cannot change under it.
+/// A client per server: the old one where its settings did not change.
+fn clients_for(config: &Config, old: &Current) -> Result<Vec<Client>, reqwest::Error> {
+    config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(index, server)| match old.config.servers.get(index) {
+            Some(before) if before == server => Ok(old.client(index).clone()),
+            _ => Client::new(server),
+        })
+        .collect()
+}
+
+/// Builds a client for every server of `config`.
+pub fn clients(config: &Config) -> Result<Vec<Client>, reqwest::Error> {
+    config.servers.iter().map(Client::new).collect()
+}
+
+/// The inbox, outbox and the servers' names and concurrency of a running daemon cannot
+/// change under it.
 fn keep_fixed_settings(old: &Config, new: &mut Config) {
     if new.inbox != old.inbox || new.outbox != old.outbox {
         tracing::warn!(
@@ -129,12 +152,30 @@ fn keep_fixed_settings(old: &Config, new: &mut Config) {
         new.inbox = old.inbox.clone();
         new.outbox = old.outbox.clone();
     }
-    if new.server.concurrency != old.server.concurrency {
+    let shape = |config: &Config| -> Vec<(String, usize)> {
+        config
+            .servers
+            .iter()
+            .map(|s| (s.name.clone(), s.concurrency))
+            .collect()
+    };
+    if shape(new) != shape(old) {
         tracing::warn!(
-            "a new concurrency takes effect after a restart; still sending {} at a time",
-            old.server.concurrency
+            "new servers or a new concurrency take effect after a restart; the other settings of the servers apply now"
         );
-        new.server.concurrency = old.server.concurrency;
+        if new.servers.len() != old.servers.len()
+            || new
+                .servers
+                .iter()
+                .zip(&old.servers)
+                .any(|(a, b)| a.name != b.name)
+        {
+            new.servers = old.servers.clone();
+        } else {
+            for (server, before) in new.servers.iter_mut().zip(&old.servers) {
+                server.concurrency = before.concurrency;
+            }
+        }
     }
 }
 

@@ -111,7 +111,7 @@ fn unknown_top_level_key() {
         &format!("{FOLDERS}settle = 5\n"),
         3,
         1,
-        "unknown key `settle` (allowed: `inbox`, `outbox`, `default_profile`, `settle_ms`, `after`, `max_file_mb`, `notifications`, `server`)",
+        "unknown key `settle` (allowed: `inbox`, `outbox`, `default_profile`, `settle_ms`, `after`, `max_file_mb`, `notifications`, `server`, `servers`)",
     );
 }
 
@@ -121,7 +121,7 @@ fn unknown_server_key() {
         "[server]\nport = 7860\n",
         2,
         1,
-        "unknown key `port` (allowed: `url`, `api`",
+        "unknown key `port` (allowed: `name`, `profiles`, `url`, `api`",
     );
 }
 
@@ -419,7 +419,7 @@ fn the_password_is_read_and_never_shown() {
         "{FOLDERS}[server]\nusername = \"me\"\npassword_env = \"PATH\"\n"
     ));
     let config = setup.load().unwrap();
-    let auth = config.server.auth.as_ref().unwrap();
+    let auth = config.servers[0].auth.as_ref().unwrap();
     assert_eq!(auth.password, path);
     assert!(!format!("{config:?}").contains(&path));
 }
@@ -481,8 +481,8 @@ fn what_init_writes_loads_and_matches_the_defaults() {
     assert_eq!(config.settle, defaults.settle);
     assert_eq!(config.after, defaults.after);
     assert_eq!(
-        format!("{:?}", config.server),
-        format!("{:?}", defaults.server)
+        format!("{:?}", config.servers),
+        format!("{:?}", defaults.servers)
     );
     assert_eq!(
         config.profiles["default"].settings,

@@ -44,7 +44,7 @@ pub fn check(flag: Option<&Path>) -> ExitCode {
             }
         }
     }
-    report.server(&config);
+    report.servers(&config);
     report.finish()
 }
 
@@ -75,35 +75,48 @@ impl Report {
         }
     }
 
-    fn server(&mut self, config: &Config) {
-        let server = &config.server;
-        let api = match server.api {
-            Api::DrawThings => "drawthings",
-            Api::A1111 => "a1111",
-        };
-        let what = format!("{} ({api})", server.url);
-        let client = match Client::new(server) {
-            Ok(client) => client,
-            Err(error) => return self.problem("server", format!("{what}: {error}")),
-        };
+    /// Every server: does it answer, and would it refuse a name in a profile it takes?
+    fn servers(&mut self, config: &Config) {
         let runtime = match runtime() {
             Ok(runtime) => runtime,
-            Err(error) => return self.problem("server", format!("{what}: {error}")),
+            Err(error) => return self.problem("server", error.to_string()),
         };
-        let probe = runtime.block_on(client.probe());
-        let answers = matches!(probe, Probe::Up(_));
-        match probe {
-            Probe::Up(settings) => {
-                let current = settings.as_ref().map(describe_settings).unwrap_or_default();
-                self.ok("server", format!("{what} answers{current}"));
+        for (index, server) in config.servers.iter().enumerate() {
+            let api = match server.api {
+                Api::DrawThings => "drawthings",
+                Api::A1111 => "a1111",
+            };
+            let what = if config.servers.len() == 1 {
+                format!("{} ({api})", server.url)
+            } else {
+                format!("{}: {} ({api})", server.name, server.url)
+            };
+            let client = match Client::new(server) {
+                Ok(client) => client,
+                Err(error) => {
+                    self.problem("server", format!("{what}: {error}"));
+                    continue;
+                }
+            };
+            let probe = runtime.block_on(client.probe());
+            let answers = matches!(probe, Probe::Up(_));
+            match probe {
+                Probe::Up(settings) => {
+                    let current = settings.as_ref().map(describe_settings).unwrap_or_default();
+                    self.ok("server", format!("{what} answers{current}"));
+                }
+                Probe::Down(reason) => self.problem(
+                    "server",
+                    format!(
+                        "{what} does not answer: {reason}. Files wait in the inbox until it does."
+                    ),
+                ),
             }
-            Probe::Down(reason) => self.problem(
-                "server",
-                format!("{what} does not answer: {reason}. Files wait in the inbox until it does."),
-            ),
-        }
-        for finding in runtime.block_on(profile_check::findings(config, &client, answers)) {
-            self.problem("profile", finding);
+            for finding in
+                runtime.block_on(profile_check::findings(config, index, &client, answers))
+            {
+                self.problem("profile", finding);
+            }
         }
     }
 

@@ -7,19 +7,25 @@ use crate::config::{Api, Config, Profile};
 use crate::metadata::lora_name;
 use serde_json::Value;
 
-/// One finding per line, each naming the profile; empty when nothing is wrong.
-pub async fn findings(config: &Config, client: &Client, server_answers: bool) -> Vec<String> {
-    match config.server.api {
-        Api::DrawThings => config
+/// One finding per line, each naming the profile, for the profiles server `index` takes;
+/// empty when nothing is wrong.
+pub async fn findings(
+    config: &Config,
+    index: usize,
+    client: &Client,
+    server_answers: bool,
+) -> Vec<String> {
+    let profiles = || {
+        config
             .profiles
             .values()
-            .flat_map(draw_things_findings)
-            .collect(),
+            .filter(move |profile| crate::pool::accepts(config, index, profile))
+    };
+    match client.server().api {
+        Api::DrawThings => profiles().flat_map(draw_things_findings).collect(),
         Api::A1111 if server_answers => {
             let lists = A1111Lists::fetch(client).await;
-            config
-                .profiles
-                .values()
+            profiles()
                 .flat_map(|profile| lists.findings(profile))
                 .collect()
         }
@@ -118,6 +124,7 @@ mod tests {
             name: "p".into(),
             file: None,
             settings,
+            servers: None,
         }
     }
 

@@ -43,7 +43,9 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
     let count = |outcome: &str| jobs.iter().filter(|job| job["outcome"] == outcome).count();
     println!("{:<12} {}", "done", count("done"));
     println!("{:<12} {}", "failed", count("failed"));
-    println!("{:<12} {}", "server", server_state(&config));
+    for index in 0..config.servers.len() {
+        println!("{:<12} {}", "server", server_state(&config, index, &jobs));
+    }
     println!("{:<12} {}", "service", service_state(&config.file));
     if !jobs.is_empty() {
         println!("\nlast jobs:");
@@ -54,20 +56,40 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn server_state(config: &crate::config::Config) -> String {
-    let url = &config.server.url;
-    let probe = Client::new(&config.server)
+/// `mini http://...: answers; 12 done, 4.1 s per image; last error: ...` for server `index`.
+fn server_state(config: &crate::config::Config, index: usize, jobs: &[Value]) -> String {
+    let server = &config.servers[index];
+    let probe = Client::new(server)
         .map_err(|error| error.to_string())
         .and_then(|client| {
             runtime()
                 .map_err(|error| error.to_string())
                 .map(|runtime| runtime.block_on(client.probe()))
         });
-    match probe {
-        Ok(Probe::Up(_)) => format!("{url} answers"),
-        Ok(Probe::Down(reason)) => format!("{url} does not answer ({reason})"),
-        Err(error) => format!("{url}: {error}"),
+    let answers = match probe {
+        Ok(Probe::Up(_)) => "answers".to_owned(),
+        Ok(Probe::Down(reason)) => format!("does not answer ({reason})"),
+        Err(error) => error,
+    };
+    // Lines written before servers had names carry the URL instead.
+    let mine: Vec<&Value> = jobs
+        .iter()
+        .filter(|job| job["server"] == server.name.as_str() || job["server"] == server.url.as_str())
+        .collect();
+    let done: Vec<f64> = mine
+        .iter()
+        .filter(|job| job["outcome"] == "done")
+        .filter_map(|job| job["server_ms"].as_f64())
+        .collect();
+    let mut line = format!("{} {}: {answers}", server.name, server.url);
+    if !done.is_empty() {
+        let average = done.iter().sum::<f64>() / done.len() as f64 / 1000.0;
+        line.push_str(&format!("; {} done, {average:.1} s per image", done.len()));
     }
+    if let Some(error) = mine.iter().rev().find_map(|job| job["error"].as_str()) {
+        line.push_str(&format!("; last error: {error}"));
+    }
+    line
 }
 
 fn service_state(config_file: &Path) -> String {

@@ -14,9 +14,10 @@ use super::files::read_text;
 use super::location::absolute;
 use super::paths::{Nesting, expand_tilde, home_dir, nesting, normalize, resolve_folder};
 use super::profiles::{DEFAULT_PROFILE_NAME, profiles_dir_beside, read_profiles_keeping};
-use super::raw::RawConfig;
+use super::raw::{RawConfig, RawServer};
 use super::server::{EnvLookup, default_server, server};
-use super::{After, Config, ConfigError, ConfigSource, Located, Profile};
+use super::{After, Config, ConfigError, ConfigSource, Located, Profile, Server};
+use std::collections::BTreeMap;
 
 /// The watched folder when the config names none.
 pub const DEFAULT_INBOX: &str = "~/DrawDrop/Inbox";
@@ -88,7 +89,7 @@ impl Config {
             after: After::Archive,
             max_file_bytes: DEFAULT_MAX_FILE_MB * MEGABYTE,
             notifications: false,
-            server: default_server(),
+            servers: vec![default_server()],
             profiles: [(DEFAULT_PROFILE_NAME.to_owned(), Profile::built_in_default())].into(),
             file,
         }
@@ -137,14 +138,17 @@ impl Config {
             Some(mb) => integer_in::<u64>(&source, "max_file_mb", mb, 1..=4096)? * MEGABYTE,
             None => DEFAULT_MAX_FILE_MB * MEGABYTE,
         };
-        let server = server(&source, &raw.server, env)?;
+        let servers = servers(&source, &raw, env)?;
+        let server_names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
 
         let profiles_dir = profiles_dir_beside(file);
         let profiles = read_profiles_keeping(
             &profiles_dir,
+            &server_names,
             previous.map(|config| &config.profiles),
             broken,
         )?;
+        check_server_profiles(&source, &raw, &profiles)?;
         let default_profile =
             match &raw.default_profile {
                 None => DEFAULT_PROFILE_NAME.to_owned(),
@@ -172,10 +176,85 @@ impl Config {
             after,
             max_file_bytes,
             notifications: raw.notifications.unwrap_or(false),
-            server,
+            servers,
             profiles,
         })
     }
+}
+
+/// `[server]`, or the `[[servers]]` of a pool (each named, names unique), or the built-in one.
+fn servers(
+    source: &Source<'_>,
+    raw: &RawConfig,
+    env: EnvLookup<'_>,
+) -> Result<Vec<Server>, ConfigError> {
+    match (&raw.server, &raw.servers) {
+        (Some(_), Some(pool)) => Err(source.error_at(
+            pool.span(),
+            "use either `[server]` (one server) or `[[servers]]` (a pool), not both",
+        )),
+        (Some(single), None) => Ok(vec![server(source, single.get_ref(), env)?]),
+        (None, None) => Ok(vec![default_server()]),
+        (None, Some(pool)) => {
+            if pool.get_ref().is_empty() {
+                return Err(source.error_at(pool.span(), "`servers` lists no server"));
+            }
+            let mut servers: Vec<Server> = Vec::new();
+            for entry in pool.get_ref() {
+                let Some(name) = &entry.get_ref().name else {
+                    return Err(source.error_at(
+                        entry.span(),
+                        "each [[servers]] entry needs a `name` (how logs and `status` call it)",
+                    ));
+                };
+                if servers.iter().any(|s| &s.name == name.get_ref()) {
+                    return Err(source.error_at(
+                        name.span(),
+                        format!(
+                            "there are two servers named \"{}\": names must differ",
+                            name.get_ref()
+                        ),
+                    ));
+                }
+                servers.push(server(source, entry.get_ref(), env)?);
+            }
+            Ok(servers)
+        }
+    }
+}
+
+/// Every `profiles = [...]` of a server names an existing profile.
+fn check_server_profiles(
+    source: &Source<'_>,
+    raw: &RawConfig,
+    profiles: &BTreeMap<String, Profile>,
+) -> Result<(), ConfigError> {
+    let entries: Vec<&RawServer> = raw
+        .server
+        .iter()
+        .map(|single| single.get_ref())
+        .chain(
+            raw.servers
+                .iter()
+                .flat_map(|pool| pool.get_ref().iter().map(|e| e.get_ref())),
+        )
+        .collect();
+    for entry in entries {
+        for name in entry.profiles.iter().flatten() {
+            if !profiles.contains_key(name.get_ref()) {
+                let existing: Vec<&str> = profiles.keys().map(String::as_str).collect();
+                return Err(source.error_at(
+                    name.span(),
+                    format!(
+                        "there is no profile \"{}\" (profiles: {})",
+                        name.get_ref(),
+                        existing.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The real process environment, for `password_env`.
@@ -262,14 +341,17 @@ mod tests {
         assert_eq!(config.default_profile, "default");
         assert_eq!(config.settle, Duration::from_millis(1000));
         assert_eq!(config.after, After::Archive);
-        assert_eq!(config.server.url.as_str(), "http://127.0.0.1:7860/");
-        assert_eq!(config.server.api, crate::config::Api::DrawThings);
-        assert_eq!(config.server.timeout, Duration::from_secs(600));
+        assert_eq!(config.servers[0].url.as_str(), "http://127.0.0.1:7860/");
+        assert_eq!(config.servers[0].api, crate::config::Api::DrawThings);
+        assert_eq!(config.servers[0].timeout, Duration::from_secs(600));
         assert_eq!(
-            (config.server.max_attempts, config.server.concurrency),
+            (
+                config.servers[0].max_attempts,
+                config.servers[0].concurrency
+            ),
             (5, 1)
         );
-        assert!(config.server.auth.is_none());
+        assert!(config.servers[0].auth.is_none());
         assert_eq!(config.profiles.keys().collect::<Vec<_>>(), ["default"]);
         assert_eq!(config.profiles["default"].settings, Settings::default());
         assert_eq!(
@@ -323,6 +405,7 @@ mod tests {
             name: "style".into(),
             file: None,
             settings: Settings::default(),
+            servers: None,
         };
         config.profiles.insert("style".into(), style);
         assert_eq!(profile(&config, "cat.png"), "default");

@@ -57,7 +57,8 @@ pub struct Config {
     /// Desktop notifications when a batch finishes or a file fails.
     pub notifications: bool,
     /// The image server and how to talk to it.
-    pub server: Server,
+    /// The image servers: one (`[server]`), or a pool (`[[servers]]`); never empty.
+    pub servers: Vec<Server>,
     /// Every profile by name; always holds `default_profile`.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -71,9 +72,13 @@ pub enum After {
     Delete,
 }
 
-/// The image server drawdrop talks to.
+/// An image server drawdrop talks to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
+    /// Its name in logs, `status` and `jobs.jsonl` (`server` for a lone `[server]`).
+    pub name: String,
+    /// Only these profiles go to this server; `None`: any.
+    pub profiles: Option<Vec<String>>,
     /// Base URL, http (or https with the `tls` feature), without user name or password.
     pub url: reqwest::Url,
     /// Which request keys to use.
@@ -122,6 +127,8 @@ pub struct Profile {
     /// The file it came from; `None` for the built-in empty `default` profile.
     pub file: Option<PathBuf>,
     pub settings: Settings,
+    /// The servers of a pool this profile prefers, in order (`servers = [...]`); `None`: any.
+    pub servers: Option<Vec<String>>,
 }
 
 /// Generation settings with Draw Things' names. `None` means "not sent: the server's own setting".

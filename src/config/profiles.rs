@@ -28,6 +28,7 @@ impl Profile {
             name: DEFAULT_PROFILE_NAME.to_owned(),
             file: None,
             settings: Settings::default(),
+            servers: None,
         }
     }
 }
@@ -89,8 +90,10 @@ pub fn profile_name_problem(name: &str) -> Option<String> {
 /// With `previous` (a reload), a profile whose file is broken
 /// keeps its previous version (or is left out if it is new) and its error goes to `broken`,
 /// so one bad edit does not stop every other profile from updating.
+/// `servers = [...]` in a profile must name servers in `server_names`.
 pub(crate) fn read_profiles_keeping(
     dir: &Path,
+    server_names: &[String],
     previous: Option<&BTreeMap<String, Profile>>,
     broken: &mut Vec<ConfigError>,
 ) -> Result<BTreeMap<String, Profile>, ConfigError> {
@@ -125,8 +128,11 @@ pub(crate) fn read_profiles_keeping(
         let Some(text) = read_text(&file)? else {
             continue;
         };
-        let settings = match (Settings::parse(&text, &file), previous) {
-            (Ok(settings), _) => settings,
+        let (settings, servers) = match (
+            Settings::parse_profile(&text, &file, server_names),
+            previous,
+        ) {
+            (Ok(parsed), _) => parsed,
             (Err(error), Some(previous)) => {
                 broken.push(error);
                 if let Some(last_good) = previous.get(&name) {
@@ -140,6 +146,7 @@ pub(crate) fn read_profiles_keeping(
             name: name.clone(),
             file: Some(file),
             settings,
+            servers,
         };
         profiles.insert(name, profile);
     }
@@ -216,6 +223,7 @@ mod tests {
     fn a_missing_profiles_folder_gives_just_default() {
         let profiles = read_profiles_keeping(
             Path::new("/nonexistent/drawdrop/profiles"),
+            &[],
             None,
             &mut Vec::new(),
         )

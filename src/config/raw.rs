@@ -19,14 +19,20 @@ pub(crate) struct RawConfig {
     pub after: Option<Spanned<String>>,
     pub max_file_mb: Option<Spanned<Integer>>,
     pub notifications: Option<bool>,
-    #[serde(default)]
-    pub server: RawServer,
+    /// The single server (`[server]`); absent with a pool.
+    pub server: Option<Spanned<RawServer>>,
+    /// A pool of servers (`[[servers]]`), instead of `[server]`.
+    pub servers: Option<Spanned<Vec<Spanned<RawServer>>>>,
 }
 
-/// The `[server]` table.
+/// The `[server]` table, or one `[[servers]]` entry.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServer {
+    /// How logs and `status` call it; required in `[[servers]]`.
+    pub name: Option<Spanned<String>>,
+    /// Only these profiles are sent to this server.
+    pub profiles: Option<Vec<Spanned<String>>>,
     pub url: Option<Spanned<String>>,
     pub api: Option<Spanned<String>>,
     pub timeout_s: Option<Spanned<Integer>>,
@@ -52,6 +58,8 @@ pub(crate) struct RawSettings {
     pub width: Option<Spanned<Integer>>,
     pub height: Option<Spanned<Integer>>,
     pub loras: Option<Vec<Spanned<RawLora>>>,
+    /// Profiles only: the servers of a pool this profile prefers, in order.
+    pub servers: Option<Vec<Spanned<String>>>,
     /// Keys are spanned so that a refused key can be pointed at.
     pub extra: Option<BTreeMap<Spanned<String>, toml::Value>>,
 }

@@ -23,9 +23,14 @@ pub const DEFAULT_CONCURRENCY: usize = 1;
 /// Looks up an environment variable; injectable so tests need not change the process's.
 pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
+/// The name of a lone `[server]` that names none.
+pub const DEFAULT_SERVER_NAME: &str = "server";
+
 /// The built-in server: Draw Things on this machine.
 pub(crate) fn default_server() -> Server {
     Server {
+        name: DEFAULT_SERVER_NAME.to_owned(),
+        profiles: None,
         url: default_url(),
         api: Api::DrawThings,
         timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
@@ -43,7 +48,8 @@ fn default_url() -> Url {
     }
 }
 
-/// `[server]` checked; `env` supplies the password named by `password_env`.
+/// `[server]` (or a `[[servers]]` entry) checked; `env` supplies the password named by
+/// `password_env`. Profile names are checked once the profiles are read.
 pub(crate) fn server(
     source: &Source<'_>,
     raw: &RawServer,
@@ -51,6 +57,14 @@ pub(crate) fn server(
 ) -> Result<Server, ConfigError> {
     let defaults = default_server();
     Ok(Server {
+        name: match &raw.name {
+            Some(name) => non_empty(source, "name", name, None)?,
+            None => defaults.name,
+        },
+        profiles: raw
+            .profiles
+            .as_ref()
+            .map(|names| names.iter().map(|name| name.get_ref().clone()).collect()),
         url: match &raw.url {
             Some(url) => self::url(source, url)?,
             None => defaults.url,

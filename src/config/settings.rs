@@ -14,22 +14,63 @@ use super::{ConfigError, Lora, Settings};
 /// Draw Things generates at multiples of this, so the init image must be sized to one.
 const SIZE_STEP: i64 = 64;
 
+/// The TOML of a profile or sidecar into its raw keys; unknown keys get a hint.
+fn parse_raw(source: &Source<'_>, text: &str) -> Result<RawSettings, ConfigError> {
+    toml::from_str(text).map_err(|error| {
+        let mut config_error = source.toml_error(&error);
+        // Only the profile's own table allows `extra`, so its list of keys names it.
+        let top_level = error.message().contains("`extra`");
+        if let Some(hint) = unknown_key(&error).and_then(|key| unknown_key_hint(key, top_level)) {
+            config_error.message.push_str(&hint);
+        }
+        config_error
+    })
+}
+
 impl Settings {
     /// Parses a profile file's content (or a per-image `.toml` sidecar's); `file` is named in
     /// errors. Unknown keys, wrong types and values the servers would refuse are errors.
     pub fn parse(text: &str, file: &Path) -> Result<Settings, ConfigError> {
         let source = Source::new(file, text);
-        let raw: RawSettings = toml::from_str(text).map_err(|error| {
-            let mut config_error = source.toml_error(&error);
-            // Only the profile's own table allows `extra`, so its list of keys names it.
-            let top_level = error.message().contains("`extra`");
-            if let Some(hint) = unknown_key(&error).and_then(|key| unknown_key_hint(key, top_level))
-            {
-                config_error.message.push_str(&hint);
-            }
-            config_error
-        })?;
+        let raw = parse_raw(&source, text)?;
+        if let Some(first) = raw.servers.as_ref().and_then(|servers| servers.first()) {
+            return Err(source.error_at(
+                first.span(),
+                "`servers` belongs in a profile (it picks the servers for all of its pictures), \
+                 not beside one picture",
+            ));
+        }
         Settings::from_raw(&source, raw)
+    }
+
+    /// A profile file's content: its settings and the servers it prefers, each of which must
+    /// be one of `server_names`.
+    pub(crate) fn parse_profile(
+        text: &str,
+        file: &Path,
+        server_names: &[String],
+    ) -> Result<(Settings, Option<Vec<String>>), ConfigError> {
+        let source = Source::new(file, text);
+        let mut raw = parse_raw(&source, text)?;
+        let servers = match raw.servers.take() {
+            None => None,
+            Some(names) => {
+                for name in &names {
+                    if !server_names.contains(name.get_ref()) {
+                        return Err(source.error_at(
+                            name.span(),
+                            format!(
+                                "there is no server \"{}\" (the servers are: {})",
+                                name.get_ref(),
+                                server_names.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Some(names.into_iter().map(|name| name.into_inner()).collect())
+            }
+        };
+        Ok((Settings::from_raw(&source, raw)?, servers))
     }
 
     /// These settings with `other` laid over them: each key `other` sets wins; `extra` is merged

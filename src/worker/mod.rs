@@ -1,32 +1,35 @@
-//! Workers: take settled files from the queue, claim them, send them, and finish them.
+//! Workers: take work from the queue, claim it, send it to their server, and finish it.
 //!
-//! Each of the `concurrency` slots is a small pipeline, so drawdrop's own work hides behind
-//! the server's:
+//! Each server has `concurrency` slots. A slot is a small pipeline, so drawdrop's own work
+//! hides behind the server's:
 //!
 //! ```text
-//! preparer: wait for server and outbox -> claim -> read, check, build the body ─┐ (1 ready)
-//! sender:   send (retries, waits) -> stage the results + commit ──────────────────┴─> apply (background)
+//! preparer: wait for its server and the outbox -> take matching work -> claim -> build ─┐ (1 ready)
+//! sender:   send (retries, waits) -> stage the results + commit ─────────────────────────┴─> apply (background)
 //! ```
 //! The preparer claims the next file while the sender's request is in flight; the sender
 //! commits a job before it sends the next, so at most the job in flight is ever sent again
 //! after a crash; moving files into place (apply) runs in the background.
-//! A worker waits while the server is down or the outbox cannot be written (nothing is
-//! failed for either), retries what may pass with exponential backoff up to `max_attempts`,
-//! fails at once what the server rejects (4xx), and on shutdown puts back what it holds
-//! unless its outcome is already committed.
+//! A slot waits while its server is down or the outbox cannot be written (nothing is failed
+//! for either). With a pool, a job its server cannot do (down, timing out, refusing the
+//! profile) goes back to the queue, first in line, for another server; only when no server
+//! can do it does it fail, with every server's reason. On shutdown a slot puts back what it
+//! holds unless its outcome is already committed.
 
 mod outcome;
 mod prepare;
 mod send;
 
 use crate::claim::Job;
+use crate::config::Profile;
 use crate::desktop::Notifications;
 use crate::failpoint::crash_point;
 use crate::finish::Finisher;
-use crate::health::{Health, Unreachable};
+use crate::health::Unreachable;
 use crate::image::Limits;
 use crate::inbox_names::shown;
 use crate::outbox_gate::OutboxGate;
+use crate::pool::{Handover, Pool, Refusal};
 use crate::queue::{Queue, Work};
 use crate::reload::{Current, Live};
 use crate::tally::Tally;
@@ -36,12 +39,12 @@ use outcome::Report;
 use prepare::Prepared;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use outcome::apply_recovered;
 pub use send::SHUTDOWN_GRACE;
 
 /// Starts that may find the same job unfinished before it is failed: a file that makes
@@ -51,23 +54,22 @@ const MAX_RESTARTS: u32 = 10;
 
 /// What every worker shares.
 pub struct Shared {
-    /// The config in force (and a client for its server), replaced when the files change.
+    /// The config in force (and a client for each server), replaced when the files change.
     pub live: Arc<Live>,
     /// The claims and the outbox.
     pub finisher: Finisher,
     pub queue: Arc<Queue>,
-    pub health: Arc<Health>,
+    /// Every server's health, and which profiles each refused.
+    pub pool: Pool,
     pub outbox_gate: Arc<OutboxGate>,
     pub tally: Arc<Tally>,
     pub limits: Limits,
     /// The inbox as the watch stage sees it (canonical).
     pub inbox: PathBuf,
-    /// `--once`: how long a server that does not answer is waited for before giving up.
+    /// `--once`: how long servers that do not answer are waited for before giving up.
     pub give_up_after: Option<Duration>,
     pub cancel: CancellationToken,
     pub notifications: Notifications,
-    /// Jobs claimed and not yet finished.
-    pub working: AtomicUsize,
     /// Decided jobs being moved into place in the background; waited for at the end.
     pub applying: TaskTracker,
 }
@@ -79,9 +81,7 @@ impl Shared {
         if !current.config.notifications {
             return;
         }
-        let drained = self.queue.is_empty()
-            && self.queue.is_idle()
-            && self.working.load(Ordering::SeqCst) == 0;
+        let drained = self.queue.is_empty() && self.queue.is_idle() && self.queue.active() == 0;
         self.notifications.job_finished(failure, drained);
     }
 }
@@ -91,83 +91,172 @@ impl Shared {
 struct Ready {
     job: Job,
     current: Arc<Current>,
+    handover: Handover,
     report: Report,
-    request: Result<Prepared, String>,
+    request: Result<Prepared, Unsent>,
 }
 
-/// Runs one pipeline slot until the queue closes or drawdrop shuts down. Returns an error
-/// when `--once` gave up waiting for the server.
-pub async fn run(shared: Arc<Shared>) -> Result<(), Unreachable> {
+/// Why a ready job is not sent.
+enum Unsent {
+    /// It can only fail (not a PNG, too large, a broken sidecar ...).
+    Fails(String),
+    /// Its server refused the job's profile a moment ago: another server should have it.
+    Skipped(String),
+}
+
+/// Runs one slot of server `server` until nothing is left to do or drawdrop shuts down.
+/// Returns an error when `--once` gave up waiting for the servers.
+pub async fn run(shared: Arc<Shared>, server: usize) -> Result<(), Unreachable> {
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>(1);
-    let preparer = prepare_loop(&shared, ready_tx);
-    let sender = send_loop(&shared, ready_rx);
+    let preparer = prepare_loop(&shared, server, ready_tx);
+    let sender = send_loop(&shared, server, ready_rx);
     let (prepared, sent) = tokio::join!(preparer, sender);
     prepared.and(sent)
 }
 
-/// Takes work from the queue and makes it ready, one job ahead of the sender.
-async fn prepare_loop(shared: &Arc<Shared>, ready: mpsc::Sender<Ready>) -> Result<(), Unreachable> {
+/// Takes work this server may do from the queue and makes it ready, one job ahead.
+async fn prepare_loop(
+    shared: &Arc<Shared>,
+    server: usize,
+    ready: mpsc::Sender<Ready>,
+) -> Result<(), Unreachable> {
     loop {
+        if !wait_ready(shared, server).await? {
+            return Ok(());
+        }
+        let matches = |work: &Work| {
+            let (relative, handover) = match work {
+                Work::Settled { relative, .. } => (relative.as_path(), None),
+                Work::Claimed(job, handover) => (job.relative.as_path(), Some(handover)),
+            };
+            let current = shared.live.get();
+            let config = &current.config;
+            let fresh = Handover::default();
+            shared.pool.may_take(
+                config,
+                server,
+                config.profile_for(relative),
+                handover.unwrap_or(&fresh),
+            )
+        };
         let work = tokio::select! {
             _ = shared.cancel.cancelled() => return Ok(()),
-            work = shared.queue.pop() => work,
+            // A server's health changed: which work this one may take may have changed too.
+            _ = shared.pool.changed() => continue,
+            work = shared.queue.pop_matching(matches) => work,
         };
         let Some(work) = work else { return Ok(()) };
+        if !shared.outbox_gate.is_open() || !shared.pool.health(server).is_up() {
+            // Things changed while this slot waited for work: it waits again first.
+            shared.queue.unpop(work);
+            continue;
+        }
+        // The settings in force now (the file waited; they may have been edited since).
         let current = shared.live.get();
-        let job = match work {
-            Work::Settled { relative, seen } => match take(shared, &relative, seen).await? {
-                Some(job) => job,
+        let (job, handover) = match work {
+            Work::Settled { relative, seen } => match take(shared, &relative, seen) {
+                Some(job) => (job, Handover::default()),
                 None => continue,
             },
-            Work::Recovered(job) if job.commit_file().is_file() => {
-                shared.working.fetch_add(1, Ordering::SeqCst);
-                outcome::apply_in_background(shared, current, job, None);
-                continue;
-            }
-            Work::Recovered(job) => {
-                if let Err(error) = shared.finisher.discard_staging(&job) {
-                    tracing::warn!(
-                        "cannot clear staged files of {}: {error}",
-                        shown(&job.relative)
-                    );
-                }
-                tracing::info!(
-                    "resuming {} (claimed before drawdrop stopped)",
-                    shown(&job.relative)
-                );
-                shared.working.fetch_add(1, Ordering::SeqCst);
-                let restarts = job.count_restart().unwrap_or(0);
-                if restarts > MAX_RESTARTS {
-                    // It may be what stops drawdrop: never send it again.
-                    let reason = format!(
-                        "drawdrop stopped {restarts} times while this file was being processed; it is set aside so it cannot stop drawdrop again"
-                    );
-                    let report = Report::new(&current, &job);
-                    let sent = send::Sent::Failed(reason);
-                    if let Some(unreachable) =
-                        outcome::decide(shared, current, job, sent, report).await
-                    {
-                        return Err(unreachable);
-                    }
-                    continue;
-                }
-                job
-            }
+            Work::Claimed(job, handover) => match resume(shared, &current, job, handover).await? {
+                Some(claimed) => claimed,
+                None => continue,
+            },
         };
-        let mut report = Report::new(&current, &job);
-        let request = prepare::prepare(shared, &current, &job, &mut report).await;
+        let profile = current.config.profile_for(&job.relative).clone();
+        let mut report = Report::new(&current, &job, server, handover.attempts);
+        let request = match shared.pool.skipping(server, &profile.name) {
+            // Refused this profile a moment ago: hand it on without asking again.
+            Some(reason) => Err(Unsent::Skipped(reason)),
+            None => prepare::prepare(shared, &current, server, &job, &mut report)
+                .await
+                .map_err(Unsent::Fails),
+        };
         let item = Ready {
             job,
             current,
+            handover,
             report,
             request,
         };
         if let Err(mpsc::error::SendError(item)) = send_ready(shared, &ready, item).await {
             // Shutting down: the job was claimed for nothing; it goes back.
             outcome::put_back(shared, &item.job);
-            shared.working.fetch_sub(1, Ordering::SeqCst);
+            shared.queue.job_ended();
             return Ok(());
         }
+    }
+}
+
+/// Waits until this slot's server answers and the outbox can be written. `Ok(false)` when
+/// drawdrop stops or nothing is left to do first. With `--once`, gives up once *no* server
+/// has answered for `timeout_s`.
+async fn wait_ready(shared: &Shared, server: usize) -> Result<bool, Unreachable> {
+    loop {
+        let up = async {
+            shared.outbox_gate.wait_open().await;
+            shared
+                .pool
+                .health(server)
+                .wait_up(shared.give_up_after)
+                .await
+        };
+        let result = tokio::select! {
+            _ = shared.cancel.cancelled() => return Ok(false),
+            _ = shared.queue.drained() => return Ok(false),
+            result = up => result,
+        };
+        match result {
+            Ok(()) => return Ok(true),
+            // Another server works: this one keeps waiting for its own.
+            Err(_) if shared.pool.any_up() => continue,
+            Err(unreachable) => return Err(unreachable),
+        }
+    }
+}
+
+/// A claimed job from the queue: handed over, or left by an earlier run (then counted, so
+/// a file that stops drawdrop at every start is set aside). `None` when it was dealt with.
+async fn resume(
+    shared: &Arc<Shared>,
+    current: &Arc<Current>,
+    job: Job,
+    handover: Handover,
+) -> Result<Option<(Job, Handover)>, Unreachable> {
+    if !handover.refusals.is_empty() || handover.attempts > 0 {
+        return Ok(Some((job, handover)));
+    }
+    if let Err(error) = shared.finisher.discard_staging(&job) {
+        tracing::warn!(
+            "cannot clear staged files of {}: {error}",
+            shown(&job.relative)
+        );
+    }
+    let restarts = job.count_restart().unwrap_or(0);
+    if restarts <= MAX_RESTARTS {
+        tracing::info!(
+            "resuming {} (claimed before drawdrop stopped)",
+            shown(&job.relative)
+        );
+        return Ok(Some((job, handover)));
+    }
+    // It may be what stops drawdrop: never send it again.
+    let reason = format!(
+        "drawdrop stopped {restarts} times while this file was being processed; it is set aside so it cannot stop drawdrop again"
+    );
+    let report = Report::new(current, &job, 0, 0);
+    match outcome::decide(
+        shared,
+        current.clone(),
+        job,
+        handover,
+        send::Sent::Failed(reason),
+        report,
+    )
+    .await
+    {
+        Some(unreachable) => Err(unreachable),
+        None => Ok(None),
     }
 }
 
@@ -193,26 +282,34 @@ async fn send_ready(
 /// Sends ready jobs one at a time and decides them; hands them over to be applied.
 async fn send_loop(
     shared: &Arc<Shared>,
+    server: usize,
     mut ready: mpsc::Receiver<Ready>,
 ) -> Result<(), Unreachable> {
     let mut gave_up = None;
     while let Some(Ready {
         job,
         current,
+        handover,
         mut report,
         request,
     }) = ready.recv().await
     {
         if shared.cancel.is_cancelled() || gave_up.is_some() {
             outcome::put_back(shared, &job);
-            shared.working.fetch_sub(1, Ordering::SeqCst);
+            shared.queue.job_ended();
             continue;
         }
         let sent = match request {
-            Err(reason) => send::Sent::Failed(reason),
-            Ok(prepared) => send::send(shared, &current, &job, prepared, &mut report).await,
+            Err(Unsent::Fails(reason)) => send::Sent::Failed(reason),
+            Err(Unsent::Skipped(reason)) => send::Sent::HandOver {
+                reason,
+                refused: true,
+            },
+            Ok(prepared) => send::send(shared, &current, server, &job, prepared, &mut report).await,
         };
-        if let Some(unreachable) = outcome::decide(shared, current, job, sent, report).await {
+        if let Some(unreachable) =
+            outcome::decide(shared, current, job, handover, sent, report).await
+        {
             // Stop taking more: the preparer sees the cancellation, what is ready goes back.
             shared.cancel.cancel();
             gave_up = Some(unreachable);
@@ -221,55 +318,33 @@ async fn send_loop(
     gave_up.map_or(Ok(()), Err)
 }
 
-/// Waits until the server answers and the outbox can be written, then claims a settled
-/// file if it is still as it settled. The queue entry is released or handed back either way.
-async fn take(
-    shared: &Shared,
-    relative: &Path,
-    seen: Observation,
-) -> Result<Option<Job>, Unreachable> {
-    let ready = tokio::select! {
-        _ = shared.cancel.cancelled() => None,
-        ready = async {
-            shared.outbox_gate.wait_open().await;
-            shared.health.wait_up(shared.give_up_after).await
-        } => Some(ready),
-    };
-    match ready {
-        None => {
-            shared.queue.release(relative);
-            return Ok(None);
-        }
-        Some(Err(unreachable)) => {
-            shared.queue.release(relative);
-            return Err(unreachable);
-        }
-        Some(Ok(())) => {}
-    }
+/// Claims a settled file if it is still as it settled. The queue entry is released or
+/// handed back either way.
+fn take(shared: &Shared, relative: &Path, seen: Observation) -> Option<Job> {
     match scan::observe(&shared.inbox.join(relative)) {
         Ok(now) if now == seen => {}
         Ok(_) => {
             shared.queue.hand_back(relative);
-            return Ok(None);
+            return None;
         }
         Err(_) => {
-            shared.queue.release(relative);
-            return Ok(None);
+            shared.queue.release(relative, false);
+            return None;
         }
     }
     let job = match shared.finisher.claims.claim(relative) {
         Ok(Some(job)) => job,
         Ok(None) => {
-            shared.queue.release(relative);
-            return Ok(None);
+            shared.queue.release(relative, false);
+            return None;
         }
         Err(error) => {
             tracing::error!(
                 "cannot claim {}: {error}; it stays in the inbox",
                 shown(relative)
             );
-            shared.queue.release(relative);
-            return Ok(None);
+            shared.queue.release(relative, false);
+            return None;
         }
     };
     // A writer that paused longer than the settle window may still hold the file open.
@@ -278,13 +353,32 @@ async fn take(
             Ok(_) => shared.queue.hand_back(relative),
             Err(error) => {
                 tracing::error!("cannot put {} back: {error}", shown(relative));
-                shared.queue.release(relative);
+                shared.queue.release(relative, false);
             }
         }
-        return Ok(None);
+        return None;
     }
-    shared.working.fetch_add(1, Ordering::SeqCst);
-    shared.queue.release(relative);
+    shared.queue.release(relative, true);
     crash_point("claimed");
-    Ok(Some(job))
+    Some(job)
+}
+
+/// What a job's servers said, with this one's refusal added.
+fn refused(mut handover: Handover, server: usize, reason: &str, attempts: u32) -> Handover {
+    handover.attempts = attempts;
+    handover.refusals.push(Refusal {
+        server,
+        reason: reason.to_owned(),
+    });
+    handover
+}
+
+/// Whether another server is left for a job of `profile` after `handover`.
+fn another_server(
+    shared: &Shared,
+    current: &Current,
+    profile: &Profile,
+    handover: &Handover,
+) -> bool {
+    shared.pool.anyone_left(&current.config, profile, handover)
 }

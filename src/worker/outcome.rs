@@ -11,11 +11,12 @@ use crate::finish::{Finisher, InputTo, Placed, Resumed};
 use crate::health::Unreachable;
 use crate::inbox_names::shown;
 use crate::metadata;
+use crate::pool::Handover;
+use crate::queue::Work;
 use crate::reload::Current;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -24,6 +25,8 @@ pub(super) struct Report {
     started: Instant,
     started_at: jiff::ZonedDateTime,
     profile: String,
+    /// The server asked (by index; the config has its name and URL).
+    server: usize,
     pub attempts: u32,
     pub server_time: Duration,
     pub sent: Option<Map<String, Value>>,
@@ -34,12 +37,14 @@ pub(super) struct Report {
 }
 
 impl Report {
-    pub fn new(current: &Current, job: &Job) -> Report {
+    /// A report for `job` on `server`, counting `attempts` made on other servers before.
+    pub fn new(current: &Current, job: &Job, server: usize, attempts: u32) -> Report {
         Report {
             started: Instant::now(),
             started_at: jiff::ZonedDateTime::now(),
             profile: current.config.profile_for(&job.relative).name.clone(),
-            attempts: 0,
+            server,
+            attempts,
             server_time: Duration::ZERO,
             sent: None,
             input_size: None,
@@ -55,19 +60,19 @@ pub(super) struct Told {
     started: Instant,
 }
 
-/// Decides a job after sending, then applies it in the background. Returns `Some` when
-/// `--once` must give up (the job is back in the inbox then).
+/// Decides a job after sending, then applies it in the background; or hands it to another
+/// server of the pool. Returns `Some` when `--once` must give up (the job is back in the
+/// inbox then).
 pub(super) async fn decide(
     shared: &Arc<Shared>,
     current: Arc<Current>,
     job: Job,
+    handover: Handover,
     sent: Sent,
     report: Report,
 ) -> Option<Unreachable> {
     let (taken, failure) = match sent {
         Sent::Images(images, infotext) => {
-            let (width, height) = report.input_size.unwrap_or_default();
-            tracing::debug!("answer for {} ({width}x{height})", shown(&job.relative));
             let input_to = match current.config.after {
                 After::Archive => InputTo::Originals,
                 After::Delete => InputTo::Deleted,
@@ -86,26 +91,51 @@ pub(super) async fn decide(
             .await;
             (decided, None)
         }
-        Sent::Failed(reason) => {
-            let record = record(&current, &job, &report, "failed", Some(&reason));
-            let text = error_text(&current, &job, &reason, &report);
-            let decided = decide_with(shared, &job, move |finisher, job| {
-                finisher.decide_failed(job, &text, record.clone())
-            })
-            .await;
-            (decided, Some(reason))
+        Sent::HandOver { reason, refused } => {
+            return hand_over(shared, current, job, handover, report, reason, refused).await;
         }
+        Sent::Failed(reason) => fail(shared, &current, &job, &report, reason).await,
         Sent::Interrupted => {
             put_back(shared, &job);
-            shared.working.fetch_sub(1, Ordering::SeqCst);
+            shared.queue.job_ended();
             return None;
         }
         Sent::GaveUp(unreachable) => {
             put_back(shared, &job);
-            shared.working.fetch_sub(1, Ordering::SeqCst);
+            shared.queue.job_ended();
             return Some(unreachable);
         }
     };
+    finish(shared, current, job, report, taken, failure);
+    None
+}
+
+/// Decides a failure: the input and its reason go to `failed/`.
+async fn fail(
+    shared: &Arc<Shared>,
+    current: &Current,
+    job: &Job,
+    report: &Report,
+    reason: String,
+) -> (bool, Option<String>) {
+    let record = record(current, job, report, "failed", Some(&reason));
+    let text = error_text(current, job, &reason, report);
+    let decided = decide_with(shared, job, move |finisher, job| {
+        finisher.decide_failed(job, &text, record.clone())
+    })
+    .await;
+    (decided, Some(reason))
+}
+
+/// After deciding: apply in the background, or (not decided: shutting down) let the job go.
+fn finish(
+    shared: &Arc<Shared>,
+    current: Arc<Current>,
+    job: Job,
+    report: Report,
+    taken: bool,
+    failure: Option<String>,
+) {
     if taken {
         let told = Told {
             failure,
@@ -113,8 +143,57 @@ pub(super) async fn decide(
         };
         apply_in_background(shared, current, job, Some(told));
     } else {
-        shared.working.fetch_sub(1, Ordering::SeqCst);
+        shared.queue.job_ended();
     }
+}
+
+/// A pool's server could not do the job: it goes to another one, first in line; when no
+/// server is left that could, it fails with every server's reason.
+async fn hand_over(
+    shared: &Arc<Shared>,
+    current: Arc<Current>,
+    job: Job,
+    handover: Handover,
+    report: Report,
+    reason: String,
+    refused: bool,
+) -> Option<Unreachable> {
+    let server = &current.config.servers[report.server.min(current.config.servers.len() - 1)];
+    let handover = if refused {
+        super::refused(handover, report.server, &reason, report.attempts)
+    } else {
+        Handover {
+            attempts: report.attempts,
+            ..handover
+        }
+    };
+    let profile = current.config.profile_for(&job.relative);
+    if super::another_server(shared, &current, profile, &handover) {
+        tracing::info!(
+            "{} goes to another server: {} {}",
+            shown(&job.relative),
+            server.name,
+            if refused {
+                format!("cannot do it ({reason})")
+            } else {
+                format!("does not answer ({reason})")
+            }
+        );
+        let _ = shared.finisher.discard_staging(&job);
+        shared.queue.push_front(Work::Claimed(job, handover));
+        shared.queue.job_ended();
+        return None;
+    }
+    let reason = if current.config.servers.len() > 1 {
+        format!(
+            "no server could do it: {}",
+            handover.reasons(&current.config)
+        )
+    } else {
+        reason
+    };
+    let (taken, failure) = fail(shared, &current, &job, &report, reason).await;
+    finish(shared, current, job, report, taken, failure);
     None
 }
 
@@ -155,6 +234,12 @@ async fn decide_with(
 /// Moves a decided job into place without holding up the next request. While the outbox
 /// cannot be written it waits; on shutdown meanwhile the job stays decided and the next
 /// start finishes it.
+/// Finishes a job an earlier run decided but did not complete (found at start).
+pub fn apply_recovered(shared: &Arc<Shared>, job: Job) {
+    shared.queue.job_started();
+    apply_in_background(shared, shared.live.get(), job, None);
+}
+
 pub(super) fn apply_in_background(
     shared: &Arc<Shared>,
     current: Arc<Current>,
@@ -186,7 +271,7 @@ pub(super) fn apply_in_background(
                 break None;
             }
         };
-        shared.working.fetch_sub(1, Ordering::SeqCst);
+        shared.queue.job_ended();
         if let Some(placed) = placed {
             tell(&shared, &current, &job, &placed, told);
         }
@@ -261,14 +346,15 @@ fn record(
     outcome: &str,
     error: Option<&str>,
 ) -> Map<String, Value> {
-    let server = &current.config.server;
+    let server = &current.config.servers[report.server.min(current.config.servers.len() - 1)];
     let value = json!({
         "time": jiff::ZonedDateTime::now().strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
         "job": job.id,
         "input": job.relative.to_string_lossy(),
         "outcome": outcome,
         "profile": report.profile,
-        "server": server.url.as_str(),
+        "server": server.name,
+        "url": server.url.as_str(),
         "api": match server.api { Api::DrawThings => "drawthings", Api::A1111 => "a1111" },
         "settings": report.sent,
         "input_size": report.input_size.map(|(w, h)| json!([w, h])),
@@ -297,10 +383,16 @@ fn error_text(current: &Current, job: &Job, reason: &str, report: &Report) -> St
         input = shown(&job.relative),
         attempts = report.attempts,
         profile = report.profile,
-        url = current.config.server.url,
+        url = server_line(current, report.server),
         when = report.started_at.strftime("%Y-%m-%d %H:%M:%S %:z"),
         took = report.started.elapsed().as_secs_f64(),
     )
+}
+
+/// `mini (http://mini.local:7860/)`.
+fn server_line(current: &Current, index: usize) -> String {
+    let server = &current.config.servers[index.min(current.config.servers.len() - 1)];
+    format!("{} ({})", server.name, server.url)
 }
 
 fn list(paths: &[PathBuf]) -> String {

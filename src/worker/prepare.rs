@@ -53,6 +53,7 @@ impl Prepared {
 pub(super) async fn prepare(
     shared: &Shared,
     current: &Current,
+    server: usize,
     job: &Job,
     report: &mut Report,
 ) -> Result<Prepared, String> {
@@ -68,7 +69,7 @@ pub(super) async fn prepare(
     let input = job.input();
     let limits = shared.limits;
     let max_bytes = current.config.max_file_bytes;
-    let api = current.config.server.api;
+    let api = current.client(server).server().api;
     let built = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let size = std::fs::metadata(&input)
             .map_err(|error| format!("cannot read the file: {error}"))?

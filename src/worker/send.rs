@@ -5,8 +5,8 @@
 use super::Shared;
 use super::outcome::Report;
 use super::prepare::Prepared;
-use crate::api::Disposition;
 use crate::api::answer::BadAnswer;
+use crate::api::{Disposition, SendError};
 use crate::claim::Job;
 use crate::health::Unreachable;
 use crate::inbox_names::shown;
@@ -28,6 +28,12 @@ pub(super) enum Sent {
     /// The result images, with the `parameters` chunk for them.
     Images(Vec<Vec<u8>>, String),
     Failed(String),
+    /// A pool's server cannot do it now: another one should. `refused`: this server gave
+    /// the job up for good (it rejected it, or ran out of attempts); else it is only down.
+    HandOver {
+        reason: String,
+        refused: bool,
+    },
     /// Shut down before an answer came: the input goes back to the inbox.
     Interrupted,
     /// `--once` waited `timeout_s` for the server in vain.
@@ -37,21 +43,27 @@ pub(super) enum Sent {
 pub(super) async fn send(
     shared: &Shared,
     current: &Current,
+    index: usize,
     job: &Job,
     mut prepared: Prepared,
     report: &mut Report,
 ) -> Sent {
-    let server = &current.config.server;
+    let server = &current.config.servers[index.min(current.config.servers.len() - 1)];
+    let health = shared.pool.health(index);
+    let profile = &current.config.profile_for(&job.relative).name;
+    let shared_pool = shared.pool.is_shared();
     let mut waits_in_a_row = 0u32;
+    let mut attempts_here = 0u32;
     loop {
         let ready = tokio::select! {
             _ = shared.cancel.cancelled() => return Sent::Interrupted,
-            ready = shared.health.wait_up(shared.give_up_after) => ready,
+            ready = health.wait_up(shared.give_up_after) => ready,
         };
         if let Err(unreachable) = ready {
             return Sent::GaveUp(unreachable);
         }
         report.attempts += 1;
+        attempts_here += 1;
         tracing::debug!(
             "sending {} to {} (attempt {} of {})",
             shown(&job.relative),
@@ -65,21 +77,59 @@ pub(super) async fn send(
         };
         let started = Instant::now();
         let answer = tokio::select! {
-            answer = current.client.img2img(body, prepared.expected_images, &shared.limits) => answer,
+            answer = current.client(index).img2img(body, prepared.expected_images, &shared.limits) => answer,
             _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,
         };
         report.server_time += started.elapsed();
-        let (reason, disposition) = match answer {
+        let (reason, disposition, server_gone) = match answer {
             Ok(Ok(images)) => return Sent::Images(images, prepared.infotext),
-            Ok(Err(BadAnswer(reason))) => (reason, Disposition::Retry(None)),
-            Err(error) => (error.to_string(), error.disposition()),
+            Ok(Err(BadAnswer(reason))) => (reason, Disposition::Retry(None), false),
+            Err(error) => {
+                let gone = matches!(error, SendError::TimedOut(_) | SendError::Lost(_));
+                (error.to_string(), error.disposition(), gone)
+            }
         };
+        if shared_pool {
+            // In a pool, a server that cannot do the job now hands it to another.
+            match disposition {
+                Disposition::Fail => {
+                    shared.pool.skip(index, profile, &reason);
+                    return Sent::HandOver {
+                        reason,
+                        refused: true,
+                    };
+                }
+                Disposition::WaitForServer => {
+                    report.attempts -= 1;
+                    health.mark_down(&reason);
+                    return Sent::HandOver {
+                        reason,
+                        refused: false,
+                    };
+                }
+                Disposition::Retry(_) if server_gone => {
+                    health.mark_down(&reason);
+                    return Sent::HandOver {
+                        reason,
+                        refused: false,
+                    };
+                }
+                Disposition::Retry(_) if attempts_here >= server.max_attempts => {
+                    return Sent::HandOver {
+                        reason: gave_up(attempts_here, &reason),
+                        refused: true,
+                    };
+                }
+                Disposition::Retry(_) => {}
+            }
+        }
         match disposition {
             Disposition::Fail => return Sent::Failed(reason),
             Disposition::WaitForServer => {
                 report.attempts -= 1;
+                attempts_here -= 1;
                 waits_in_a_row += 1;
-                shared.health.mark_down(&reason);
+                health.mark_down(&reason);
                 // The server may answer probes yet refuse this request: don't spin.
                 if waits_in_a_row > 1 && !pause(&shared.cancel, backoff(waits_in_a_row - 1)).await {
                     return Sent::Interrupted;
@@ -87,20 +137,21 @@ pub(super) async fn send(
             }
             Disposition::Retry(at_least) => {
                 waits_in_a_row = 0;
-                if report.attempts >= server.max_attempts {
-                    return Sent::Failed(format!(
-                        "gave up after {} attempt{}; the last one: {reason}",
-                        report.attempts,
-                        if report.attempts == 1 { "" } else { "s" }
-                    ));
+                if attempts_here >= server.max_attempts {
+                    return Sent::Failed(gave_up(report.attempts, &reason));
                 }
-                let wait = backoff(report.attempts)
+                let wait = backoff(attempts_here)
                     .max(at_least.unwrap_or_default().min(LONGEST_RETRY_AFTER));
+                let on = if shared_pool {
+                    format!(" on {}", server.name)
+                } else {
+                    String::new()
+                };
                 tracing::warn!(
-                    "retrying {} in {} s because {reason} (attempt {} of {})",
+                    "retrying {}{on} in {} s because {reason} (attempt {} of {})",
                     shown(&job.relative),
                     wait.as_secs(),
-                    report.attempts,
+                    attempts_here,
                     server.max_attempts
                 );
                 if !pause(&shared.cancel, wait).await {
@@ -109,6 +160,13 @@ pub(super) async fn send(
             }
         }
     }
+}
+
+fn gave_up(attempts: u32, reason: &str) -> String {
+    format!(
+        "gave up after {attempts} attempt{}; the last one: {reason}",
+        if attempts == 1 { "" } else { "s" }
+    )
 }
 
 /// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s ... up to a minute.

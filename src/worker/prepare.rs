@@ -8,6 +8,7 @@ use crate::api::request;
 use crate::claim::Job;
 use crate::image;
 use crate::image_settings;
+use crate::inbox_names::shown;
 use crate::metadata;
 use crate::outbox::RESERVED;
 use crate::reload::Current;
@@ -106,6 +107,24 @@ pub(super) async fn prepare(
     report.sent = Some(sent);
     report.input_size = Some(input_size);
     report.resized = resized;
+    let sidecars: String = report
+        .sidecars
+        .iter()
+        .map(|name| format!(" + {name}"))
+        .collect();
+    let to = if current.config.servers.len() > 1 {
+        format!(" for {}", current.client(server).server().name)
+    } else {
+        String::new()
+    };
+    tracing::info!(
+        "taken {} (profile {}{sidecars}, {}x{}{}){to}",
+        shown(&job.relative),
+        profile.name,
+        input_size.0,
+        input_size.1,
+        if resized { ", resized" } else { "" }
+    );
     Ok(prepared)
 }
 

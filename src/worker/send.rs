@@ -55,6 +55,17 @@ pub(super) async fn send(
     let mut waits_in_a_row = 0u32;
     let mut attempts_here = 0u32;
     loop {
+        if shared_pool && !health.is_up() {
+            // Gone while this job waited for it: another server of the pool should have it.
+            let reason = match health.state() {
+                crate::health::State::Down { reason } => reason,
+                _ => "not answering".to_owned(),
+            };
+            return Sent::HandOver {
+                reason,
+                refused: false,
+            };
+        }
         let ready = tokio::select! {
             _ = shared.cancel.cancelled() => return Sent::Interrupted,
             ready = health.wait_up(shared.give_up_after) => ready,

@@ -11,13 +11,17 @@
 //! the inbox's sight, durably — before it is sent, and finished in two phases (stage, then
 //! commit and apply), so a crash at any moment loses nothing and writes nothing twice.
 //!
-//! Layout: `cli` (clap) · `commands` (run, check, service) · `config` (files -> validated types) ·
-//! `folders` (creating them) · `watch` (events, scans, settle) · `queue` · `claim` (durable
-//! claims, lock, recovery) · `worker` (send, retry, wait) · `health` (is the server up) ·
-//! `api` (requests, answers, client) · `image` (PNG checks, sizes, resizing) · `finish`
+//! Layout: `cli` (clap) · `commands` (run, check, init, status, service) · `config` (files ->
+//! validated types) · `reload` (the settings in force, hot reload) · `folders` · `watch`
+//! (events, scans, settle) · `queue` · `claim` (durable claims, lock, recovery) · `pool`
+//! (servers, who takes what) · `worker` (prepare, send, decide; retries and hand-overs) ·
+//! `health` (is a server up) · `outbox_gate` (can the outbox be written) · `api` (requests,
+//! streamed answers, client) · `image` (PNG checks, sizes, resizing, text chunks) ·
+//! `image_settings` (sidecars, `{name}`) · `metadata` (the `parameters` chunk) · `finish`
 //! (stage, commit, apply) · `outbox` (names, placing, jobs.jsonl) · `durable` (crash-safe
-//! file operations) · `logging` · `tally` and `progress` (for `--once`) · `daemon` (the
-//! whole pipeline) · `service` (the launchd agent and the systemd unit).
+//! file operations) · `failpoint` (crash points for tests) · `logging` · `desktop`
+//! (notifications) · `service` (launchd, systemd) · `tally` and `progress` (`--once`) ·
+//! `daemon` (the whole pipeline).
 
 pub mod api;
 pub mod claim;

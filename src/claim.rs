@@ -55,8 +55,7 @@ impl Job {
 
     /// Every file the job holds (the picture and its sidecars), relative to the inbox.
     pub fn files(&self) -> io::Result<Vec<PathBuf>> {
-        let mut files = Vec::new();
-        collect_files(&self.dir.join(INPUT_DIR), Path::new(""), &mut files)?;
+        let mut files = durable::files_under(&self.dir.join(INPUT_DIR))?;
         files.sort();
         Ok(files)
     }
@@ -333,25 +332,6 @@ impl Claims {
     pub fn count(&self) -> usize {
         fs::read_dir(&self.jobs).map(|e| e.count()).unwrap_or(0)
     }
-}
-
-/// Every file under `root/relative`, as paths relative to `root`.
-fn collect_files(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    let entries = match fs::read_dir(root.join(relative)) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let path = relative.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            collect_files(root, &path, out)?;
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// Whether a process with this id exists.

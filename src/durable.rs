@@ -196,6 +196,30 @@ pub fn remove_empty_parents(dir: &Path, stop: &Path) {
     }
 }
 
+/// Every file under `root` (a missing `root` has none), as paths relative to it.
+pub fn files_under(root: &Path) -> io::Result<Vec<PathBuf>> {
+    fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+        let entries = match fs::read_dir(root.join(relative)) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = relative.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(root, Path::new(""), &mut files)?;
+    Ok(files)
+}
+
 /// A hidden name next to `path` for a file being written.
 fn temporary_sibling(path: &Path) -> PathBuf {
     let name = path

@@ -91,8 +91,7 @@ impl Outbox {
     /// file there is a temporary that a crash left in the middle of a copy (an input moved
     /// across file systems): it is removed, never placed.
     pub fn place_staged(&self, staging: &Path) -> io::Result<Vec<PathBuf>> {
-        let mut staged = Vec::new();
-        collect_files(staging, Path::new(""), &mut staged)?;
+        let mut staged = durable::files_under(staging)?;
         staged.retain(|relative| {
             let hidden = relative
                 .file_name()
@@ -278,24 +277,6 @@ pub fn error_file_for(failed_input: &Path) -> PathBuf {
     let mut name = failed_input.file_name().unwrap_or_default().to_os_string();
     name.push(".error.txt");
     failed_input.with_file_name(name)
-}
-
-fn collect_files(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    let entries = match fs::read_dir(root.join(relative)) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let path = relative.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            collect_files(root, &path, out)?;
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -14,9 +14,7 @@
 mod common;
 
 use common::fake_server::{FakeServer, Fault, Flavor};
-use common::faults::{
-    Arrivals, Bench, Case, drop_file_modified, gaps, job_line, start_daemon_with_env, wait_for_job,
-};
+use common::faults::{Arrivals, Bench, Case, drop_file_modified, gaps, job_line, wait_for_job};
 use common::png::png;
 use common::{PATIENCE, Setup, set, wait_until};
 use std::collections::BTreeSet;
@@ -469,7 +467,7 @@ async fn a1111_refusing_the_credentials_is_waited_for_and_nothing_fails() {
         "",
         &format!("username = \"me\"\npassword_env = \"{VARIABLE}\""),
     );
-    let mut daemon = start_daemon_with_env(&setup, &[(VARIABLE, "wrong-staple")]);
+    let mut daemon = setup.start_daemon_with(&[(VARIABLE, "wrong-staple")]);
     daemon.wait_for_output("refuses drawdrop's credentials");
     let picture = png(128, 128, 1);
     setup.drop_file("cat.png", &picture);
@@ -499,7 +497,7 @@ async fn a1111_refusing_the_credentials_is_waited_for_and_nothing_fails() {
     let (status, _) = daemon.terminate(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
     let first_stderr = daemon.output();
-    let mut daemon = start_daemon_with_env(&setup, &[(VARIABLE, "right-horse-battery")]);
+    let mut daemon = setup.start_daemon_with(&[(VARIABLE, "right-horse-battery")]);
     let line = wait_for_job(&setup, "cat.png");
     assert_eq!(line["outcome"], "done", "{line}");
     assert_eq!(line["attempts"], 1, "{line}");

@@ -8,7 +8,6 @@ use super::png::png;
 use super::{Daemon, Setup, wait_until};
 use serde_json::Value;
 use std::fs;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -72,29 +71,6 @@ pub fn gaps(arrivals: &[Arrival]) -> Vec<Duration> {
         .windows(2)
         .map(|pair| pair[1].at.duration_since(pair[0].at))
         .collect()
-}
-
-/// `drawdrop run` in the background with extra environment variables.
-pub fn start_daemon_with_env(setup: &Setup, vars: &[(&str, &str)]) -> Daemon {
-    let log = setup
-        .dir
-        .path()
-        .join(format!("daemon-{}.stderr", fastrand::u32(..)));
-    let stderr = fs::File::create(&log).expect("stderr file");
-    let mut command = setup.command();
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    let child = command
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start drawdrop");
-    Daemon {
-        child: Some(child),
-        stderr: log,
-    }
 }
 
 /// Puts a file into the inbox whole, with this modification time.

@@ -331,6 +331,23 @@ mod tests {
             }
         }
 
+        /// Stages `result` under the input's name and commits the job by hand (its record
+        /// naming the job), as if the process died right after the commit.
+        fn commit_by_hand(&self, job: &Job, result: &[u8]) -> Commit {
+            let staging = self.outbox.staging(&job.id);
+            durable::write_new(&staging.join(&job.relative), result).unwrap();
+            let mut record = serde_json::Map::new();
+            record.insert("job".into(), Value::from(job.id.clone()));
+            let commit = Commit {
+                input_to: InputTo::Originals,
+                input_number: 1,
+                record,
+            };
+            durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap())
+                .unwrap();
+            commit
+        }
+
         fn claim(&self, relative: &str, content: &[u8]) -> Job {
             let path = self.inbox.join(relative);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -458,15 +475,7 @@ mod tests {
     fn a_committed_job_interrupted_before_apply_is_finished_by_resume_exactly_once() {
         let f = fixture();
         let job = f.claim("cat.png", b"input");
-        // Stage and commit by hand, as if the process died right after the commit.
-        let staging = f.outbox.staging(&job.id);
-        durable::write_new(&staging.join("cat.png"), b"result").unwrap();
-        let commit = Commit {
-            input_to: InputTo::Originals,
-            input_number: 1,
-            record: Default::default(),
-        };
-        durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
+        f.commit_by_hand(&job, b"result");
         let recovered = f.claims.recover().unwrap();
         assert_eq!(recovered.len(), 1);
         let placed = f.finisher().resume(&recovered[0], Resumed::Yes).unwrap();
@@ -481,16 +490,8 @@ mod tests {
     fn resume_after_the_journal_line_was_written_writes_no_second_line() {
         let f = fixture();
         let job = f.claim("cat.png", b"input");
+        let commit = f.commit_by_hand(&job, b"result");
         let staging = f.outbox.staging(&job.id);
-        durable::write_new(&staging.join("cat.png"), b"result").unwrap();
-        let mut record = serde_json::Map::new();
-        record.insert("job".into(), Value::from(job.id.clone()));
-        let commit = Commit {
-            input_to: InputTo::Originals,
-            input_number: 1,
-            record,
-        };
-        durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
         f.outbox.append_job_line("{\"job\":\"another\"}").unwrap();
         // Everything done but the removal of the job, as a kill after the line leaves it.
         durable::move_file(&job.input(), &staging.join("originals/cat.png")).unwrap();
@@ -505,14 +506,7 @@ mod tests {
         assert_eq!(f.claims.count(), 0);
         // A job resumed before its line was written still gets it.
         let second = f.claim("dog.png", b"input");
-        let mut record = serde_json::Map::new();
-        record.insert("job".into(), Value::from(second.id.clone()));
-        let commit = Commit {
-            input_to: InputTo::Originals,
-            input_number: 1,
-            record,
-        };
-        durable::write_whole(&second.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
+        f.commit_by_hand(&second, b"result");
         f.finisher().resume(&second, Resumed::Yes).unwrap();
         assert_eq!(f.lines().len(), 3);
         assert_eq!(f.out("originals/dog.png"), b"input");
@@ -522,14 +516,8 @@ mod tests {
     fn resume_after_the_input_already_moved_still_places_the_rest() {
         let f = fixture();
         let job = f.claim("cat.png", b"input");
+        f.commit_by_hand(&job, b"result");
         let staging = f.outbox.staging(&job.id);
-        durable::write_new(&staging.join("cat.png"), b"result").unwrap();
-        let commit = Commit {
-            input_to: InputTo::Originals,
-            input_number: 1,
-            record: Default::default(),
-        };
-        durable::write_whole(&job.commit_file(), &serde_json::to_vec(&commit).unwrap()).unwrap();
         durable::move_file(&job.input(), &staging.join("originals/cat.png")).unwrap();
         let recovered = f.claims.recover().unwrap();
         assert_eq!(

@@ -686,16 +686,13 @@ async fn handle(shared: &Arc<Shared>, request: Request, conn: u64) -> Reply {
 fn instant_answer(shared: &Arc<Shared>, request: Request, conn: u64) -> Reply {
     const KEY: &[u8] = b"\"init_images\"";
     let body = request.body;
-    let image = body
-        .windows(KEY.len())
-        .position(|window| window == KEY)
-        .and_then(|at| {
-            // `"init_images": ["...` with or without spaces (Python's json.dumps adds them).
-            let bracket = at + body[at..].iter().position(|&b| b == b'[')?;
-            let start = bracket + 1 + body[bracket + 1..].iter().position(|&b| b == b'"')? + 1;
-            let end = start + body[start..].iter().position(|&b| b == b'"')?;
-            Some(&body[start..end])
-        });
+    let image = find(&body, KEY).and_then(|at| {
+        // `"init_images": ["...` with or without spaces (Python's json.dumps adds them).
+        let bracket = at + memchr::memchr(b'[', &body[at..])?;
+        let start = bracket + 1 + memchr::memchr(b'"', &body[bracket + 1..])? + 1;
+        let end = start + memchr::memchr(b'"', &body[start..])?;
+        Some(&body[start..end])
+    });
     let response = match image {
         Some(image) => {
             let mut answer = Vec::with_capacity(image.len() + image.len() / 16 + 16);
@@ -812,7 +809,9 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Resul
             return Ok(Incoming::Closed);
         }
     }
-    let body: Vec<u8> = buffer.drain(..length).collect();
+    // The body is taken without copying it; only what follows it (rarely anything) moves.
+    let rest = buffer.split_off(length);
+    let body = std::mem::replace(buffer, rest);
     Ok(Incoming::Request(Request {
         method,
         target,
@@ -866,7 +865,7 @@ fn content_length(headers: &[(String, String)]) -> Result<usize, &'static str> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

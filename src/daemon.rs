@@ -157,11 +157,7 @@ pub async fn run(
             .with_settle_updates(shared.live.subscribe());
         hints = Some(events);
     }
-    let servers: Vec<String> = config
-        .servers
-        .iter()
-        .map(|s| format!("{} {}", s.name, s.url))
-        .collect();
+    let servers: Vec<String> = config.servers.iter().map(|s| s.label()).collect();
     tracing::info!(
         "drawdrop {} watching {} -> {} (server{} {}, profiles: {})",
         env!("CARGO_PKG_VERSION"),

@@ -7,7 +7,7 @@
 
 use crate::api::Client;
 use crate::config::{Config, Located};
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,6 +209,9 @@ fn watch_config_files(
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let relevant = match &event {
+                    // Reading the files (`status`, `check`, this very reload) changes nothing:
+                    // counting it would reload forever.
+                    Ok(event) if matches!(event.kind, EventKind::Access(_)) => false,
                     Ok(event) => event.paths.iter().any(|path| {
                         *path == config_file || path.extension().is_some_and(|e| e == "toml")
                     }),

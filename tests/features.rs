@@ -164,6 +164,35 @@ async fn edits_take_effect_for_the_next_file_and_broken_edits_keep_the_last_good
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_settings_reloads_nothing_and_an_edit_reloads_once() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    let setup = Setup::new(&server.url(), "drawthings");
+    setup.profile("w", "prompt = \"one\"\n");
+    let daemon = setup.start_daemon();
+    wait_until("the daemon watching", || {
+        daemon.output().contains("watching")
+    });
+    // `status` and `check` read the config and every profile, as an editor opening them does.
+    for command in ["status", "check"] {
+        let output = setup.command().arg(command).output().unwrap();
+        assert!(output.status.code().is_some(), "{command} ran to its end");
+    }
+    setup.profile("w", "prompt = \"two\"\n");
+    wait_until("the reload", || {
+        daemon.output().matches("settings reloaded").count() >= 1
+    });
+    // A reload reads the files too: were reads counted as edits, reloads would follow each
+    // other every few hundred milliseconds from here on.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        daemon.output().matches("settings reloaded").count(),
+        1,
+        "{}",
+        daemon.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_writes_a_config_once_and_creates_the_folders() {
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("conf/config.toml");

@@ -215,3 +215,27 @@ async fn check_reports_folders_and_the_server() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("does not answer"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_piped_into_a_reader_that_has_gone_ends_without_a_panic() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    let setup = Setup::new(&server.url(), "drawthings");
+    for command in ["status", "check"] {
+        // As `drawdrop status | head -1` once head has exited: the pipe has no reader.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = setup
+            .command()
+            .arg(command)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&output);
+        assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(output.status.signal(), Some(13), "{command}: {stderr}");
+        }
+    }
+}

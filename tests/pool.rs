@@ -265,11 +265,11 @@ async fn once_finishes_with_one_server_down_and_status_shows_each_server() {
     let status = setup.command().arg("status").output().unwrap();
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(
-        stdout.contains(&format!("up {}/: answers; 5 done", up.url())),
+        stdout.contains(&format!("up ({}/): answers; 5 done", up.url())),
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("down {}/: does not answer", down.url())),
+        stdout.contains(&format!("down ({}/): does not answer", down.url())),
         "{stdout}"
     );
     let check = setup.command().arg("check").output().unwrap();

@@ -18,6 +18,9 @@ pub const EXIT_START: u8 = 2;
 /// Runs the command the user asked for.
 pub fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
     let flag = cli.config.as_deref();
+    if !matches!(cli.command, Command::Run { .. }) {
+        end_quietly_when_the_reader_goes();
+    }
     match cli.command {
         Command::Run { once } => run::run(flag, once, logs),
         Command::Check => check::check(flag),
@@ -28,6 +31,18 @@ pub fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
             launchd,
             systemd,
         } => service::service(flag, action, launchd, systemd),
+    }
+}
+
+/// A report piped into `head` ends when its reader does, as other command-line tools do,
+/// instead of panicking on a closed stdout. Not for `run`, whose sockets must never raise
+/// SIGPIPE.
+fn end_quietly_when_the_reader_goes() {
+    #[cfg(unix)]
+    // SAFETY: sets the process-wide disposition of one signal to a valid value; nothing in
+    // these commands relies on SIGPIPE being ignored.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

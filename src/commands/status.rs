@@ -56,7 +56,7 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `mini http://...: answers; 12 done, 4.1 s per image; last error: ...` for server `index`.
+/// `mini (http://...): answers; 12 done, 4.1 s per image; last error: ...` for server `index`.
 fn server_state(config: &crate::config::Config, index: usize, jobs: &[Value]) -> String {
     let server = &config.servers[index];
     let probe = Client::new(server)
@@ -81,7 +81,7 @@ fn server_state(config: &crate::config::Config, index: usize, jobs: &[Value]) ->
         .filter(|job| job["outcome"] == "done")
         .filter_map(|job| job["server_ms"].as_f64())
         .collect();
-    let mut line = format!("{} {}: {answers}", server.name, server.url);
+    let mut line = format!("{}: {answers}", server.label());
     if !done.is_empty() {
         let average = done.iter().sum::<f64>() / done.len() as f64 / 1000.0;
         line.push_str(&format!("; {} done, {average:.1} s per image", done.len()));

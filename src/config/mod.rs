@@ -93,6 +93,18 @@ pub struct Server {
     pub auth: Option<BasicAuth>,
 }
 
+impl Server {
+    /// How logs and `status` name it: `mini (http://mini.local:7860/)`, or only the URL for
+    /// a lone `[server]` that names none.
+    pub fn label(&self) -> String {
+        if self.name == server::DEFAULT_SERVER_NAME {
+            self.url.to_string()
+        } else {
+            format!("{} ({})", self.name, self.url)
+        }
+    }
+}
+
 /// Which request keys the server understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {

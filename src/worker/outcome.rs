@@ -391,8 +391,7 @@ fn error_text(current: &Current, job: &Job, reason: &str, report: &Report) -> St
 
 /// `mini (http://mini.local:7860/)`.
 fn server_line(current: &Current, index: usize) -> String {
-    let server = &current.config.servers[index.min(current.config.servers.len() - 1)];
-    format!("{} ({})", server.name, server.url)
+    current.config.servers[index.min(current.config.servers.len() - 1)].label()
 }
 
 fn list(paths: &[PathBuf]) -> String {

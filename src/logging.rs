@@ -9,12 +9,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::writer::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Rotated logs kept besides the current one.
 const KEEP_DAYS: usize = 7;
@@ -41,16 +41,23 @@ impl LogHandle {
     }
 }
 
-/// Starts logging to stderr. `DRAWDROP_LOG` overrides the filter (e.g. `debug`).
+/// Narrows what reaches stderr only (e.g. `warn`). The LaunchAgent sets it: launchd keeps
+/// stderr in a file that nothing rotates, while `drawdrop.log` has every line and is rotated.
+pub const STDERR_FILTER_VARIABLE: &str = "DRAWDROP_STDERR_LOG";
+
+/// Starts logging to stderr. `DRAWDROP_LOG` overrides the filter (e.g. `debug`), and
+/// [`STDERR_FILTER_VARIABLE`] narrows stderr further.
 pub fn init() -> LogHandle {
     let handle = LogHandle::default();
     let filter = EnvFilter::try_from_env("DRAWDROP_LOG")
         .unwrap_or_else(|_| EnvFilter::new("warn,drawdrop=info"));
+    let stderr_only = EnvFilter::try_from_env(STDERR_FILTER_VARIABLE).ok();
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(StderrWriter(handle.bar.clone()))
         .with_timer(LocalTime)
         .with_target(false)
-        .with_ansi(false);
+        .with_ansi(false)
+        .with_filter(stderr_only);
     let file = tracing_subscriber::fmt::layer()
         .with_writer(FileWriter(handle.file.clone()))
         .with_timer(LocalTime)

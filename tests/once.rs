@@ -33,6 +33,25 @@ async fn once_processes_the_inbox_and_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_launch_agent_stderr_gets_only_warnings_and_the_log_file_everything() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    let setup = Setup::new(&server.url(), "drawthings");
+    setup.drop_file("a.png", &png(128, 128, 1));
+    setup.drop_file("bad.png", b"not a picture");
+    let output = setup.run_once_with(&[("DRAWDROP_STDERR_LOG", "warn")]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert!(!stderr.contains("INFO"), "{stderr}");
+    assert!(
+        stderr.contains("bad.png"),
+        "the failure is a warning: {stderr}"
+    );
+    let log = setup.log_text();
+    assert!(log.contains("INFO done a.png"), "{log}");
+    assert!(log.contains("bad.png"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_on_an_empty_inbox_exits_0_without_asking_the_server() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     let setup = Setup::new(&server.url(), "drawthings");

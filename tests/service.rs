@@ -96,6 +96,11 @@ fn print_launchd_writes_a_property_list_with_absolute_paths() {
         setup.home.path()
     );
     assert!(environment["PATH"].as_string().unwrap().starts_with('/'));
+    assert_eq!(
+        environment["DRAWDROP_STDERR_LOG"].as_string(),
+        Some("warn"),
+        "launchd's stderr file is not rotated: only warnings go there"
+    );
 }
 
 #[test]

@@ -177,6 +177,10 @@ mod tests {
         let path_variable = string(environment, "PATH");
         assert!(path_variable.split(':').all(|dir| dir.starts_with('/')));
         assert!(path_variable.split(':').any(|dir| dir == "/usr/bin"));
+        assert_eq!(
+            string(environment, crate::logging::STDERR_FILTER_VARIABLE),
+            "warn"
+        );
         for (key, value) in [
             ("StandardOutPath", string(&dict, "StandardOutPath")),
             ("StandardErrorPath", string(&dict, "StandardErrorPath")),

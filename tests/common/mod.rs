@@ -103,9 +103,15 @@ impl Setup {
 
     /// `drawdrop run --once`, waiting for it to exit.
     pub fn run_once(&self) -> Output {
+        self.run_once_with(&[])
+    }
+
+    /// `drawdrop run --once` with these environment variables set.
+    pub fn run_once_with(&self, variables: &[(&str, &str)]) -> Output {
         let child = self
             .command()
             .args(["run", "--once"])
+            .envs(variables.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -13,7 +13,7 @@ use crate::image::Limits;
 use crate::logging::LogHandle;
 use crate::outbox::Outbox;
 use crate::outbox_gate::OutboxGate;
-use crate::pool::{Handover, Pool};
+use crate::pool::Pool;
 use crate::queue::{Queue, Work};
 use crate::reload;
 use crate::reload::Live;
@@ -136,7 +136,7 @@ pub async fn run(
             // Decided before drawdrop stopped: only its files are left to move.
             worker::apply_recovered(&shared, job);
         } else {
-            queue.push(Work::Claimed(job, Handover::default()));
+            queue.push(Work::Recovered(job));
         }
     }
 

@@ -23,9 +23,11 @@ pub enum Work {
         relative: PathBuf,
         seen: Observation,
     },
-    /// A claimed job not yet decided: left by an earlier run, or handed over by a server that
-    /// could not do it (with what the servers said so far).
+    /// A claimed job not yet decided, handed over by a server that could not do it (with
+    /// what the servers said so far).
     Claimed(Job, Handover),
+    /// A claimed job not yet decided that an earlier run left behind.
+    Recovered(Job),
 }
 
 #[derive(Debug, Default)]
@@ -87,7 +89,7 @@ impl Queue {
         let mut inner = self.lock();
         match work {
             Work::Settled { .. } => inner.in_hand = inner.in_hand.saturating_sub(1),
-            Work::Claimed(..) => inner.active = inner.active.saturating_sub(1),
+            Work::Claimed(..) | Work::Recovered(_) => inner.active = inner.active.saturating_sub(1),
         }
         inner.items.push_front(work);
         drop(inner);
@@ -112,7 +114,7 @@ impl Queue {
                     let work = inner.items.remove(at)?;
                     match work {
                         Work::Settled { .. } => inner.in_hand += 1,
-                        Work::Claimed(..) => inner.active += 1,
+                        Work::Claimed(..) | Work::Recovered(_) => inner.active += 1,
                     }
                     return Some(work);
                 }

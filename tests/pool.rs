@@ -127,6 +127,12 @@ async fn a_server_lost_mid_batch_hands_its_work_over_and_nothing_is_lost_or_doub
         "{}",
         daemon.output()
     );
+    // drawdrop itself never stopped: a handed-over job is not counted as left by a crash.
+    assert!(
+        !daemon.output().contains("claimed before drawdrop stopped"),
+        "{}",
+        daemon.output()
+    );
     assert!(
         setup
             .job_lines()

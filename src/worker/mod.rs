@@ -128,6 +128,7 @@ async fn prepare_loop(
             let (relative, handover) = match work {
                 Work::Settled { relative, .. } => (relative.as_path(), None),
                 Work::Claimed(job, handover) => (job.relative.as_path(), Some(handover)),
+                Work::Recovered(job) => (job.relative.as_path(), None),
             };
             let current = shared.live.get();
             let config = &current.config;
@@ -158,8 +159,9 @@ async fn prepare_loop(
                 Some(job) => (job, Handover::default()),
                 None => continue,
             },
-            Work::Claimed(job, handover) => match resume(shared, &current, job, handover).await? {
-                Some(claimed) => claimed,
+            Work::Claimed(job, handover) => (job, handover),
+            Work::Recovered(job) => match resume(shared, &current, job).await? {
+                Some(job) => (job, Handover::default()),
                 None => continue,
             },
         };
@@ -215,17 +217,13 @@ async fn wait_ready(shared: &Shared, server: usize) -> Result<bool, Unreachable>
     }
 }
 
-/// A claimed job from the queue: handed over, or left by an earlier run (then counted, so
-/// a file that stops drawdrop at every start is set aside). `None` when it was dealt with.
+/// A claimed job an earlier run left: counted, so that a file that stops drawdrop at every
+/// start is set aside. `None` when it was dealt with.
 async fn resume(
     shared: &Arc<Shared>,
     current: &Arc<Current>,
     job: Job,
-    handover: Handover,
-) -> Result<Option<(Job, Handover)>, Unreachable> {
-    if !handover.refusals.is_empty() || handover.attempts > 0 {
-        return Ok(Some((job, handover)));
-    }
+) -> Result<Option<Job>, Unreachable> {
     if let Err(error) = shared.finisher.discard_staging(&job) {
         tracing::warn!(
             "cannot clear staged files of {}: {error}",
@@ -238,7 +236,7 @@ async fn resume(
             "resuming {} (claimed before drawdrop stopped)",
             shown(&job.relative)
         );
-        return Ok(Some((job, handover)));
+        return Ok(Some(job));
     }
     // It may be what stops drawdrop: never send it again.
     let reason = format!(
@@ -249,7 +247,7 @@ async fn resume(
         shared,
         current.clone(),
         job,
-        handover,
+        Handover::default(),
         send::Sent::Failed(reason),
         report,
     )

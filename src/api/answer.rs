@@ -33,23 +33,18 @@ pub fn images(
     expected: usize,
     limits: &Limits,
 ) -> Result<Vec<Vec<u8>>, BadAnswer> {
-    let encoded = match compact_images(body) {
-        Some(literals) => literals,
-        None => {
-            let success: Success = serde_json::from_slice(body).map_err(|error| {
-                BadAnswer(format!(
-                    "the answer is not the JSON that was expected ({error}; {} bytes)",
-                    body.len()
-                ))
-            })?;
-            success
-                .images
-                .ok_or_else(|| BadAnswer("the answer has no \"images\"".into()))?
-                .into_iter()
-                .map(RawValue::get)
-                .collect()
-        }
-    };
+    let success: Success = serde_json::from_slice(body).map_err(|error| {
+        BadAnswer(format!(
+            "the answer is not the JSON that was expected ({error}; {} bytes)",
+            body.len()
+        ))
+    })?;
+    let encoded: Vec<&str> = success
+        .images
+        .ok_or_else(|| BadAnswer("the answer has no \"images\"".into()))?
+        .into_iter()
+        .map(RawValue::get)
+        .collect();
     checked(encoded, api, expected, |_, _| Ok(()))?
         .iter()
         .enumerate()
@@ -83,36 +78,6 @@ pub fn checked<T>(
         check(index + 1, image)?;
     }
     Ok(images)
-}
-
-/// The image literals of an answer in exactly Draw Things' shape, `{"images":["...",...]}`
-/// with strings of plain ASCII and no quote escapes, found without a general JSON parser
-/// (a megabyte of base64 with a `\/` every 64 characters is slow to scan as JSON). Any other
-/// shape returns `None` and goes through serde_json.
-fn compact_images(body: &[u8]) -> Option<Vec<&str>> {
-    let mut rest = body.strip_prefix(b"{\"images\":[")?;
-    let mut literals = Vec::new();
-    if let Some(after) = rest.strip_prefix(b"]}") {
-        return after.is_empty().then_some(literals);
-    }
-    loop {
-        let content = rest.strip_prefix(b"\"")?;
-        let end = memchr::memchr(b'"', content)?;
-        if end > 0 && content[end - 1] == b'\\' {
-            return None; // an escaped quote: leave it to the real parser
-        }
-        let literal = &rest[..end + 2];
-        if !literal.is_ascii() {
-            return None;
-        }
-        literals.push(std::str::from_utf8(literal).ok()?);
-        rest = &rest[end + 2..];
-        if let Some(after) = rest.strip_prefix(b",") {
-            rest = after;
-        } else {
-            return (rest == b"]}").then_some(literals);
-        }
-    }
 }
 
 /// Decodes one image literal: a JSON string of base64 (plain, or a `data:` URL).
@@ -236,29 +201,6 @@ mod tests {
         let body = format!("{{\"images\":[\"{encoded}\",\"{encoded}\"]}}");
         let images = images(body.as_bytes(), Api::DrawThings, 2, &Limits::default()).unwrap();
         assert_eq!(images, vec![png(), png()]);
-    }
-
-    #[test]
-    fn the_compact_shape_is_read_without_a_json_parser_and_others_fall_back() {
-        assert_eq!(
-            compact_images(br#"{"images":["a\/b","c"]}"#),
-            Some(vec![r#""a\/b""#, r#""c""#])
-        );
-        assert_eq!(compact_images(br#"{"images":[]}"#), Some(vec![]));
-        for other in [
-            &br#"{"images": ["a"]}"#[..],
-            br#"{"images":["a\"b"]}"#,
-            br#"{"images":["a"],"info":"x"}"#,
-            br#"{"images":["a""#,
-            br#"{"images":["a"]} "#,
-        ] {
-            assert_eq!(
-                compact_images(other),
-                None,
-                "{}",
-                String::from_utf8_lossy(other)
-            );
-        }
     }
 
     #[test]

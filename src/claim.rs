@@ -81,12 +81,6 @@ impl Job {
         durable::write_whole(&path, format!("{}\n", before + 1).as_bytes())?;
         Ok(before + 1)
     }
-
-    /// Whether the input is still in the job (not yet archived or failed).
-    pub fn has_input(&self) -> bool {
-        !self.relative.as_os_str().is_empty()
-            && fs::symlink_metadata(self.input()).is_ok_and(|meta| meta.is_file())
-    }
 }
 
 /// A second daemon found the inbox already taken.

@@ -185,17 +185,6 @@ pub fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes the empty folders between `dir` and `stop` (exclusive), innermost first.
-pub fn remove_empty_parents(dir: &Path, stop: &Path) {
-    let mut current = Some(dir);
-    while let Some(folder) = current {
-        if folder == stop || !folder.starts_with(stop) || fs::remove_dir(folder).is_err() {
-            break;
-        }
-        current = folder.parent();
-    }
-}
-
 /// Every file under `root` (a missing `root` has none), as paths relative to it.
 pub fn files_under(root: &Path) -> io::Result<Vec<PathBuf>> {
     fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
@@ -301,16 +290,5 @@ mod tests {
         assert_eq!(fs::read(&to).unwrap(), vec![7u8; 100_000]);
         assert!(!from.exists());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn remove_empty_parents_stops_at_the_root_and_at_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("a/b/c")).unwrap();
-        fs::write(root.join("a/keep"), b"").unwrap();
-        remove_empty_parents(&root.join("a/b/c"), root);
-        assert!(!root.join("a/b").exists());
-        assert!(root.join("a/keep").exists());
     }
 }

@@ -24,6 +24,13 @@ pub const LOGS: &str = "logs";
 /// Top-level outbox folders that belong to drawdrop, not to results.
 pub const RESERVED: [&str; 3] = [ORIGINALS, FAILED, LOGS];
 
+/// Whether `name` is one of [`RESERVED`], in any case (macOS folders ignore case).
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(name))
+}
+
 /// The outbox folder and its parts.
 #[derive(Debug)]
 pub struct Outbox {

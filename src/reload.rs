@@ -6,7 +6,7 @@
 //! needing a restart, and the running values stay.
 
 use crate::api::Client;
-use crate::config::{Config, Located};
+use crate::config::{Config, Located, Server};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +29,11 @@ impl Current {
     /// The client of server `index` (the last one if out of range).
     pub fn client(&self, index: usize) -> &Client {
         &self.clients[index.min(self.clients.len() - 1)]
+    }
+
+    /// The settings of server `index` (the last one if out of range).
+    pub fn server(&self, index: usize) -> &Server {
+        &self.config.servers[index.min(self.config.servers.len() - 1)]
     }
 }
 

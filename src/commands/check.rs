@@ -4,7 +4,7 @@
 
 use super::{EXIT_START, load_config, profile_check, runtime};
 use crate::api::{Client, Probe};
-use crate::config::{Api, Config, ConfigSource};
+use crate::config::{Config, ConfigSource};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -82,10 +82,7 @@ impl Report {
             Err(error) => return self.problem("server", error.to_string()),
         };
         for (index, server) in config.servers.iter().enumerate() {
-            let api = match server.api {
-                Api::DrawThings => "drawthings",
-                Api::A1111 => "a1111",
-            };
+            let api = server.api.name();
             let what = if config.servers.len() == 1 {
                 format!("{} ({api})", server.url)
             } else {

@@ -31,7 +31,7 @@ use std::time::Duration;
 pub use load::{DEFAULT_INBOX, DEFAULT_MAX_FILE_MB, DEFAULT_OUTBOX, DEFAULT_SETTLE_MS};
 pub use location::{CONFIG_ENV, CONFIG_FILE_NAME, default_config_path, locate, locate_with};
 pub use paths::{expand_tilde, home_dir, normalize};
-pub use profiles::{DEFAULT_PROFILE_NAME, RESERVED_PROFILE_NAMES, profile_name_problem};
+pub use profiles::{DEFAULT_PROFILE_NAME, profile_name_problem};
 pub use server::{
     DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_SERVER_URL, DEFAULT_TIMEOUT_S,
 };
@@ -112,6 +112,18 @@ pub enum Api {
     DrawThings,
     /// AUTOMATIC1111's names (`denoising_strength`, `cfg_scale`, LoRAs in the prompt ...).
     A1111,
+}
+
+impl Api {
+    pub const ALL: [Api; 2] = [Api::DrawThings, Api::A1111];
+
+    /// Its name in the config, `check` and `jobs.jsonl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::DrawThings => "drawthings",
+            Api::A1111 => "a1111",
+        }
+    }
 }
 
 /// HTTP basic auth; the password comes from the environment, never from a file.

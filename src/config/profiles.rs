@@ -9,14 +9,10 @@ use std::sync::LazyLock;
 use super::diagnostic::error_in_file;
 use super::files::read_text;
 use super::{Config, ConfigError, Profile, Settings};
+use crate::outbox;
 
 /// The profile every config has; empty unless `profiles/default.toml` defines it.
 pub const DEFAULT_PROFILE_NAME: &str = "default";
-
-/// Names of the folders drawdrop keeps in the outbox; results of profile NAME go to
-/// `outbox/NAME/`, so a profile may not be called like one of them (in any case, because macOS
-/// file systems ignore case).
-pub const RESERVED_PROFILE_NAMES: [&str; 3] = ["originals", "failed", "logs"];
 
 /// The built-in `default` profile, for a [`Config`] whose profiles were edited by hand.
 static BUILT_IN_DEFAULT: LazyLock<Profile> = LazyLock::new(Profile::built_in_default);
@@ -72,14 +68,12 @@ pub fn profile_name_problem(name: &str) -> Option<String> {
             "profile name `{name}` starts with '.', which would make its inbox folder hidden"
         ));
     }
-    if RESERVED_PROFILE_NAMES
-        .iter()
-        .any(|reserved| reserved.eq_ignore_ascii_case(name))
-    {
+    // Results of profile NAME go to `outbox/NAME/`, beside drawdrop's own folders.
+    if outbox::is_reserved(name) {
         return Some(format!(
             "profile name `{name}` is refused: drawdrop keeps its own {} folders in the outbox, \
              where the results of profile NAME go to NAME/; rename the file",
-            RESERVED_PROFILE_NAMES.join(", ")
+            outbox::RESERVED.join(", ")
         ));
     }
     None

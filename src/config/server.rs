@@ -70,9 +70,7 @@ pub(crate) fn server(
             None => defaults.url,
         },
         api: match &raw.api {
-            Some(api) => {
-                [Api::DrawThings, Api::A1111][choice(source, "api", api, &["drawthings", "a1111"])?]
-            }
+            Some(api) => Api::ALL[choice(source, "api", api, &Api::ALL.map(Api::name))?],
             None => defaults.api,
         },
         timeout: match &raw.timeout_s {

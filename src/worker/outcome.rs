@@ -6,7 +6,7 @@
 use super::Shared;
 use super::send::Sent;
 use crate::claim::Job;
-use crate::config::{After, Api};
+use crate::config::After;
 use crate::finish::{Finisher, InputTo, Placed, Resumed};
 use crate::health::Unreachable;
 use crate::inbox_names::shown;
@@ -158,7 +158,7 @@ async fn hand_over(
     reason: String,
     refused: bool,
 ) -> Option<Unreachable> {
-    let server = &current.config.servers[report.server.min(current.config.servers.len() - 1)];
+    let server = current.server(report.server);
     let handover = if refused {
         super::refused(handover, report.server, &reason, report.attempts)
     } else {
@@ -346,7 +346,7 @@ fn record(
     outcome: &str,
     error: Option<&str>,
 ) -> Map<String, Value> {
-    let server = &current.config.servers[report.server.min(current.config.servers.len() - 1)];
+    let server = current.server(report.server);
     let value = json!({
         "time": jiff::ZonedDateTime::now().strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
         "job": job.id,
@@ -355,7 +355,7 @@ fn record(
         "profile": report.profile,
         "server": server.name,
         "url": server.url.as_str(),
-        "api": match server.api { Api::DrawThings => "drawthings", Api::A1111 => "a1111" },
+        "api": server.api.name(),
         "settings": report.sent,
         "input_size": report.input_size.map(|(w, h)| json!([w, h])),
         "resized": report.resized,
@@ -383,15 +383,10 @@ fn error_text(current: &Current, job: &Job, reason: &str, report: &Report) -> St
         input = shown(&job.relative),
         attempts = report.attempts,
         profile = report.profile,
-        url = server_line(current, report.server),
+        url = current.server(report.server).label(),
         when = report.started_at.strftime("%Y-%m-%d %H:%M:%S %:z"),
         took = report.started.elapsed().as_secs_f64(),
     )
-}
-
-/// `mini (http://mini.local:7860/)`.
-fn server_line(current: &Current, index: usize) -> String {
-    current.config.servers[index.min(current.config.servers.len() - 1)].label()
 }
 
 fn list(paths: &[PathBuf]) -> String {

@@ -10,7 +10,7 @@ use crate::image;
 use crate::image_settings;
 use crate::inbox_names::shown;
 use crate::metadata;
-use crate::outbox::RESERVED;
+use crate::outbox::is_reserved;
 use crate::reload::Current;
 use bytes::Bytes;
 use std::path::{Component, Path, PathBuf};
@@ -137,10 +137,7 @@ fn reserved_top_folder(relative: &Path) -> Option<String> {
         return None;
     };
     let name = name.to_string_lossy();
-    RESERVED
-        .iter()
-        .any(|reserved| name.eq_ignore_ascii_case(reserved))
-        .then(|| name.into_owned())
+    is_reserved(&name).then(|| name.into_owned())
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub(super) async fn send(
     mut prepared: Prepared,
     report: &mut Report,
 ) -> Sent {
-    let server = &current.config.servers[index.min(current.config.servers.len() - 1)];
+    let server = current.server(index);
     let health = shared.pool.health(index);
     let profile = &current.config.profile_for(&job.relative).name;
     let shared_pool = shared.pool.is_shared();

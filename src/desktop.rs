@@ -3,6 +3,7 @@
 //! `notify-send`; where neither exists this is a no-op. Notifications never block a job:
 //! the command runs in the background.
 
+use crate::mutex::lock;
 use std::sync::Mutex;
 
 /// Shows one notification (title, message); the real one starts a command.
@@ -34,7 +35,7 @@ impl Notifications {
         if let Some((name, reason)) = failure {
             (self.show)("drawdrop: a file failed", &format!("{name}: {reason}"));
         }
-        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = lock(&self.batch);
         match failure {
             Some(_) => batch.1 += 1,
             None => batch.0 += 1,

@@ -19,7 +19,8 @@
 //! streamed answers, client) · `image` (PNG checks, sizes, resizing, text chunks) ·
 //! `image_settings` (sidecars, `{name}`) · `metadata` (the `parameters` chunk) · `finish`
 //! (stage, commit, apply) · `outbox` (names, placing, jobs.jsonl) · `durable` (crash-safe
-//! file operations) · `failpoint` (crash points for tests) · `logging` · `desktop`
+//! file operations) · `mutex` (locks that outlive a panic) · `failpoint` (crash points for
+//! tests) · `logging` · `desktop`
 //! (notifications) · `service` (launchd, systemd) · `tally` and `progress` (`--once`) ·
 //! `daemon` (the whole pipeline).
 
@@ -40,6 +41,7 @@ pub mod image_settings;
 pub mod inbox_names;
 pub mod logging;
 pub mod metadata;
+pub mod mutex;
 pub mod outbox;
 pub mod outbox_gate;
 pub mod pool;

@@ -5,6 +5,7 @@
 //! Logging starts before the config is read (stderr only); the file joins once the outbox
 //! is known. While a progress bar is on the terminal, stderr lines are printed above it.
 
+use crate::mutex::lock;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -70,12 +71,6 @@ pub fn init() -> LogHandle {
         .with(file)
         .try_init();
     handle
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `2026-11-25 22:15:03` in the local time zone.

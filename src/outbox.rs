@@ -12,6 +12,7 @@
 //! A name already taken gets ` (2)`, ` (3)` ... before its extension.
 
 use crate::durable;
+use crate::mutex::lock;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
@@ -184,7 +185,7 @@ impl Outbox {
     /// outcome is on disk. Done in the background, it also keeps the journal short for the
     /// next commit's fsync, which is on the path of the next request.
     pub fn append_job_line(&self, line: &str) -> io::Result<()> {
-        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let mut journal = lock(&self.journal);
         if journal.is_none() {
             durable::create_dir_all(&self.logs())?;
             *journal = Some(

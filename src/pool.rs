@@ -9,6 +9,7 @@
 
 use crate::config::{Config, Profile};
 use crate::health::Health;
+use crate::mutex::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -110,7 +111,7 @@ impl Pool {
 
     /// `server` refused `profile`: it is not asked for it again for a while.
     pub fn skip(&self, server: usize, profile: &str, reason: &str) {
-        let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        let mut skipped = lock(&self.skipped);
         skipped.insert(
             (server, profile.to_owned()),
             (Instant::now() + SKIP_FOR, reason.to_owned()),
@@ -119,7 +120,7 @@ impl Pool {
 
     /// Why `server` skips `profile` now, if it does.
     pub fn skipping(&self, server: usize, profile: &str) -> Option<String> {
-        let skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        let skipped = lock(&self.skipped);
         skipped
             .get(&(server, profile.to_owned()))
             .filter(|(until, _)| *until > Instant::now())

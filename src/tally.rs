@@ -1,5 +1,6 @@
 //! Counting finished jobs, for the `--once` summary, its progress bar and its exit code.
 
+use crate::mutex::lock;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -23,7 +24,7 @@ impl Tally {
     }
 
     pub fn show_progress(&self, progress: Box<dyn Progress>) {
-        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Some(progress);
+        *lock(&self.progress) = Some(progress);
     }
 
     /// More files were found (the total grows).
@@ -59,12 +60,7 @@ impl Tally {
     }
 
     fn with_progress(&self, f: impl FnOnce(&dyn Progress)) {
-        if let Some(progress) = self
-            .progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_deref()
-        {
+        if let Some(progress) = lock(&self.progress).as_deref() {
             f(progress);
         }
     }

@@ -20,9 +20,8 @@
 //! `image_settings` (sidecars, `{name}`) · `metadata` (the `parameters` chunk) · `finish`
 //! (stage, commit, apply) · `outbox` (names, placing, jobs.jsonl) · `durable` (crash-safe
 //! file operations) · `mutex` (locks that outlive a panic) · `failpoint` (crash points for
-//! tests) · `logging` · `desktop`
-//! (notifications) · `service` (launchd, systemd) · `tally` and `progress` (`--once`) ·
-//! `daemon` (the whole pipeline).
+//! tests) · `logging` · `desktop` (notifications) · `service` (launchd, systemd) · `tally`
+//! and `progress` (`--once`) · `daemon` (the whole pipeline).
 
 pub mod api;
 pub mod claim;

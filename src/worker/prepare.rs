@@ -24,6 +24,7 @@ pub(super) struct Prepared {
     sent: request::RequestSettings,
     target: (u32, u32),
     input: PathBuf,
+    limits: image::Limits,
     /// The least number of images a good answer holds.
     pub expected_images: usize,
     /// The `parameters` chunk for the results.
@@ -37,13 +38,10 @@ impl Prepared {
             return Ok(body);
         }
         let (sent, target, input) = (self.sent.clone(), self.target, self.input.clone());
+        let limits = self.limits;
         tokio::task::spawn_blocking(move || {
-            let bytes =
-                std::fs::read(&input).map_err(|error| format!("cannot read the file: {error}"))?;
-            let info =
-                image::inspect(&bytes, &image::Limits::default()).map_err(|p| p.to_string())?;
-            let init = image::init_image(&bytes, &info, target).map_err(|e| e.to_string())?;
-            Ok(Bytes::from(request::body(&sent, &init)))
+            let (bytes, info) = read_checked(&input, &limits)?;
+            body_for(&bytes, &info, target, &sent).map(|(body, _)| body)
         })
         .await
         .map_err(|error| format!("internal error while preparing the image: {error}"))?
@@ -82,20 +80,17 @@ pub(super) async fn prepare(
                 max_bytes / (1024 * 1024)
             ));
         }
-        let bytes =
-            std::fs::read(&input).map_err(|error| format!("cannot read the file: {error}"))?;
-        let info = image::inspect(&bytes, &limits).map_err(|problem| problem.to_string())?;
+        let (bytes, info) = read_checked(&input, &limits)?;
         let target = image::target_size(info.size(), (settings.width, settings.height));
-        let init = image::init_image(&bytes, &info, target).map_err(|error| error.to_string())?;
-        let resized = matches!(init, std::borrow::Cow::Owned(_));
         let seed = request::pick_seed(&settings);
         let sent = request::settings_for(api, &settings, target, seed);
-        let body = Bytes::from(request::body(&sent, &init));
+        let (body, resized) = body_for(&bytes, &info, target, &sent)?;
         let prepared = Prepared {
             body: Some(body),
             sent: sent.clone(),
             target,
             input,
+            limits,
             expected_images: request::expected_images(&settings),
             infotext: metadata::infotext(&settings, target, seed),
         };
@@ -126,6 +121,25 @@ pub(super) async fn prepare(
         if resized { ", resized" } else { "" }
     );
     Ok(prepared)
+}
+
+/// The input's bytes, checked to be a sane PNG within `limits`.
+fn read_checked(input: &Path, limits: &image::Limits) -> Result<(Vec<u8>, image::PngInfo), String> {
+    let bytes = std::fs::read(input).map_err(|error| format!("cannot read the file: {error}"))?;
+    let info = image::inspect(&bytes, limits).map_err(|problem| problem.to_string())?;
+    Ok((bytes, info))
+}
+
+/// The request body sending the picture at `target`, and whether it had to be resized.
+fn body_for(
+    bytes: &[u8],
+    info: &image::PngInfo,
+    target: (u32, u32),
+    sent: &request::RequestSettings,
+) -> Result<(Bytes, bool), String> {
+    let init = image::init_image(bytes, info, target).map_err(|error| error.to_string())?;
+    let resized = matches!(init, std::borrow::Cow::Owned(_));
+    Ok((Bytes::from(request::body(sent, &init)), resized))
 }
 
 /// An inbox folder named like drawdrop's own outbox folders (`originals/x.png`).

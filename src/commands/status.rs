@@ -5,12 +5,14 @@
 use super::{EXIT_START, load_config, runtime};
 use crate::api::{Client, Probe};
 use crate::claim::Claims;
+use crate::config::Server;
 use crate::outbox::Outbox;
 use crate::service;
 use crate::watch::scan;
 use serde_json::Value;
 use std::path::Path;
 use std::process::ExitCode;
+use tokio::runtime::Runtime;
 
 /// How many of the last jobs are listed.
 const LAST_JOBS: usize = 10;
@@ -43,8 +45,9 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
     let count = |outcome: &str| jobs.iter().filter(|job| job["outcome"] == outcome).count();
     println!("{:<12} {}", "done", count("done"));
     println!("{:<12} {}", "failed", count("failed"));
-    for index in 0..config.servers.len() {
-        println!("{:<12} {}", "server", server_state(&config, index, &jobs));
+    let runtime = runtime().map_err(|error| error.to_string());
+    for server in &config.servers {
+        println!("{:<12} {}", "server", server_state(server, &runtime, &jobs));
     }
     println!("{:<12} {}", "service", service_state(&config.file));
     if !jobs.is_empty() {
@@ -56,15 +59,13 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `mini (http://...): answers; 12 done, 4.1 s per image; last error: ...` for server `index`.
-fn server_state(config: &crate::config::Config, index: usize, jobs: &[Value]) -> String {
-    let server = &config.servers[index];
+/// `mini (http://...): answers; 12 done, 4.1 s per image; last error: ...`.
+fn server_state(server: &Server, runtime: &Result<Runtime, String>, jobs: &[Value]) -> String {
     let probe = Client::new(server)
         .map_err(|error| error.to_string())
         .and_then(|client| {
-            runtime()
-                .map_err(|error| error.to_string())
-                .map(|runtime| runtime.block_on(client.probe()))
+            let runtime = runtime.as_ref().map_err(Clone::clone)?;
+            Ok(runtime.block_on(client.probe()))
         });
     let answers = match probe {
         Ok(Probe::Up(_)) => "answers".to_owned(),

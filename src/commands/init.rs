@@ -87,8 +87,8 @@ fn write_new(path: &Path, text: &str) -> std::io::Result<bool> {
         return Ok(false);
     }
     let temporary = path.with_file_name(format!(".drawdrop-init-{}.tmp", std::process::id()));
-    durable::write_whole(&temporary, text.as_bytes())?;
-    let placed = durable::rename_no_replace(&temporary, path);
+    let placed = durable::write_new(&temporary, text.as_bytes())
+        .and_then(|()| durable::rename_no_replace(&temporary, path));
     let _ = durable::remove_file(&temporary);
     placed
 }

@@ -279,11 +279,14 @@ impl Claims {
                 .into_iter()
                 .find(|file| crate::inbox_names::is_candidate(file));
             let committed = job.commit_file().is_file();
+            let put_back = match &picture {
+                Some(relative) if !committed => self.put_back_as(&job, relative),
+                _ => None,
+            };
             match picture {
                 // Being put back when the last run ended: finish putting it back.
-                Some(relative) if !committed && self.put_back_as(&job, &relative).is_some() => {
-                    let number = self.put_back_as(&job, &relative);
-                    self.return_files_as(&job, number)?;
+                Some(_) if put_back.is_some() => {
+                    self.return_files_as(&job, put_back)?;
                     durable::remove_tree(&job.dir)?;
                 }
                 Some(relative) => {

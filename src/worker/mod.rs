@@ -165,9 +165,9 @@ async fn prepare_loop(
                 None => continue,
             },
         };
-        let profile = current.config.profile_for(&job.relative).clone();
+        let profile = &current.config.profile_for(&job.relative).name;
         let mut report = Report::new(&current, &job, server, handover.attempts);
-        let request = match shared.pool.skipping(server, &profile.name) {
+        let request = match shared.pool.skipping(server, profile) {
             // Refused this profile a moment ago: hand it on without asking again.
             Some(reason) => Err(Unsent::Skipped(reason)),
             None => prepare::prepare(shared, &current, server, &job, &mut report)

@@ -11,6 +11,7 @@
 //! file name survives.
 
 use crate::durable;
+use crate::outbox;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -220,31 +221,17 @@ impl Claims {
     fn return_files_as(&self, job: &Job, number: Option<u32>) -> io::Result<Vec<PathBuf>> {
         let files = job.files()?;
         let free = number.unwrap_or_else(|| {
-            (1u32..)
-                .find(|&n| {
-                    files.iter().all(|file| {
-                        fs::symlink_metadata(self.inbox.join(crate::outbox::with_number(file, n)))
-                            .is_err()
-                    })
-                })
-                .unwrap_or(1)
+            outbox::first_free_in(&self.inbox, |n| {
+                files
+                    .iter()
+                    .map(|file| outbox::with_number(file, n))
+                    .collect()
+            })
         });
-        let mut placed = Vec::with_capacity(files.len());
-        for file in files {
-            let from = job.claimed(&file);
-            let mut n = free;
-            loop {
-                let relative = crate::outbox::with_number(&file, n);
-                let to = self.inbox.join(&relative);
-                durable::create_dir_all(parent(&to))?;
-                if durable::rename_no_replace(&from, &to)? {
-                    placed.push(relative);
-                    break;
-                }
-                n += 1;
-            }
-        }
-        Ok(placed)
+        files
+            .iter()
+            .map(|file| outbox::place_in(&self.inbox, &job.claimed(file), file, free))
+            .collect()
     }
 
     /// Removes a finished job's folder. A jobs folder that is gone (the inbox was deleted,
@@ -314,7 +301,7 @@ impl Claims {
     fn put_back_as(&self, job: &Job, relative: &Path) -> Option<u32> {
         let input = job.claimed(relative);
         for n in 1u32.. {
-            let candidate = self.inbox.join(crate::outbox::with_number(relative, n));
+            let candidate = self.inbox.join(outbox::with_number(relative, n));
             if fs::symlink_metadata(&candidate).is_err() {
                 return None;
             }

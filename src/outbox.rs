@@ -32,6 +32,33 @@ pub fn is_reserved(name: &str) -> bool {
         .any(|reserved| reserved.eq_ignore_ascii_case(name))
 }
 
+/// Moves `from` to `relative` under `root` (same file system), or to the first free
+/// ` (N)` variant of it from number `start` on, never replacing a file. Returns the relative
+/// path used.
+pub fn place_in(root: &Path, from: &Path, relative: &Path, start: u32) -> io::Result<PathBuf> {
+    if let Some(parent) = root.join(relative).parent() {
+        durable::create_dir_all(parent)?;
+    }
+    for n in start.. {
+        let candidate = with_number(relative, n);
+        if durable::rename_no_replace(from, &root.join(&candidate))? {
+            return Ok(candidate);
+        }
+    }
+    Err(io::Error::other("no free name"))
+}
+
+/// The first number `n` for which every name `names(n)` is free under `root`.
+pub fn first_free_in(root: &Path, names: impl Fn(u32) -> Vec<PathBuf>) -> u32 {
+    (1u32..)
+        .find(|&n| {
+            names(n)
+                .iter()
+                .all(|name| fs::symlink_metadata(root.join(name)).is_err())
+        })
+        .unwrap_or(1)
+}
+
 /// The outbox folder and its parts.
 #[derive(Debug)]
 pub struct Outbox {
@@ -130,28 +157,12 @@ impl Outbox {
     /// Moves `from` (on the outbox's file system) to `relative` in the outbox, or to the
     /// first free ` (N)` variant of it. Returns the relative path used.
     pub fn place(&self, from: &Path, relative: &Path) -> io::Result<PathBuf> {
-        let first = self.root.join(relative);
-        if let Some(parent) = first.parent() {
-            durable::create_dir_all(parent)?;
-        }
-        for n in 1u32.. {
-            let candidate = with_number(relative, n);
-            if durable::rename_no_replace(from, &self.root.join(&candidate))? {
-                return Ok(candidate);
-            }
-        }
-        Err(io::Error::other("no free name"))
+        place_in(&self.root, from, relative, 1)
     }
 
     /// The first number `n` for which every name `names(n)` is free in the outbox.
     pub fn first_free(&self, names: impl Fn(u32) -> Vec<PathBuf>) -> u32 {
-        (1u32..)
-            .find(|&n| {
-                names(n)
-                    .iter()
-                    .all(|name| fs::symlink_metadata(self.root.join(name)).is_err())
-            })
-            .unwrap_or(1)
+        first_free_in(&self.root, names)
     }
 
     /// Whether `logs/jobs.jsonl` has the line of job `id` already. Reads the whole file, so

@@ -2,7 +2,7 @@
 //! and its parts — and refusing an inbox and outbox nested in each other once symbolic links
 //! are resolved.
 
-use crate::config::Config;
+use crate::config::{Config, Nesting, nesting};
 use crate::outbox::Outbox;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -75,23 +75,21 @@ fn canonical(path: &Path) -> Result<PathBuf, FolderError> {
 }
 
 fn check_separate(inbox: &Path, outbox: &Path) -> Result<(), FolderError> {
-    if outbox.starts_with(inbox) {
-        return Err(FolderError::Nested {
+    match nesting(inbox, outbox) {
+        Nesting::Apart => Ok(()),
+        Nesting::Same | Nesting::OutboxInsideInbox => Err(FolderError::Nested {
             inner_name: "outbox",
             inner: outbox.to_path_buf(),
             outer_name: "inbox",
             outer: inbox.to_path_buf(),
-        });
-    }
-    if inbox.starts_with(outbox) {
-        return Err(FolderError::Nested {
+        }),
+        Nesting::InboxInsideOutbox => Err(FolderError::Nested {
             inner_name: "inbox",
             inner: inbox.to_path_buf(),
             outer_name: "outbox",
             outer: outbox.to_path_buf(),
-        });
+        }),
     }
-    Ok(())
 }
 
 #[cfg(test)]

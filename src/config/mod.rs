@@ -30,6 +30,7 @@ use std::time::Duration;
 
 pub use load::{DEFAULT_INBOX, DEFAULT_MAX_FILE_MB, DEFAULT_OUTBOX, DEFAULT_SETTLE_MS};
 pub use location::{CONFIG_ENV, CONFIG_FILE_NAME, default_config_path, locate, locate_with};
+pub(crate) use paths::{Nesting, nesting};
 pub use paths::{expand_tilde, home_dir, normalize};
 pub use profiles::{DEFAULT_PROFILE_NAME, profile_name_problem};
 pub use server::{

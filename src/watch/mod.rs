@@ -228,7 +228,12 @@ impl WatchStage {
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.is_dir() => self.scan_folder(&relative),
             _ if hint.closed_after_write => self.look_at_closed(&relative),
-            _ => self.look_at(&relative),
+            // The metadata just read is this look at the file.
+            found if is_candidate(&relative) => {
+                let seen = found.and_then(|meta| scan::observation(&meta));
+                self.take_in(relative, seen);
+            }
+            _ => {}
         }
     }
 
@@ -273,12 +278,17 @@ impl WatchStage {
 
     /// Looks at one file again.
     fn look_at(&mut self, relative: &Path) {
-        if !is_candidate(relative) {
-            return;
+        if is_candidate(relative) {
+            let seen = scan::observe(&self.inbox.join(relative));
+            self.take_in(relative.to_path_buf(), seen);
         }
-        match scan::observe(&self.inbox.join(relative)) {
-            Ok(seen) => self.observe(relative.to_path_buf(), seen),
-            Err(_) => self.settler.forget(relative),
+    }
+
+    /// What a look at a candidate file found: it settles, or it is gone.
+    fn take_in(&mut self, relative: PathBuf, seen: std::io::Result<settle::Observation>) {
+        match seen {
+            Ok(seen) => self.observe(relative, seen),
+            Err(_) => self.settler.forget(&relative),
         }
     }
 

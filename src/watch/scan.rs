@@ -86,7 +86,11 @@ pub fn ends_like_a_png(path: &Path) -> bool {
 
 /// Size and mtime of a regular file (symbolic links are not followed).
 pub fn observe(path: &Path) -> io::Result<Observation> {
-    let meta = fs::symlink_metadata(path)?;
+    observation(&fs::symlink_metadata(path)?)
+}
+
+/// [`observe`] from metadata already read (with `symlink_metadata`).
+pub fn observation(meta: &fs::Metadata) -> io::Result<Observation> {
     if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -7,7 +7,7 @@
 use super::environment::ServiceEnv;
 use super::plist::{program_arguments, render_plist};
 use super::runner::{RunOutput, Runner};
-use super::status::{ServiceStatus, mismatch_warnings};
+use super::status::ServiceStatus;
 use super::{Kind, Report, ServiceError, remove_file, run, write_service_file};
 use std::time::Duration;
 
@@ -107,12 +107,7 @@ pub(crate) fn status(env: &ServiceEnv, runner: &dyn Runner) -> Result<ServiceSta
         };
     }
     if status.installed {
-        let text = std::fs::read_to_string(&status.file).map_err(|source| ServiceError::Io {
-            what: format!("cannot read {}", status.file.display()),
-            source,
-        })?;
-        status.command = program_arguments(&text);
-        status.warnings = mismatch_warnings(status.command.as_deref(), env);
+        status.read_command(env, program_arguments)?;
         if let (Some(loaded), Some(command)) = (&loaded, &status.command)
             && !loaded.arguments.is_empty()
             && loaded.arguments != *command

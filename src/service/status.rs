@@ -2,7 +2,7 @@
 //! another binary or config than this command would install.
 
 use super::environment::ServiceEnv;
-use super::{Kind, LABEL, UNIT_NAME};
+use super::{Kind, LABEL, ServiceError, UNIT_NAME};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +48,22 @@ impl ServiceStatus {
             command: None,
             warnings: Vec::new(),
         }
+    }
+
+    /// Reads the installed file's command line with `parse`, and warns when it is not this
+    /// binary and config.
+    pub(crate) fn read_command(
+        &mut self,
+        env: &ServiceEnv,
+        parse: fn(&str) -> Option<Vec<String>>,
+    ) -> Result<(), ServiceError> {
+        let text = std::fs::read_to_string(&self.file).map_err(|source| ServiceError::Io {
+            what: format!("cannot read {}", self.file.display()),
+            source,
+        })?;
+        self.command = parse(&text);
+        self.warnings = mismatch_warnings(self.command.as_deref(), env);
+        Ok(())
     }
 }
 

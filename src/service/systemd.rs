@@ -3,7 +3,7 @@
 
 use super::environment::ServiceEnv;
 use super::runner::Runner;
-use super::status::{ServiceStatus, mismatch_warnings};
+use super::status::ServiceStatus;
 use super::unit::{exec_start, render_unit};
 use super::{Kind, Report, ServiceError, UNIT_NAME, remove_file, run, write_service_file};
 use std::collections::BTreeMap;
@@ -87,12 +87,7 @@ pub(crate) fn status(env: &ServiceEnv, runner: &dyn Runner) -> Result<ServiceSta
     };
     status.last_exit = show.last_exit();
     if status.installed {
-        let text = std::fs::read_to_string(&file).map_err(|source| ServiceError::Io {
-            what: format!("cannot read {}", file.display()),
-            source,
-        })?;
-        status.command = exec_start(&text);
-        status.warnings = mismatch_warnings(status.command.as_deref(), env);
+        status.read_command(env, exec_start)?;
         if show.need_daemon_reload {
             status.warnings.push(format!(
                 "{} changed since systemd read it: `drawdrop service install` reloads it",

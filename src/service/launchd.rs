@@ -176,8 +176,11 @@ fn boot_out(env: &ServiceEnv, runner: &dyn Runner) -> Result<(), ServiceError> {
         runner.pause(GONE_PAUSE);
     }
     Err(ServiceError::Manager {
-        command: format!("{LAUNCHCTL} bootout {}", env.target()),
-        message: "the agent is still loaded 20 s later".into(),
+        command: super::command_line(LAUNCHCTL, &args),
+        message: format!(
+            "the agent is still loaded {} s later",
+            (GONE_PAUSE * GONE_POLLS).as_secs()
+        ),
     })
 }
 

@@ -21,7 +21,6 @@ mod prepare;
 mod send;
 
 use crate::claim::Job;
-use crate::config::Profile;
 use crate::desktop::Notifications;
 use crate::failpoint::crash_point;
 use crate::finish::Finisher;
@@ -29,7 +28,7 @@ use crate::health::Unreachable;
 use crate::image::Limits;
 use crate::inbox_names::shown;
 use crate::outbox_gate::OutboxGate;
-use crate::pool::{Handover, Pool, Refusal};
+use crate::pool::{Handover, Pool};
 use crate::queue::{Queue, Work};
 use crate::reload::{Current, Live};
 use crate::tally::Tally;
@@ -359,24 +358,4 @@ fn take(shared: &Shared, relative: &Path, seen: Observation) -> Option<Job> {
     shared.queue.release(relative, true);
     crash_point("claimed");
     Some(job)
-}
-
-/// What a job's servers said, with this one's refusal added.
-fn refused(mut handover: Handover, server: usize, reason: &str, attempts: u32) -> Handover {
-    handover.attempts = attempts;
-    handover.refusals.push(Refusal {
-        server,
-        reason: reason.to_owned(),
-    });
-    handover
-}
-
-/// Whether another server is left for a job of `profile` after `handover`.
-fn another_server(
-    shared: &Shared,
-    current: &Current,
-    profile: &Profile,
-    handover: &Handover,
-) -> bool {
-    shared.pool.anyone_left(&current.config, profile, handover)
 }

@@ -11,7 +11,7 @@ use crate::finish::{Finisher, InputTo, Placed, Resumed};
 use crate::health::Unreachable;
 use crate::inbox_names::shown;
 use crate::metadata;
-use crate::pool::Handover;
+use crate::pool::{Handover, Refusal};
 use crate::queue::Work;
 use crate::reload::Current;
 use serde_json::{Map, Value, json};
@@ -159,16 +159,16 @@ async fn hand_over(
     refused: bool,
 ) -> Option<Unreachable> {
     let server = current.server(report.server);
-    let handover = if refused {
-        super::refused(handover, report.server, &reason, report.attempts)
-    } else {
-        Handover {
-            attempts: report.attempts,
-            ..handover
-        }
-    };
+    let mut handover = handover;
+    handover.attempts = report.attempts;
+    if refused {
+        handover.refusals.push(Refusal {
+            server: report.server,
+            reason: reason.clone(),
+        });
+    }
     let profile = current.config.profile_for(&job.relative);
-    if super::another_server(shared, &current, profile, &handover) {
+    if shared.pool.anyone_left(&current.config, profile, &handover) {
         tracing::info!(
             "{} goes to another server: {} {}",
             shown(&job.relative),

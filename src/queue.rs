@@ -176,11 +176,6 @@ impl Queue {
         self.work_ready.notify_waiters();
     }
 
-    /// Claimed jobs being worked on.
-    pub fn active(&self) -> usize {
-        self.lock().active
-    }
-
     /// Paths handed back since the last call.
     pub fn take_handed_back(&self) -> Vec<PathBuf> {
         std::mem::take(&mut self.lock().handed_back)
@@ -195,6 +190,17 @@ impl Queue {
     pub fn is_idle(&self) -> bool {
         let inner = self.lock();
         inner.queued.is_empty() && inner.in_hand == 0 && inner.handed_back.is_empty()
+    }
+
+    /// True when nothing is waiting, in hand, handed back or being worked on: a batch is
+    /// over (the queue may stay open for more). Read at one instant, under one lock.
+    pub fn is_quiet(&self) -> bool {
+        let inner = self.lock();
+        inner.items.is_empty()
+            && inner.queued.is_empty()
+            && inner.in_hand == 0
+            && inner.handed_back.is_empty()
+            && inner.active == 0
     }
 
     /// Items waiting for a worker.

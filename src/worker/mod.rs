@@ -80,8 +80,8 @@ impl Shared {
         if !current.config.notifications {
             return;
         }
-        let drained = self.queue.is_empty() && self.queue.is_idle() && self.queue.active() == 0;
-        self.notifications.job_finished(failure, drained);
+        self.notifications
+            .job_finished(failure, self.queue.is_quiet());
     }
 }
 

@@ -68,17 +68,11 @@ impl Finisher {
         input_to: InputTo,
         mut record: serde_json::Map<String, Value>,
     ) -> io::Result<()> {
-        let staging = self.fresh_staging(job)?;
         let number = self
             .outbox
             .first_free(|n| outbox::result_names(&job.relative, images.len(), n));
         let names = outbox::result_names(&job.relative, images.len(), number);
-        for (name, image) in names.iter().zip(images) {
-            durable::write_new(&staging.join(name), image)?;
-        }
-        if !self.one_file_system {
-            sync_folders_of(&staging, &names)?;
-        }
+        self.stage(job, &names, images)?;
         crash_point("staged");
         record.insert("outputs".into(), paths_json(&names));
         let input_number = match input_to {
@@ -95,15 +89,10 @@ impl Finisher {
         reason_text: &str,
         mut record: serde_json::Map<String, Value>,
     ) -> io::Result<()> {
-        let staging = self.fresh_staging(job)?;
         let number = self.input_number(job, InputTo::Failed);
-        let failed_input =
-            Path::new(outbox::FAILED).join(outbox::with_number(&job.relative, number));
+        let failed_input = input_destination(&job.relative, InputTo::Failed, number);
         let error_file = outbox::error_file_for(&failed_input);
-        durable::write_new(&staging.join(&error_file), reason_text.as_bytes())?;
-        if !self.one_file_system {
-            sync_folders_of(&staging, std::slice::from_ref(&error_file))?;
-        }
+        self.stage(job, &[error_file], &[reason_text.as_bytes()])?;
         record.insert("outputs".into(), Value::Array(Vec::new()));
         self.commit(job, InputTo::Failed, number, record)
     }
@@ -147,11 +136,19 @@ impl Finisher {
         durable::remove_tree(&self.outbox.staging(&job.id))
     }
 
-    fn fresh_staging(&self, job: &Job) -> io::Result<PathBuf> {
+    /// A fresh staging folder for the job holding `contents` under `names`, on disk (and,
+    /// across file systems, their folders too).
+    fn stage(&self, job: &Job, names: &[PathBuf], contents: &[impl AsRef<[u8]>]) -> io::Result<()> {
         let staging = self.outbox.staging(&job.id);
         durable::remove_tree(&staging)?;
         durable::create_dir_all(&staging)?;
-        Ok(staging)
+        for (name, content) in names.iter().zip(contents) {
+            durable::write_new(&staging.join(name), content.as_ref())?;
+        }
+        if !self.one_file_system {
+            sync_folders_of(&staging, names)?;
+        }
+        Ok(())
     }
 
     /// The first collision number free for every file of the job (and the error file).
@@ -183,11 +180,7 @@ impl Finisher {
         if input_to != InputTo::Deleted {
             let destination = input_destination(&job.relative, input_to, input_number);
             record.insert(
-                match input_to {
-                    InputTo::Failed => "failed_as",
-                    _ => "original",
-                }
-                .into(),
+                input_key(input_to).into(),
                 Value::from(destination.to_string_lossy()),
             );
         }
@@ -236,12 +229,10 @@ impl Finisher {
             record.insert("outputs".into(), paths_json(&placed.results));
         }
         if let Some(input) = &placed.input {
-            let key = if commit.input_to == InputTo::Failed {
-                "failed_as"
-            } else {
-                "original"
-            };
-            record.insert(key.into(), Value::from(input.to_string_lossy()));
+            record.insert(
+                input_key(commit.input_to).into(),
+                Value::from(input.to_string_lossy()),
+            );
         }
         // A run that ended between the line and the removal of the job wrote it already.
         let journaled = resumed == Resumed::Yes && self.outbox.has_job_line(&job.id)?;
@@ -265,6 +256,14 @@ pub enum Resumed {
 }
 
 /// `originals/<relative>` or `failed/<relative>` with collision number `n`.
+/// The `jobs.jsonl` key naming where the input went.
+fn input_key(input_to: InputTo) -> &'static str {
+    match input_to {
+        InputTo::Failed => "failed_as",
+        _ => "original",
+    }
+}
+
 fn input_destination(relative: &Path, input_to: InputTo, n: u32) -> PathBuf {
     let folder = match input_to {
         InputTo::Failed => outbox::FAILED,

@@ -159,12 +159,9 @@ fn folder_state(path: &Path) -> Result<&'static str, String> {
     if path.exists() {
         return Err("exists but is not a folder".into());
     }
-    let mut ancestor = path.parent();
-    while let Some(dir) = ancestor {
-        if dir.is_dir() {
-            return Ok("missing: `drawdrop run` creates it");
-        }
-        ancestor = dir.parent();
+    if path.ancestors().skip(1).any(Path::is_dir) {
+        Ok("missing: `drawdrop run` creates it")
+    } else {
+        Err("cannot be created".into())
     }
-    Err("cannot be created".into())
 }

@@ -255,7 +255,6 @@ pub enum Resumed {
     Yes,
 }
 
-/// `originals/<relative>` or `failed/<relative>` with collision number `n`.
 /// The `jobs.jsonl` key naming where the input went.
 fn input_key(input_to: InputTo) -> &'static str {
     match input_to {
@@ -264,6 +263,7 @@ fn input_key(input_to: InputTo) -> &'static str {
     }
 }
 
+/// `originals/<relative>` or `failed/<relative>` with collision number `n`.
 fn input_destination(relative: &Path, input_to: InputTo, n: u32) -> PathBuf {
     let folder = match input_to {
         InputTo::Failed => outbox::FAILED,

@@ -24,6 +24,7 @@ impl<'a> Source<'a> {
             file: self.file.to_path_buf(),
             position: Some(line_col(self.text, span.start)),
             message: message.into(),
+            more: Vec::new(),
         }
     }
 
@@ -59,7 +60,60 @@ pub(crate) fn error_in_file(file: &Path, message: impl Into<String>) -> ConfigEr
         file: file.to_path_buf(),
         position: None,
         message: message.into(),
+        more: Vec::new(),
     }
+}
+
+/// The problems found in one file so far: checking goes on past the first, so that the user
+/// sees every problem of the file at once, in file order.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    /// The value, or (its problem noted) the type's default, so checking can go on.
+    pub(crate) fn keep<T: Default>(&mut self, result: Result<T, ConfigError>) -> T {
+        self.or(result, T::default())
+    }
+
+    /// The value, or (its problem noted) `fallback`.
+    pub(crate) fn or<T>(&mut self, result: Result<T, ConfigError>, fallback: T) -> T {
+        match result {
+            Ok(value) => value,
+            Err(error) => {
+                self.0.push(error);
+                fallback
+            }
+        }
+    }
+
+    pub(crate) fn push(&mut self, error: ConfigError) {
+        self.0.push(error);
+    }
+
+    /// `value` when no problem was noted; else one error holding every problem, in file order.
+    pub(crate) fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        match combine(self.0) {
+            None => Ok(value),
+            Some(error) => Err(error),
+        }
+    }
+}
+
+/// Problems of one file as one error: the first in the file first (problems about the whole
+/// file before any at a position), each once, the others in [`ConfigError::more`].
+pub(crate) fn combine(errors: Vec<ConfigError>) -> Option<ConfigError> {
+    let mut all: Vec<ConfigError> = Vec::new();
+    for mut error in errors {
+        let more = std::mem::take(&mut error.more);
+        all.push(error);
+        all.extend(more);
+    }
+    all.sort_by_key(|error| error.position);
+    all.dedup();
+    let mut all = all.into_iter();
+    let mut first = all.next()?;
+    first.more = all.collect();
+    Some(first)
 }
 
 /// 1-based line and column of byte `offset` in `text`; the column counts characters, not bytes,
@@ -139,6 +193,26 @@ mod tests {
         assert_eq!(line_col("ab", 99), (1, 3));
         assert_eq!(line_col("é", 1), (1, 1));
         assert_eq!(line_col("", 0), (1, 1));
+    }
+
+    #[test]
+    fn problems_come_out_in_file_order_each_once() {
+        let file = Path::new("/p/style.toml");
+        let source = Source::new(file, "a = 1\nb = 2\nc = 3\n");
+        let mut problems = Problems::default();
+        assert_eq!(problems.keep::<u32>(Ok(7)), 7);
+        assert_eq!(problems.keep::<u32>(Err(source.error_at(12..13, "c"))), 0);
+        problems.push(source.error_at(0..1, "a"));
+        problems.push(source.error_at(12..13, "c"));
+        assert_eq!(problems.or(Err(source.error_at(6..7, "b")), 9), 9);
+        let error = problems.finish(()).unwrap_err();
+        assert_eq!(error.position, Some((1, 1)));
+        assert_eq!(
+            error.to_string(),
+            "/p/style.toml:1:1: a\n/p/style.toml:2:1: b\n/p/style.toml:3:1: c"
+        );
+        assert_eq!(error.all().count(), 3);
+        assert_eq!(Problems::default().finish(5), Ok(5));
     }
 
     #[test]

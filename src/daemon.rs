@@ -247,7 +247,11 @@ pub async fn run(
     Ok(Summary {
         done: shared.tally.done(),
         failed: shared.tally.failed(),
-        waiting: waiting_for_a_fix(&inbox, &shared.live.get().config),
+        waiting: if options.once {
+            waiting_for_a_fix(&inbox, &shared.live.get().config)
+        } else {
+            0
+        },
     })
 }
 

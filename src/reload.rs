@@ -314,3 +314,63 @@ fn watch_config_files(
     }
     Ok(watchers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn broken_config(broken: &[&str]) -> Config {
+        let mut config = Config::defaults(Path::new("/c/config.toml"));
+        config.notifications = true;
+        for name in broken {
+            let file = PathBuf::from(format!("/c/profiles/{name}.toml"));
+            let error = ConfigError {
+                file,
+                position: Some((1, 9)),
+                message: "`steps` = 0 is out of range".into(),
+                more: Vec::new(),
+            };
+            config.broken.insert((*name).to_owned(), error);
+        }
+        config
+    }
+
+    #[test]
+    fn each_breakage_is_told_once() {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        let notifications = Notifications::with(Box::new(move |_, message| {
+            sink.lock().unwrap().push(message.to_owned());
+        }));
+        let config = broken_config(&["ink"]);
+        let live = Live::new(config.clone(), clients(&config).unwrap(), notifications);
+        assert_eq!(told.lock().unwrap().len(), 1, "told at start");
+        // Still broken (the same way, or another way): not told again.
+        live.report_profiles(&config.broken, &config);
+        let mut other_way = config.clone();
+        if let Some(error) = other_way.broken.get_mut("ink") {
+            error.position = Some((2, 1));
+        }
+        live.report_profiles(&config.broken, &other_way);
+        assert_eq!(told.lock().unwrap().len(), 1);
+        // Fixed, then broken again; and a second profile broken: each is a new breakage.
+        live.report_profiles(&other_way.broken, &broken_config(&[]));
+        live.report_profiles(&BTreeMap::new(), &broken_config(&["ink", "oil"]));
+        let told = told.lock().unwrap();
+        assert_eq!(told.len(), 3, "{told:?}");
+        assert!(told[0].starts_with("ink.toml cannot be used"), "{told:?}");
+        assert!(told[2].starts_with("oil.toml"), "{told:?}");
+    }
+
+    #[test]
+    fn what_waits_is_named_by_folder() {
+        let inbox = Path::new("/in");
+        assert!(waiting_line("ink", inbox, "default").contains("files in /in/ink wait"));
+        let root = waiting_line("default", inbox, "default");
+        assert!(
+            root.contains("dropped into /in (and into /in/default)"),
+            "{root}"
+        );
+    }
+}

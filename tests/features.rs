@@ -153,10 +153,21 @@ async fn edits_take_effect_for_the_next_file_and_a_broken_config_keeps_the_last_
             .output()
             .contains(&format!("{}:", setup.config.display()))
     );
+    // A profile edited meanwhile is not read: the last good settings stay whole.
+    setup.profile("w", "prompt = \"three\"\n");
+    wait_until("the edit is read with the config still broken", || {
+        daemon
+            .output()
+            .matches("keeping the last good settings")
+            .count()
+            >= 2
+    });
     setup.drop_file("w/c.png", &png(128, 128, 3));
     wait_until("c", || setup.outbox.join("w/c.png").exists());
     assert_eq!(prompt_of(&server, 2), "two", "the last good settings");
 
+    std::fs::write(&setup.config, &good).unwrap();
+    wait_until("the fix", || daemon.output().contains("is fixed"));
     setup.profile("sketch", "prompt = \"a sketch\"\n");
     wait_until("the new profile's folder", || {
         setup.inbox.join("sketch").is_dir()

@@ -231,6 +231,42 @@ async fn the_desktop_is_told_once_per_breakage() {
         "{lines:?}"
     );
     assert!(lines[1].contains("y.toml"), "{lines:?}");
+    // A brand-new broken profile had no good settings to keep: its folder waits.
+    let output = daemon.output();
+    assert!(output.contains("profile y is broken: files in"), "{output}");
+    assert!(
+        !output.contains("keeping the last good settings"),
+        "{output}"
+    );
+
+    // While the daemon runs, a broken config file keeps the last good settings, and
+    // `status` still finds the daemon through the folders of its start.
+    std::fs::write(
+        &setup.config,
+        "settle_ms = [
+",
+    )
+    .unwrap();
+    wait_until("the broken config is reported", || {
+        daemon
+            .output()
+            .contains("keeping the last good settings until it is fixed")
+    });
+    let status = setup.command().arg("status").output().unwrap();
+    let text = stdout_of(&status);
+    assert!(
+        text.contains(&format!(
+            "running (process {}), with its last good settings",
+            daemon.pid()
+        )),
+        "{text}"
+    );
+    wait_until("told about the config", || told_lines().len() == 3);
+    assert!(
+        told_lines()[2].contains("config.toml"),
+        "{:?}",
+        told_lines()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,9 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
     let config = loaded.as_ref().ok();
     let claims = Claims::new(&inbox);
     let daemon = match claims.holder() {
+        Some(pid) if config.is_none() => {
+            format!("running (process {pid}), with its last good settings")
+        }
         Some(pid) => format!("running (process {pid})"),
         None => last_start_failure(last_start.as_ref()).unwrap_or_else(|| "not running".to_owned()),
     };

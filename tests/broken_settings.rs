@@ -124,12 +124,20 @@ async fn a_profile_broken_by_an_edit_waits_and_goes_after_the_fix() {
     wait_until("b is said to wait", || {
         daemon.output().contains("waiting: w/b.png")
     });
+    // Written in place (on Linux, a closed file is taken without the settle window): waits too.
+    std::fs::write(setup.inbox.join("w/d.png"), png(128, 128, 4)).unwrap();
+    wait_until("d is said to wait", || {
+        daemon.output().contains("waiting: w/d.png")
+    });
     assert_eq!(std::fs::read(setup.inbox.join("w/b.png")).unwrap(), waiting);
     assert_eq!(server.img2img_requests().len(), 2);
 
     setup.profile("w", "prompt = \"three\"\n");
-    wait_until("b after the fix", || setup.outbox.join("w/b.png").exists());
+    wait_until("b and d after the fix", || {
+        setup.outbox.join("w/b.png").exists() && setup.outbox.join("w/d.png").exists()
+    });
     assert_eq!(prompt_of(&server, 2), "three");
+    assert_eq!(prompt_of(&server, 3), "three");
     let output = daemon.output();
     assert!(
         output.contains("profile w is fixed: its folder goes on"),

@@ -262,10 +262,7 @@ impl WatchStage {
         match scan::observe(&path) {
             Ok(seen) => {
                 self.settler.forget(relative);
-                self.queue.push(Work::Settled {
-                    relative: relative.to_path_buf(),
-                    seen,
-                });
+                self.admit(relative.to_path_buf(), seen);
             }
             Err(_) => self.settler.forget(relative),
         }

@@ -686,3 +686,34 @@ fn a_broken_profile_may_still_be_named_by_the_config() {
         Some("ink")
     );
 }
+
+#[test]
+fn refused_keys_and_bad_values_are_reported_together_in_file_order() {
+    let setup = Setup::new(&format!(
+        "{FOLDERS}settle_ms = 99999999\nsettle = 5\n[server]\nport = 7860\nconcurrency = 0\n"
+    ));
+    let error = setup.error();
+    assert_eq!(spots(&error), [(3, 13), (4, 1), (6, 1), (7, 15)], "{error}");
+    assert!(
+        error.more[0].message.starts_with("unknown key `settle`"),
+        "{error}"
+    );
+    assert!(
+        error.more[1].message.starts_with("unknown key `port`"),
+        "{error}"
+    );
+
+    let setup = Setup::with_profile(
+        FOLDERS,
+        "style",
+        "steps = 4.5\ncfg_scale = 7\nstrength = 3\n",
+    );
+    let error = setup.broken("style");
+    assert_eq!(spots(&error), [(1, 9), (2, 1), (3, 12)], "{error}");
+    assert!(
+        error.more[0]
+            .message
+            .ends_with("set `guidance_scale` instead"),
+        "{error}"
+    );
+}

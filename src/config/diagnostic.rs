@@ -54,6 +54,64 @@ impl<'a> Source<'a> {
     }
 }
 
+/// How many refused keys of one file are looked past before giving up on finding more.
+const MOST_REFUSED_KEYS: usize = 64;
+
+impl Source<'_> {
+    /// The file's keys read into `T`, reporting every key serde refuses (unknown keys, wrong
+    /// types), not only the first: the `key = value` line of each is blanked (offsets kept,
+    /// so later positions stay true) and the text read again; each refusal goes to `problems`,
+    /// worded by `word`. A syntax error, or a refusal that cannot be looked past (a missing
+    /// key, a table of the wrong kind), ends the reading with every problem so far.
+    pub(crate) fn deserialize_all<T: serde::de::DeserializeOwned>(
+        &self,
+        problems: &mut Problems,
+        word: impl Fn(&toml::de::Error) -> ConfigError,
+    ) -> Result<T, ConfigError> {
+        let mut text = self.text.to_owned();
+        for _ in 0..MOST_REFUSED_KEYS {
+            let error = match toml::from_str::<T>(&text) {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            problems.push(word(&error));
+            match error
+                .span()
+                .and_then(|span| blank_key_line(&text, span.start))
+            {
+                Some(blanked) => text = blanked,
+                None => break,
+            }
+        }
+        Err(std::mem::take(problems)
+            .finish(())
+            .err()
+            .unwrap_or_else(|| error_in_file(self.file, "cannot be read as TOML")))
+    }
+}
+
+/// `text` with the `key = value` line holding `offset` made blank, if that leaves valid TOML
+/// (a table header, or a value running over several lines, cannot be looked past).
+fn blank_key_line(text: &str, offset: usize) -> Option<String> {
+    let start = text
+        .get(..offset)?
+        .rfind('\n')
+        .map_or(0, |newline| newline + 1);
+    let end = text[offset..]
+        .find('\n')
+        .map_or(text.len(), |newline| offset + newline);
+    let line = &text[start..end];
+    if line.trim_start().starts_with('[') || !line.contains('=') {
+        return None;
+    }
+    let mut blanked = String::with_capacity(text.len());
+    blanked.push_str(&text[..start]);
+    blanked.extend(std::iter::repeat_n(' ', line.len()));
+    blanked.push_str(&text[end..]);
+    blanked.parse::<toml::Table>().ok()?;
+    Some(blanked)
+}
+
 /// An error about a file as a whole (missing, unreadable, not UTF-8): no position.
 pub(crate) fn error_in_file(file: &Path, message: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -213,6 +271,35 @@ mod tests {
         );
         assert_eq!(error.all().count(), 3);
         assert_eq!(Problems::default().finish(5), Ok(5));
+    }
+
+    #[test]
+    fn every_refused_key_is_reported_and_the_rest_still_read() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            a: Option<u32>,
+            b: Option<u32>,
+        }
+        let text = "x = 1\na = \"one\"\nb = 2\ny = [\n1]\nz = 3\n";
+        let source = Source::new(Path::new("/d.toml"), text);
+        let mut problems = Problems::default();
+        let read: Result<Doc, _> =
+            source.deserialize_all(&mut problems, |error| source.toml_error(error));
+        // `y` runs over two lines: it cannot be looked past, so `z` is not reached.
+        let error = read.unwrap_err();
+        let spots: Vec<_> = error.all().map(|e| e.position).collect();
+        assert_eq!(spots, [Some((1, 1)), Some((2, 5)), Some((4, 1))], "{error}");
+
+        let text = "x = 1\nb = 2\n";
+        let source = Source::new(Path::new("/d.toml"), text);
+        let mut problems = Problems::default();
+        let doc: Doc = source
+            .deserialize_all(&mut problems, |error| source.toml_error(error))
+            .unwrap();
+        assert_eq!((doc.a, doc.b), (None, Some(2)));
+        let error = problems.finish(()).unwrap_err();
+        assert!(error.message.starts_with("unknown key `x`"), "{error}");
     }
 
     #[test]

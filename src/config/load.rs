@@ -85,8 +85,9 @@ impl Config {
     /// of the config (it is listed in [`Config::broken`]).
     fn from_text(text: &str, file: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         let source = Source::new(file, text);
-        let raw: RawConfig = toml::from_str(text).map_err(|error| source.toml_error(&error))?;
         let mut problems = Problems::default();
+        let raw: RawConfig =
+            source.deserialize_all(&mut problems, |error| source.toml_error(error))?;
         let home = home_dir();
         let base = config_folder(file);
         let mut folder = |key: &str, value: &Option<Spanned<String>>, default: &str| {

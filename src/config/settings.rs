@@ -14,13 +14,14 @@ use super::{ConfigError, Lora, Settings};
 /// Draw Things generates at multiples of this, so the init image must be sized to one.
 const SIZE_STEP: i64 = 64;
 
-/// The TOML of a profile or sidecar into its raw keys; unknown keys get a hint.
-fn parse_raw(source: &Source<'_>, text: &str) -> Result<RawSettings, ConfigError> {
-    toml::from_str(text).map_err(|error| {
-        let mut config_error = source.toml_error(&error);
+/// The TOML of a profile or sidecar into its raw keys; every refused key goes to `problems`,
+/// an unknown one with a hint.
+fn parse_raw(source: &Source<'_>, problems: &mut Problems) -> Result<RawSettings, ConfigError> {
+    source.deserialize_all(problems, |error| {
+        let mut config_error = source.toml_error(error);
         // Only the profile's own table allows `extra`, so its list of keys names it.
         let top_level = error.message().contains("`extra`");
-        if let Some(hint) = unknown_key(&error).and_then(|key| unknown_key_hint(key, top_level)) {
+        if let Some(hint) = unknown_key(error).and_then(|key| unknown_key_hint(key, top_level)) {
             config_error.message.push_str(&hint);
         }
         config_error
@@ -32,8 +33,8 @@ impl Settings {
     /// errors. Unknown keys, wrong types and values the servers would refuse are errors.
     pub fn parse(text: &str, file: &Path) -> Result<Settings, ConfigError> {
         let source = Source::new(file, text);
-        let raw = parse_raw(&source, text)?;
         let mut problems = Problems::default();
+        let raw = parse_raw(&source, &mut problems)?;
         if let Some(first) = raw.servers.as_ref().and_then(|servers| servers.first()) {
             problems.push(source.error_at(
                 first.span(),
@@ -53,8 +54,8 @@ impl Settings {
         server_names: &[String],
     ) -> Result<(Settings, Option<Vec<String>>), ConfigError> {
         let source = Source::new(file, text);
-        let mut raw = parse_raw(&source, text)?;
         let mut problems = Problems::default();
+        let mut raw = parse_raw(&source, &mut problems)?;
         let servers = raw.servers.take().map(|names| {
             for name in &names {
                 if !server_names.contains(name.get_ref()) {

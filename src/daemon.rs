@@ -171,7 +171,7 @@ pub async fn run(
     }
     let servers: Vec<String> = config.servers.iter().map(|s| s.label()).collect();
     tracing::info!(
-        "drawdrop {} watching {} -> {} (server{} {}, profiles: {})",
+        "drawdrop {} watching {} -> {} (server{} {}, profiles: {}{})",
         env!("CARGO_PKG_VERSION"),
         inbox.display(),
         config.outbox.display(),
@@ -182,7 +182,11 @@ pub async fn run(
             .keys()
             .cloned()
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        match config.broken.keys().cloned().collect::<Vec<_>>() {
+            broken if broken.is_empty() => String::new(),
+            broken => format!("; waiting until fixed: {}", broken.join(", ")),
+        }
     );
     if !options.once {
         LastStart::started(&located.path, &inbox, &config.outbox);

@@ -267,6 +267,8 @@ fn keep_fixed_settings(old: &Config, new: &mut Config) {
     }
 }
 
+/// Creates the inbox folder of each profile new to `new`, or fixed in it; a profile never
+/// seen before is announced.
 fn create_profile_folders(old: &Config, new: &Config) {
     for name in new
         .profiles
@@ -275,7 +277,10 @@ fn create_profile_folders(old: &Config, new: &Config) {
     {
         let folder = new.inbox.join(name);
         match crate::durable::create_dir_all(&folder) {
-            Ok(()) => tracing::info!("new profile {name}: drop files into {}", folder.display()),
+            Ok(()) if !old.broken.contains_key(name) => {
+                tracing::info!("new profile {name}: drop files into {}", folder.display())
+            }
+            Ok(()) => {}
             Err(error) => tracing::warn!("cannot create {}: {error}", folder.display()),
         }
     }

@@ -312,35 +312,46 @@ impl WatchStage {
         }
     }
 
-    /// A settled file is queued, unless its profile is broken: then it waits in the inbox.
+    /// A settled file is queued, unless its profile is broken: then it waits in the inbox
+    /// (said once per file).
     fn admit(&mut self, relative: PathBuf, seen: settle::Observation) {
-        let current = self
-            .settings
-            .as_ref()
-            .map(|settings| settings.borrow().clone());
-        if let Some(current) = current
-            && let Some((profile, error)) = current.config.waits_for(&relative)
-        {
-            if self.waiting.insert(relative.clone(), seen).is_none() {
-                tracing::info!(
-                    "waiting: {} — its profile {profile} is broken ({}); it is taken once that file is fixed",
-                    shown(&relative),
-                    error.file.display()
-                );
-            }
+        let Some((profile, file)) = self.broken_profile_of(&relative) else {
+            self.waiting.remove(&relative);
+            self.queue.push(Work::Settled { relative, seen });
             return;
+        };
+        if !self.waiting.contains_key(&relative) {
+            tracing::info!(
+                "waiting: {} — its profile {profile} is broken ({}); it is taken once that file is fixed",
+                shown(&relative),
+                file.display()
+            );
         }
-        self.waiting.remove(&relative);
-        self.queue.push(Work::Settled { relative, seen });
+        self.waiting.insert(relative, seen);
+    }
+
+    /// The name and file of the broken profile a file at `relative` waits for, if any.
+    fn broken_profile_of(&self, relative: &Path) -> Option<(String, PathBuf)> {
+        let settings = self.settings.as_ref()?.borrow();
+        let (profile, error) = settings.config.waits_for(relative)?;
+        Some((profile.to_owned(), error.file.clone()))
     }
 
     /// New settings: the files that waited for a broken profile are looked at again, and
     /// those unchanged since they settled are queued at once if their profile is fixed.
     fn release_waiting(&mut self) {
-        for (relative, settled) in std::mem::take(&mut self.waiting) {
+        let waiting: Vec<(PathBuf, settle::Observation)> = self
+            .waiting
+            .iter()
+            .map(|(relative, seen)| (relative.clone(), *seen))
+            .collect();
+        for (relative, settled) in waiting {
             match scan::observe(&self.inbox.join(&relative)) {
                 Ok(now) if now == settled => self.admit(relative, now),
-                seen => self.take_in(relative, seen),
+                seen => {
+                    self.waiting.remove(&relative);
+                    self.take_in(relative, seen);
+                }
             }
         }
     }

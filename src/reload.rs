@@ -156,7 +156,11 @@ impl Live {
                     config.inbox.join(name).display()
                 );
             } else {
-                tracing::info!("profile {name} is gone: nothing waits for it any more");
+                tracing::info!(
+                    "profile {name} was removed: files left in {} are taken with profile {}",
+                    config.inbox.join(name).display(),
+                    config.default_profile
+                );
             }
         }
     }

@@ -4,12 +4,13 @@
 
 use crate::api::is_loopback;
 use crate::claim::{Claims, LockError};
-use crate::config::{Config, Located};
+use crate::config::{Config, ConfigSource, Located};
 use crate::desktop::Notifications;
 use crate::finish::Finisher;
 use crate::folders;
 use crate::health::Unreachable;
 use crate::image::Limits;
+use crate::last_start::LastStart;
 use crate::logging::LogHandle;
 use crate::outbox::Outbox;
 use crate::outbox_gate::OutboxGate;
@@ -64,6 +65,8 @@ pub enum StartError {
 pub struct Summary {
     pub done: usize,
     pub failed: usize,
+    /// Files left in the inbox because their profile is broken.
+    pub waiting: usize,
 }
 
 /// Runs until `shutdown` is cancelled (or, with `once`, until the inbox is done).
@@ -79,6 +82,12 @@ pub async fn run(
     let inbox = folders::prepare(&config)?;
     if let Err(error) = logs.log_to_folder(&config.outbox.join(crate::outbox::LOGS)) {
         tracing::warn!("cannot write the log file in the outbox: {error}");
+    }
+    if located.source == ConfigSource::Default && !located.path.exists() {
+        tracing::info!(
+            "no config file at {}; using the defaults (write one with `drawdrop init`)",
+            located.path.display()
+        );
     }
     let claims = Claims::new(&inbox);
     claims
@@ -119,7 +128,11 @@ pub async fn run(
                 .max()
                 .unwrap_or_default()
         }),
-        live: Arc::new(Live::new(config.clone(), reload::clients(&config)?)),
+        live: Arc::new(Live::new(
+            config.clone(),
+            reload::clients(&config)?,
+            Notifications::platform(),
+        )),
         outbox_gate: Arc::new(OutboxGate::new(outbox.staging_root())),
         finisher,
         queue: queue.clone(),
@@ -141,7 +154,8 @@ pub async fn run(
     }
 
     let mut stage = WatchStage::new(inbox.clone(), settle, queue.clone(), options.once)
-        .on_found(move |count| tally.add_found(count));
+        .on_found(move |count| tally.add_found(count))
+        .with_settle_updates(shared.live.subscribe());
     let mut hints = None;
     if !options.once {
         for health in shared.pool.healths() {
@@ -152,14 +166,12 @@ pub async fn run(
             inbox: inbox.display().to_string(),
             source,
         })?;
-        stage = stage
-            .with_events(source, watcher)
-            .with_settle_updates(shared.live.subscribe());
+        stage = stage.with_events(source, watcher);
         hints = Some(events);
     }
     let servers: Vec<String> = config.servers.iter().map(|s| s.label()).collect();
     tracing::info!(
-        "drawdrop {} watching {} -> {} (server{} {}, profiles: {})",
+        "drawdrop {} watching {} -> {} (server{} {}, profiles: {}{})",
         env!("CARGO_PKG_VERSION"),
         inbox.display(),
         config.outbox.display(),
@@ -170,8 +182,15 @@ pub async fn run(
             .keys()
             .cloned()
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        match config.broken.keys().cloned().collect::<Vec<_>>() {
+            broken if broken.is_empty() => String::new(),
+            broken => format!("; waiting until fixed: {}", broken.join(", ")),
+        }
     );
+    if !options.once {
+        LastStart::started(&located.path, &inbox, &config.outbox);
+    }
 
     let mut tasks = JoinSet::new();
     let stage_cancel = cancel.clone();
@@ -232,7 +251,27 @@ pub async fn run(
     Ok(Summary {
         done: shared.tally.done(),
         failed: shared.tally.failed(),
+        waiting: if options.once {
+            waiting_for_a_fix(&inbox, &shared.live.get().config)
+        } else {
+            0
+        },
     })
+}
+
+/// The files in the inbox whose profile is broken (what `--once` leaves behind for them).
+fn waiting_for_a_fix(inbox: &std::path::Path, config: &Config) -> usize {
+    if config.broken.is_empty() {
+        return 0;
+    }
+    crate::watch::scan::scan(inbox, |_| {})
+        .map(|found| {
+            found
+                .iter()
+                .filter(|file| config.waits_for(&file.relative).is_some())
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Waits for every task; stops them all on shutdown or when one gives up.

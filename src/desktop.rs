@@ -1,4 +1,5 @@
-//! Desktop notifications: when a batch finishes (the queue ran dry) and when a file fails.
+//! Desktop notifications: when a batch finishes (the queue ran dry), when a file fails, and
+//! when a config file or profile breaks (once per breakage: the caller tells only new ones).
 //! Off unless `notifications = true`. macOS shows them through `osascript`, Linux through
 //! `notify-send`; where neither exists this is a no-op. Notifications never block a job:
 //! the command runs in the background.
@@ -51,6 +52,21 @@ impl Notifications {
             }
             (self.show)("drawdrop: all pictures are done", &message);
         }
+    }
+}
+
+impl Notifications {
+    /// A config file or profile became unusable: `file` names it, `consequence` says what
+    /// waits or what stays in force.
+    pub fn setting_broken(&self, file: &std::path::Path, consequence: &str) {
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        (self.show)(
+            "drawdrop: a setting is broken",
+            &format!("{name} cannot be used (see drawdrop status): {consequence}"),
+        );
     }
 }
 

@@ -21,7 +21,8 @@
 //! (stage, commit, apply) · `outbox` (names, placing, jobs.jsonl) · `durable` (crash-safe
 //! file operations) · `mutex` (locks that outlive a panic) · `failpoint` (crash points for
 //! tests) · `logging` · `desktop` (notifications) · `service` (launchd, systemd) · `tally`
-//! and `progress` (`--once`) · `daemon` (the whole pipeline).
+//! and `progress` (`--once`) · `last_start` (how the last start went, for `status`) ·
+//! `daemon` (the whole pipeline).
 
 pub mod api;
 pub mod claim;
@@ -38,6 +39,7 @@ pub mod health;
 pub mod image;
 pub mod image_settings;
 pub mod inbox_names;
+pub mod last_start;
 pub mod logging;
 pub mod metadata;
 pub mod mutex;

@@ -52,6 +52,19 @@ impl Setup {
             Err(error) => error,
         }
     }
+
+    /// The config loads, and profile `name` is broken: its problems (only its own folder waits).
+    fn broken(&self, name: &str) -> ConfigError {
+        let config = self
+            .load()
+            .unwrap_or_else(|error| panic!("a broken profile is no error of the config: {error}"));
+        assert!(!config.profiles.contains_key(name), "{config:?}");
+        config
+            .broken
+            .get(name)
+            .unwrap_or_else(|| panic!("profile {name} should be broken: {config:?}"))
+            .clone()
+    }
 }
 
 /// `error` is `file:line:col: ...` and its message holds `part`.
@@ -76,7 +89,7 @@ fn config_error(config: &str, line: usize, col: usize, part: &str) {
 fn profile_error(profile: &str, line: usize, col: usize, part: &str) {
     let setup = Setup::with_profile(FOLDERS, "style", profile);
     assert_error_at(
-        &setup.error(),
+        &setup.broken("style"),
         &setup.path("profiles/style.toml"),
         line,
         col,
@@ -311,7 +324,7 @@ fn extra_key_drawdrop_sends() {
 fn reserved_profile_names() {
     for name in ["originals", "Failed", "LOGS"] {
         let setup = Setup::with_profile(FOLDERS, name, "steps = 4\n");
-        let error = setup.error();
+        let error = setup.broken(name);
         let file = setup.path(&format!("profiles/{name}.toml"));
         assert_eq!(error.file, file);
         assert_eq!(error.position, None);
@@ -329,8 +342,10 @@ fn reserved_profile_names() {
 fn profiles_differing_only_in_case() {
     let setup = Setup::with_profile(FOLDERS, "Style", "steps = 4\n");
     setup.write("profiles/style.toml", b"steps = 5\n");
-    let error = setup.error();
+    // The first in name order is the profile; the other one is broken.
+    let error = setup.broken("style");
     assert!(error.message.contains("letter case"), "{error}");
+    assert!(setup.load().unwrap().profiles.contains_key("Style"));
 }
 
 #[test]
@@ -434,7 +449,7 @@ fn files_that_cannot_be_read() {
 
     let setup = Setup::with_profile(FOLDERS, "style", "");
     setup.write("profiles/style.toml", b"prompt = \"\xc3\"\n");
-    let error = setup.error();
+    let error = setup.broken("style");
     assert_eq!(error.file, setup.path("profiles/style.toml"));
     assert!(error.message.contains("not valid UTF-8"), "{error}");
 }
@@ -457,9 +472,9 @@ fn the_repository_config_and_profiles_load_cleanly() {
         DEFAULT_PROFILE_TOML
     );
 
+    // The default profile `init` writes keeps the app's settings, as having none does.
     let default = &config.profiles["default"].settings;
-    assert_eq!(default.strength, Some(0.5));
-    assert_eq!(default.model, None);
+    assert_eq!(default, &drawdrop::config::Settings::default());
     let watercolor = &config.profiles["watercolor"].settings;
     assert_eq!(watercolor.steps, Some(4));
     assert_eq!(watercolor.strength, Some(0.6));
@@ -562,7 +577,8 @@ fn a_missing_named_config_file_is_an_error() {
         assert_eq!(
             error.to_string(),
             format!(
-                "{}: no config file at this path (create one with `drawdrop init`)",
+                "{}: no config file at this path (create one with `drawdrop init --config {}`)",
+                path.display(),
                 path.display()
             )
         );
@@ -570,4 +586,134 @@ fn a_missing_named_config_file_is_an_error() {
     assert!(Config::load_file(&path).is_err());
     let error = Config::load_file(dir.path()).unwrap_err();
     assert!(error.message.contains("is a folder"), "{error}");
+}
+
+/// Every problem of `error`, as `(line, col)` in the order reported.
+fn spots(error: &ConfigError) -> Vec<(usize, usize)> {
+    error.all().map(|e| e.position.unwrap()).collect()
+}
+
+#[test]
+fn every_problem_of_a_config_file_is_reported_first_one_first() {
+    let setup = Setup::new(
+        "max_file_mb = 0\nafter = \"keep\"\ninbox = \"in\"\noutbox = \"out\"\n[server]\n\
+         timeout_s = 0\napi = \"comfy\"\n",
+    );
+    let error = setup.error();
+    assert_eq!(spots(&error), [(1, 15), (2, 9), (6, 13), (7, 7)], "{error}");
+    let text = error.to_string();
+    let file = setup.path("config.toml").display().to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with(&format!("{file}:1:15: `max_file_mb` = 0")),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with(&format!("{file}:7:7: `api`")),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_problem_of_a_profile_is_reported_in_file_order() {
+    let setup = Setup::with_profile(
+        FOLDERS,
+        "style",
+        "prompt = \"x\"\nwidth = 1000\nsteps = 0\n[[loras]]\nfile = \"a\"\nweight = 20\n\
+         [extra]\nsteps = 2\n",
+    );
+    let error = setup.broken("style");
+    assert_eq!(spots(&error), [(2, 9), (3, 9), (6, 10), (8, 1)], "{error}");
+    assert!(error.message.contains("not a multiple of 64"), "{error}");
+    assert!(
+        error.more[2].message.contains("set `steps` in the profile"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_broken_profile_stops_only_its_own_folder() {
+    let setup = Setup::with_profile(FOLDERS, "ink", "steps = 0\n");
+    setup.write("profiles/oil.toml", b"steps = 4\n");
+    let config = setup.load().unwrap();
+    assert_eq!(
+        config.profiles.keys().collect::<Vec<_>>(),
+        ["default", "oil"]
+    );
+    let waits = |path: &str| {
+        config
+            .waits_for(Path::new(path))
+            .map(|(name, _)| name.to_owned())
+    };
+    assert_eq!(waits("ink/a.png"), Some("ink".to_owned()));
+    assert_eq!(waits("oil/a.png"), None);
+    assert_eq!(waits("a.png"), None);
+    let (_, error) = config.waits_for(Path::new("ink/a.png")).unwrap();
+    assert_error_at(error, &setup.path("profiles/ink.toml"), 1, 9, "`steps` = 0");
+}
+
+#[test]
+fn a_broken_default_profile_holds_the_inbox_itself() {
+    let setup = Setup::with_profile(FOLDERS, "default", "prompt = \n");
+    setup.write("profiles/oil.toml", b"steps = 4\n");
+    let config = setup.load().unwrap();
+    assert!(
+        !config.profiles.contains_key("default"),
+        "no built-in stand-in"
+    );
+    for path in ["a.png", "holiday/a.png", "default/a.png"] {
+        assert_eq!(
+            config.waits_for(Path::new(path)).map(|(name, _)| name),
+            Some("default"),
+            "{path}"
+        );
+    }
+    assert!(config.waits_for(Path::new("oil/a.png")).is_none());
+}
+
+#[test]
+fn a_broken_profile_may_still_be_named_by_the_config() {
+    let setup = Setup::with_profile(
+        &format!("{FOLDERS}default_profile = \"ink\"\n[server]\nprofiles = [\"ink\"]\n"),
+        "ink",
+        "steps = 0\n",
+    );
+    let config = setup.load().unwrap();
+    assert_eq!(config.default_profile, "ink");
+    assert_eq!(
+        config.waits_for(Path::new("a.png")).map(|(name, _)| name),
+        Some("ink")
+    );
+}
+
+#[test]
+fn refused_keys_and_bad_values_are_reported_together_in_file_order() {
+    let setup = Setup::new(&format!(
+        "{FOLDERS}settle_ms = 99999999\nsettle = 5\n[server]\nport = 7860\nconcurrency = 0\n"
+    ));
+    let error = setup.error();
+    assert_eq!(spots(&error), [(3, 13), (4, 1), (6, 1), (7, 15)], "{error}");
+    assert!(
+        error.more[0].message.starts_with("unknown key `settle`"),
+        "{error}"
+    );
+    assert!(
+        error.more[1].message.starts_with("unknown key `port`"),
+        "{error}"
+    );
+
+    let setup = Setup::with_profile(
+        FOLDERS,
+        "style",
+        "steps = 4.5\ncfg_scale = 7\nstrength = 3\n",
+    );
+    let error = setup.broken("style");
+    assert_eq!(spots(&error), [(1, 9), (2, 1), (3, 12)], "{error}");
+    assert!(
+        error.more[0]
+            .message
+            .ends_with("set `guidance_scale` instead"),
+        "{error}"
+    );
 }

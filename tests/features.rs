@@ -123,7 +123,7 @@ async fn results_carry_their_settings_and_keep_the_servers_chunks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edits_take_effect_for_the_next_file_and_broken_edits_keep_the_last_good_settings() {
+async fn edits_take_effect_for_the_next_file_and_a_broken_config_keeps_the_last_good_settings() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     let setup = Setup::new(&server.url(), "drawthings");
     setup.profile("w", "prompt = \"one\"\n");
@@ -141,19 +141,33 @@ async fn edits_take_effect_for_the_next_file_and_broken_edits_keep_the_last_good
     wait_until("b", || setup.outbox.join("w/b.png").exists());
     assert_eq!(prompt_of(&server, 1), "two");
 
-    setup.profile("w", "prompt = \"three\"\nsteps = 0\n");
-    let spot = format!(
-        "{}:2:9:",
-        setup.dir.path().join("profiles/w.toml").display()
-    );
+    // A broken config file keeps the last good settings (a broken profile waits instead:
+    // tests/broken_settings.rs).
+    let good = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(&setup.config, format!("{good}\nconcurrency = 0\n")).unwrap();
     wait_until("the broken edit is reported", || {
-        daemon.output().contains(&spot)
+        daemon.output().contains("keeping the last good settings")
     });
-    assert!(daemon.output().contains("keeping the last good settings"));
+    assert!(
+        daemon
+            .output()
+            .contains(&format!("{}:", setup.config.display()))
+    );
+    // A profile edited meanwhile is not read: the last good settings stay whole.
+    setup.profile("w", "prompt = \"three\"\n");
+    wait_until("the edit is read with the config still broken", || {
+        daemon
+            .output()
+            .matches("keeping the last good settings")
+            .count()
+            >= 2
+    });
     setup.drop_file("w/c.png", &png(128, 128, 3));
     wait_until("c", || setup.outbox.join("w/c.png").exists());
     assert_eq!(prompt_of(&server, 2), "two", "the last good settings");
 
+    std::fs::write(&setup.config, &good).unwrap();
+    wait_until("the fix", || daemon.output().contains("is fixed"));
     setup.profile("sketch", "prompt = \"a sketch\"\n");
     wait_until("the new profile's folder", || {
         setup.inbox.join("sketch").is_dir()
@@ -253,6 +267,8 @@ async fn status_counts_and_lists_the_last_jobs() {
     assert!(stdout.contains("answers"), "{stdout}");
     assert!(stdout.contains("done    good.png -> good.png"), "{stdout}");
     assert!(stdout.contains("failed  bad.png because"), "{stdout}");
+    // A picture that was never sent is no error of the server's.
+    assert!(!stdout.contains("last error"), "{stdout}");
 
     let daemon = setup.start_daemon();
     daemon.wait_for_output("watching");

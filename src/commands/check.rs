@@ -12,7 +12,12 @@ pub fn check(flag: Option<&Path>) -> ExitCode {
     let (located, config) = match load_config(flag) {
         Ok(loaded) => loaded,
         Err(error) => {
-            println!("config    PROBLEM  {error}");
+            let mut report = Report::default();
+            report.problem("config", error.to_string());
+            println!(
+                "The config file cannot be read, so nothing else can be checked: `drawdrop run` \
+                 would not start (a running daemon keeps its last good settings)."
+            );
             return ExitCode::from(EXIT_START);
         }
     };
@@ -33,6 +38,12 @@ pub fn check(flag: Option<&Path>) -> ExitCode {
             config.default_profile
         ),
     );
+    for (name, error) in &config.broken {
+        report.problem(
+            "profile",
+            format!("{name} is broken; its files wait in the inbox until it is fixed:\n{error}"),
+        );
+    }
     report.folder("inbox", &config.inbox);
     report.folder("outbox", &config.outbox);
     if cfg!(target_os = "macos")
@@ -63,9 +74,14 @@ impl Report {
         println!("{what:<9} note     {detail}");
     }
 
+    /// A problem; a detail of several lines (one per spot in a file) is indented below.
     fn problem(&mut self, what: &str, detail: String) {
         self.problems += 1;
-        println!("{what:<9} PROBLEM  {detail}");
+        let mut lines = detail.lines();
+        println!("{what:<9} PROBLEM  {}", lines.next().unwrap_or(""));
+        for line in lines {
+            println!("{:<18}{line}", "");
+        }
     }
 
     fn folder(&mut self, what: &str, path: &Path) {

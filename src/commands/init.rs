@@ -46,6 +46,11 @@ pub fn init(flag: Option<&Path>) -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
+    for (name, error) in &config.broken {
+        eprintln!(
+            "drawdrop: profile {name} is broken (its files will wait until it is fixed):\n{error}"
+        );
+    }
     let existed = (config.inbox.is_dir(), config.outbox.is_dir());
     if let Err(error) = folders::prepare(&config) {
         eprintln!("drawdrop: {error}");

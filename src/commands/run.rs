@@ -1,8 +1,9 @@
 //! `drawdrop run [--once]`: the daemon in the foreground, or one pass over the inbox.
 
-use super::{EXIT_START, load_config, runtime};
-use crate::config::ConfigSource;
+use super::{EXIT_START, runtime};
+use crate::config::{Config, locate};
 use crate::daemon::{self, Options};
+use crate::last_start::LastStart;
 use crate::logging::LogHandle;
 use crate::progress::{BarProgress, terminal_bar};
 use crate::tally::Tally;
@@ -14,19 +15,25 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub fn run(flag: Option<&Path>, once: bool, logs: LogHandle) -> ExitCode {
-    let (located, config) = match load_config(flag) {
-        Ok(loaded) => loaded,
+    let located = match locate(flag) {
+        Ok(located) => located,
         Err(error) => {
             tracing::error!("{error}");
             return ExitCode::from(EXIT_START);
         }
     };
-    if located.source == ConfigSource::Default && !located.path.exists() {
-        tracing::info!(
-            "no config file at {}; using the defaults (write one with `drawdrop init`)",
-            located.path.display()
-        );
-    }
+    // A failed start of the daemon is noted for `drawdrop status` (not one of `--once`).
+    let failed = |error: &dyn std::fmt::Display| {
+        tracing::error!("{error}");
+        if !once {
+            LastStart::failed(&located.path, &error.to_string());
+        }
+        ExitCode::from(EXIT_START)
+    };
+    let config = match Config::load(&located) {
+        Ok(config) => config,
+        Err(error) => return failed(&error),
+    };
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -59,22 +66,33 @@ pub fn run(flag: Option<&Path>, once: bool, logs: LogHandle) -> ExitCode {
         }
         match result {
             Ok(summary) if once => {
+                let waiting = match summary.waiting {
+                    0 => String::new(),
+                    count => format!(", {count} waiting for a broken profile (see above)"),
+                };
                 println!(
-                    "drawdrop: {} done, {} failed in {:.1} s",
+                    "drawdrop: {} done, {} failed{waiting} in {:.1} s",
                     summary.done,
                     summary.failed,
                     started.elapsed().as_secs_f64()
                 );
-                ExitCode::from(u8::from(summary.failed > 0))
+                // Files left untouched for a broken profile: a config error, as documented.
+                if summary.waiting > 0 {
+                    ExitCode::from(EXIT_START)
+                } else {
+                    ExitCode::from(u8::from(summary.failed > 0))
+                }
             }
             Ok(_) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
             }
-            Err(error) => {
+            // Another daemon holds the inbox: that one runs, so this start stopped nothing.
+            Err(error @ daemon::StartError::Lock(_)) => {
                 tracing::error!("{error}");
                 ExitCode::from(EXIT_START)
             }
+            Err(error) => failed(&error),
         }
     })
 }

@@ -1,11 +1,14 @@
 //! `drawdrop status`: what is waiting, what is being done, what was done, whether the
 //! server answers and whether the daemon and the service run. Reads only; works while the
-//! daemon runs.
+//! daemon runs, and answers whatever is broken: a broken profile is named (its files wait),
+//! and with a config file that cannot be read it says why, and shows what it still can from
+//! the folders of the daemon's last start (see `last_start`), and why that start failed.
 
-use super::{EXIT_START, load_config, runtime};
+use super::{EXIT_START, runtime};
 use crate::api::{Client, Probe};
 use crate::claim::Claims;
-use crate::config::Server;
+use crate::config::{Config, Server, locate};
+use crate::last_start::LastStart;
 use crate::outbox::Outbox;
 use crate::service;
 use crate::watch::scan;
@@ -17,46 +20,133 @@ use tokio::runtime::Runtime;
 /// How many of the last jobs are listed.
 const LAST_JOBS: usize = 10;
 
+/// Where the continuation lines of a long entry start.
+const INDENT: &str = "             ";
+
 pub fn status(flag: Option<&Path>) -> ExitCode {
-    let (_, config) = match load_config(flag) {
-        Ok(loaded) => loaded,
+    let located = match locate(flag) {
+        Ok(located) => located,
         Err(error) => {
             eprintln!("drawdrop: {error}");
             return ExitCode::from(EXIT_START);
         }
     };
-    let claims = Claims::new(&config.inbox);
-    let daemon = match claims.holder() {
-        Some(pid) => format!("running (process {pid})"),
-        None => "not running".to_owned(),
+    let loaded = Config::load(&located);
+    let last_start = LastStart::read(&located.path);
+    let folders = match &loaded {
+        Ok(config) => Some((config.inbox.clone(), config.outbox.clone())),
+        Err(error) => {
+            print_entry(
+                "config",
+                &format!("cannot be read, so drawdrop cannot start: {error}"),
+            );
+            last_start
+                .as_ref()
+                .and_then(|last| Some((last.inbox.clone()?, last.outbox.clone()?)))
+                .inspect(|_| {
+                    print_entry(
+                        "",
+                        "what follows is from the folders of the daemon's last good start",
+                    )
+                })
+        }
     };
-    println!("{:<12} {daemon}", "daemon");
-    let pending = scan::scan(&config.inbox, |_| {}).map(|found| found.len());
-    match pending {
-        Ok(count) => println!("{:<12} {count} in {}", "pending", config.inbox.display()),
-        Err(error) => println!(
-            "{:<12} cannot read {}: {error}",
-            "pending",
-            config.inbox.display()
-        ),
+    let Some((inbox, outbox)) = folders else {
+        print_entry(
+            "daemon",
+            &last_start_failure(last_start.as_ref())
+                .unwrap_or_else(|| "not known: its folders are named by the config".to_owned()),
+        );
+        println!("{:<12} {}", "service", service_state(&located.path));
+        return ExitCode::from(EXIT_START);
+    };
+    let config = loaded.as_ref().ok();
+    let claims = Claims::new(&inbox);
+    let daemon = match claims.holder() {
+        Some(pid) if config.is_none() => {
+            format!("running (process {pid}), with its last good settings")
+        }
+        Some(pid) => format!("running (process {pid})"),
+        None => last_start_failure(last_start.as_ref()).unwrap_or_else(|| "not running".to_owned()),
+    };
+    print_entry("daemon", &daemon);
+    for (name, error) in config.iter().flat_map(|config| &config.broken) {
+        print_entry(
+            "broken",
+            &format!("profile {name}: its files wait until it is fixed: {error}"),
+        );
     }
+    print_entry("pending", &pending(&inbox, config));
     println!("{:<12} {}", "in progress", claims.count());
-    let jobs = read_jobs(&Outbox::new(config.outbox.clone()).jobs_log());
+    let jobs = read_jobs(&Outbox::new(outbox).jobs_log());
     let count = |outcome: &str| jobs.iter().filter(|job| job["outcome"] == outcome).count();
     println!("{:<12} {}", "done", count("done"));
     println!("{:<12} {}", "failed", count("failed"));
-    let runtime = runtime().map_err(|error| error.to_string());
-    for server in &config.servers {
-        println!("{:<12} {}", "server", server_state(server, &runtime, &jobs));
+    match config {
+        Some(config) => {
+            let runtime = runtime().map_err(|error| error.to_string());
+            for server in &config.servers {
+                println!("{:<12} {}", "server", server_state(server, &runtime, &jobs));
+            }
+        }
+        None => println!("{:<12} not known until the config can be read", "server"),
     }
-    println!("{:<12} {}", "service", service_state(&config.file));
+    println!("{:<12} {}", "service", service_state(&located.path));
     if !jobs.is_empty() {
         println!("\nlast jobs:");
         for job in jobs.iter().rev().take(LAST_JOBS).rev() {
             println!("  {}", describe_job(job));
         }
     }
-    ExitCode::SUCCESS
+    match loaded {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(EXIT_START),
+    }
+}
+
+/// `what` and its text; each further line of the text (one per problem) indented below.
+fn print_entry(what: &str, text: &str) {
+    let mut lines = text.lines();
+    println!("{what:<12} {}", lines.next().unwrap_or(""));
+    for line in lines {
+        println!("{INDENT}{line}");
+    }
+}
+
+/// "not running: its last start failed ...", when it did.
+fn last_start_failure(last_start: Option<&LastStart>) -> Option<String> {
+    let last = last_start?;
+    let error = last.error.as_deref()?;
+    Some(format!(
+        "not running: its last start ({}) failed: {error}",
+        last.time
+    ))
+}
+
+/// `3 in /x/Inbox`, with how many of them wait for a broken profile; a missing inbox is no
+/// error before the first run.
+fn pending(inbox: &Path, config: Option<&Config>) -> String {
+    let found = match scan::scan(inbox, |_| {}) {
+        Ok(found) => found,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return format!(
+                "0 (the inbox {} does not exist yet: `drawdrop run` creates it)",
+                inbox.display()
+            );
+        }
+        Err(error) => return format!("cannot read {}: {error}", inbox.display()),
+    };
+    let waiting = config.map_or(0, |config| {
+        found
+            .iter()
+            .filter(|file| config.waits_for(&file.relative).is_some())
+            .count()
+    });
+    let mut line = format!("{} in {}", found.len(), inbox.display());
+    if waiting > 0 {
+        line.push_str(&format!(" ({waiting} of them wait for a broken profile)"));
+    }
+    line
 }
 
 /// `mini (http://...): answers; 12 done, 4.1 s per image; last error: ...`.
@@ -87,7 +177,18 @@ fn server_state(server: &Server, runtime: &Result<Runtime, String>, jobs: &[Valu
         let average = done.iter().sum::<f64>() / done.len() as f64 / 1000.0;
         line.push_str(&format!("; {} done, {average:.1} s per image", done.len()));
     }
-    if let Some(error) = mine.iter().rev().find_map(|job| job["error"].as_str()) {
+    // Only what the server said: a picture that failed before it was sent is no server error.
+    let asked = |job: &&&Value| {
+        job["attempts"]
+            .as_u64()
+            .is_some_and(|attempts| attempts > 0)
+    };
+    if let Some(error) = mine
+        .iter()
+        .rev()
+        .filter(asked)
+        .find_map(|job| job["error"].as_str())
+    {
         line.push_str(&format!("; last error: {error}"));
     }
     line

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 use toml::Spanned;
 
-use super::ConfigError;
-use super::diagnostic::Source;
+use super::diagnostic::{Problems, Source};
 
 /// What drawdrop itself sends under a request key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,28 +71,33 @@ fn refusal(key: &str) -> Option<String> {
     Some(message)
 }
 
-/// `[extra]` checked and converted to JSON; TOML datetimes become their text.
+/// `[extra]` checked and converted to JSON; TOML datetimes become their text. Every refused
+/// key goes to `problems`.
 pub(crate) fn convert(
     source: &Source<'_>,
     extra: BTreeMap<Spanned<String>, toml::Value>,
-) -> Result<serde_json::Map<String, Json>, ConfigError> {
+    problems: &mut Problems,
+) -> serde_json::Map<String, Json> {
     let mut json = serde_json::Map::new();
     for (key, value) in extra {
         if let Some(message) = refusal(key.get_ref()) {
-            return Err(source.error_at(key.span(), message));
+            problems.push(source.error_at(key.span(), message));
+            continue;
         }
-        let value = to_json(value).ok_or_else(|| {
-            source.error_at(
+        match to_json(value) {
+            Some(value) => {
+                json.insert(key.into_inner(), value);
+            }
+            None => problems.push(source.error_at(
                 key.span(),
                 format!(
                     "`{}` in [extra] holds nan or inf, which a JSON request cannot carry: use a finite number",
                     key.get_ref()
                 ),
-            )
-        })?;
-        json.insert(key.into_inner(), value);
+            )),
+        }
     }
-    Ok(json)
+    json
 }
 
 /// `None` when the value holds a float that JSON cannot represent (nan, inf).
@@ -119,6 +123,7 @@ fn to_json(value: toml::Value) -> Option<Json> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigError;
     use std::path::Path;
 
     fn convert_text(text: &str) -> Result<serde_json::Map<String, Json>, ConfigError> {
@@ -127,7 +132,13 @@ mod tests {
             extra: BTreeMap<Spanned<String>, toml::Value>,
         }
         let doc: Doc = toml::from_str(text).unwrap();
-        convert(&Source::new(Path::new("p.toml"), text), doc.extra)
+        let mut problems = Problems::default();
+        let json = convert(
+            &Source::new(Path::new("p.toml"), text),
+            doc.extra,
+            &mut problems,
+        );
+        problems.finish(json)
     }
 
     #[test]

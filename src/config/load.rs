@@ -9,12 +9,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::checks::{choice, integer_in};
-use super::diagnostic::{Source, error_in_file};
+use super::diagnostic::{Problems, Source, error_in_file};
 use super::files::read_text;
 use super::location::absolute;
 use super::paths::{Nesting, expand_tilde, home_dir, nesting, normalize, resolve_folder};
-use super::profiles::{DEFAULT_PROFILE_NAME, profiles_dir_beside, read_profiles_keeping};
-use super::raw::{RawConfig, RawServer};
+use super::profiles::{DEFAULT_PROFILE_NAME, profiles_dir_beside, read_profiles};
+use super::raw::RawConfig;
 use super::server::{EnvLookup, default_server, server};
 use super::{After, Config, ConfigError, ConfigSource, Located, Profile, Server};
 use std::collections::BTreeMap;
@@ -42,28 +42,12 @@ impl Config {
             }
             None => Err(error_in_file(
                 &file,
-                "no config file at this path (create one with `drawdrop init`)",
+                format!(
+                    "no config file at this path (create one with `drawdrop init --config {}`)",
+                    located.path.display()
+                ),
             )),
         }
-    }
-
-    /// Loads the config again while `previous` is in force (hot reload). A broken config file
-    /// is an error; a broken profile keeps its previous version, and its error is returned
-    /// beside the new config.
-    pub fn reload(
-        located: &Located,
-        previous: &Config,
-    ) -> Result<(Config, Vec<ConfigError>), ConfigError> {
-        let file = absolute(&located.path)?;
-        let text = match read_text(&file)? {
-            Some(text) => text,
-            None if located.source == ConfigSource::Default => String::new(),
-            None => return Err(error_in_file(&file, "no config file at this path")),
-        };
-        let mut broken = Vec::new();
-        let config =
-            Config::from_text_keeping(&text, &file, &process_env, Some(previous), &mut broken)?;
-        Ok((config, broken))
     }
 
     /// Loads the config file at `path`, which must exist, and the profiles beside it.
@@ -91,71 +75,71 @@ impl Config {
             notifications: false,
             servers: vec![default_server()],
             profiles: [(DEFAULT_PROFILE_NAME.to_owned(), Profile::built_in_default())].into(),
+            broken: BTreeMap::new(),
             file,
         }
     }
 
-    /// A config file's text checked, with the profiles beside `file` (absolute).
+    /// A config file's text checked, with the profiles beside `file` (absolute). Every
+    /// problem of the config file is reported, in file order; a broken profile is no error
+    /// of the config (it is listed in [`Config::broken`]).
     fn from_text(text: &str, file: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
-        Config::from_text_keeping(text, file, env, None, &mut Vec::new())
-    }
-
-    /// [`Config::from_text`]; with `previous`, broken profiles keep their previous version.
-    fn from_text_keeping(
-        text: &str,
-        file: &Path,
-        env: EnvLookup<'_>,
-        previous: Option<&Config>,
-        broken: &mut Vec<ConfigError>,
-    ) -> Result<Config, ConfigError> {
         let source = Source::new(file, text);
-        let raw: RawConfig = toml::from_str(text).map_err(|error| source.toml_error(&error))?;
+        let mut problems = Problems::default();
+        let raw: RawConfig =
+            source.deserialize_all(&mut problems, |error| source.toml_error(error))?;
         let home = home_dir();
         let base = config_folder(file);
-        let folder = |key: &str, value: &Option<Spanned<String>>, default: &str| {
+        let mut folder = |key: &str, value: &Option<Spanned<String>>, default: &str| {
             let text = value
                 .as_ref()
                 .map_or(default, |value| value.get_ref().as_str());
-            resolve_folder(text, &base, home.as_deref())
-                .map_err(|problem| source.error_maybe_at(span(value), format!("`{key}` {problem}")))
+            let resolved = resolve_folder(text, &base, home.as_deref()).map_err(|problem| {
+                source.error_maybe_at(span(value), format!("`{key}` {problem}"))
+            });
+            resolved.map_err(|error| problems.push(error)).ok()
         };
-        let inbox = folder("inbox", &raw.inbox, DEFAULT_INBOX)?;
-        let outbox = folder("outbox", &raw.outbox, DEFAULT_OUTBOX)?;
-        check_apart(&source, &raw, &inbox, &outbox)?;
+        let inbox = folder("inbox", &raw.inbox, DEFAULT_INBOX);
+        let outbox = folder("outbox", &raw.outbox, DEFAULT_OUTBOX);
+        if let (Some(inbox), Some(outbox)) = (&inbox, &outbox) {
+            problems.keep(check_apart(&source, &raw, inbox, outbox));
+        }
 
-        let settle = match &raw.settle_ms {
-            Some(millis) => {
-                Duration::from_millis(integer_in(&source, "settle_ms", millis, 0..=3_600_000)?)
-            }
-            None => Duration::from_millis(DEFAULT_SETTLE_MS),
-        };
+        let settle = Duration::from_millis(match &raw.settle_ms {
+            Some(millis) => problems.or(
+                integer_in(&source, "settle_ms", millis, 0..=3_600_000),
+                DEFAULT_SETTLE_MS,
+            ),
+            None => DEFAULT_SETTLE_MS,
+        });
         let after = match &raw.after {
-            Some(after) => [After::Archive, After::Delete]
-                [choice(&source, "after", after, &["archive", "delete"])?],
+            Some(after) => problems.or(
+                choice(&source, "after", after, &["archive", "delete"])
+                    .map(|at| [After::Archive, After::Delete][at]),
+                After::Archive,
+            ),
             None => After::Archive,
         };
         let max_file_bytes = match &raw.max_file_mb {
-            Some(mb) => integer_in::<u64>(&source, "max_file_mb", mb, 1..=4096)? * MEGABYTE,
-            None => DEFAULT_MAX_FILE_MB * MEGABYTE,
-        };
-        let servers = servers(&source, &raw, env)?;
+            Some(mb) => problems.or(
+                integer_in::<u64>(&source, "max_file_mb", mb, 1..=4096),
+                DEFAULT_MAX_FILE_MB,
+            ),
+            None => DEFAULT_MAX_FILE_MB,
+        } * MEGABYTE;
+        let servers = servers(&source, &raw, env, &mut problems);
         let server_names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
 
         let profiles_dir = profiles_dir_beside(file);
-        let profiles = read_profiles_keeping(
-            &profiles_dir,
-            &server_names,
-            previous.map(|config| &config.profiles),
-            broken,
-        )?;
-        check_server_profiles(&source, &raw, &profiles)?;
-        let default_profile =
-            match &raw.default_profile {
-                None => DEFAULT_PROFILE_NAME.to_owned(),
-                Some(name) if profiles.contains_key(name.get_ref()) => name.get_ref().clone(),
-                Some(name) => {
-                    let existing: Vec<&str> = profiles.keys().map(String::as_str).collect();
-                    return Err(source.error_at(
+        let (profiles, broken) = read_profiles(&profiles_dir, &server_names)?;
+        let known = |name: &str| profiles.contains_key(name) || broken.contains_key(name);
+        check_server_profiles(&source, &raw, &known, &profiles, &mut problems);
+        let default_profile = match &raw.default_profile {
+            None => DEFAULT_PROFILE_NAME.to_owned(),
+            Some(name) if known(name.get_ref()) => name.get_ref().clone(),
+            Some(name) => {
+                let existing: Vec<&str> = profiles.keys().map(String::as_str).collect();
+                problems.push(source.error_at(
                     name.span(),
                     format!(
                         "default_profile = \"{}\" names no profile: there is no {} (profiles: {})",
@@ -164,10 +148,16 @@ impl Config {
                         existing.join(", ")
                     ),
                 ));
-                }
-            };
-
-        Ok(Config {
+                DEFAULT_PROFILE_NAME.to_owned()
+            }
+        };
+        let (Some(inbox), Some(outbox)) = (inbox, outbox) else {
+            return Err(problems
+                .finish(())
+                .err()
+                .unwrap_or_else(|| error_in_file(file, "the inbox or the outbox cannot be used")));
+        };
+        problems.finish(Config {
             file: file.to_path_buf(),
             inbox,
             outbox,
@@ -178,6 +168,7 @@ impl Config {
             notifications: raw.notifications.unwrap_or(false),
             servers,
             profiles,
+            broken,
         })
     }
 }
@@ -187,63 +178,66 @@ fn servers(
     source: &Source<'_>,
     raw: &RawConfig,
     env: EnvLookup<'_>,
-) -> Result<Vec<Server>, ConfigError> {
+    problems: &mut Problems,
+) -> Vec<Server> {
     match (&raw.server, &raw.servers) {
-        (Some(_), Some(pool)) => Err(source.error_at(
-            pool.span(),
-            "use either `[server]` (one server) or `[[servers]]` (a pool), not both",
-        )),
-        (Some(single), None) => Ok(vec![server(source, single.get_ref(), env)?]),
-        (None, None) => Ok(vec![default_server()]),
+        (Some(single), pool) => {
+            if let Some(pool) = pool {
+                problems.push(source.error_at(
+                    pool.span(),
+                    "use either `[server]` (one server) or `[[servers]]` (a pool), not both",
+                ));
+            }
+            vec![server(source, single.get_ref(), env, problems)]
+        }
+        (None, None) => vec![default_server()],
         (None, Some(pool)) => {
             if pool.get_ref().is_empty() {
-                return Err(source.error_at(pool.span(), "`servers` lists no server"));
+                problems.push(source.error_at(pool.span(), "`servers` lists no server"));
+                return vec![default_server()];
             }
             let mut servers: Vec<Server> = Vec::new();
             for entry in pool.get_ref() {
-                let Some(name) = &entry.get_ref().name else {
-                    return Err(source.error_at(
+                match &entry.get_ref().name {
+                    None => problems.push(source.error_at(
                         entry.span(),
                         "each [[servers]] entry needs a `name` (how logs and `status` call it)",
-                    ));
-                };
-                if servers.iter().any(|s| &s.name == name.get_ref()) {
-                    return Err(source.error_at(
-                        name.span(),
-                        format!(
-                            "there are two servers named \"{}\": names must differ",
-                            name.get_ref()
-                        ),
-                    ));
+                    )),
+                    Some(name) if servers.iter().any(|s| &s.name == name.get_ref()) => problems
+                        .push(source.error_at(
+                            name.span(),
+                            format!(
+                                "there are two servers named \"{}\": names must differ",
+                                name.get_ref()
+                            ),
+                        )),
+                    Some(_) => {}
                 }
-                servers.push(server(source, entry.get_ref(), env)?);
+                servers.push(server(source, entry.get_ref(), env, problems));
             }
-            Ok(servers)
+            servers
         }
     }
 }
 
-/// Every `profiles = [...]` of a server names an existing profile.
+/// Every `profiles = [...]` of a server names an existing profile (working or broken).
 fn check_server_profiles(
     source: &Source<'_>,
     raw: &RawConfig,
+    known: &dyn Fn(&str) -> bool,
     profiles: &BTreeMap<String, Profile>,
-) -> Result<(), ConfigError> {
-    let entries: Vec<&RawServer> = raw
-        .server
-        .iter()
-        .map(|single| single.get_ref())
-        .chain(
-            raw.servers
-                .iter()
-                .flat_map(|pool| pool.get_ref().iter().map(|e| e.get_ref())),
-        )
-        .collect();
+    problems: &mut Problems,
+) {
+    let entries = raw.server.iter().map(|single| single.get_ref()).chain(
+        raw.servers
+            .iter()
+            .flat_map(|pool| pool.get_ref().iter().map(|e| e.get_ref())),
+    );
     for entry in entries {
         for name in entry.profiles.iter().flatten() {
-            if !profiles.contains_key(name.get_ref()) {
+            if !known(name.get_ref()) {
                 let existing: Vec<&str> = profiles.keys().map(String::as_str).collect();
-                return Err(source.error_at(
+                problems.push(source.error_at(
                     name.span(),
                     format!(
                         "there is no profile \"{}\" (profiles: {})",
@@ -254,7 +248,6 @@ fn check_server_profiles(
             }
         }
     }
-    Ok(())
 }
 
 /// The real process environment, for `password_env`.
@@ -393,6 +386,28 @@ mod tests {
         let error = from_text("outbox = \"~\"\n").unwrap_err();
         assert_eq!(error.position, Some((1, 10)));
         assert!(error.message.starts_with("the inbox"), "{error}");
+    }
+
+    #[test]
+    fn every_problem_of_the_file_is_reported_first_one_first() {
+        let error = from_text(
+            "after = \"keep\"\nsettle_ms = -1\ninbox = \"~bob/x\"\n[server]\nconcurrency = 0\n\
+             url = \"ftp://x\"\n",
+        )
+        .unwrap_err();
+        let spots: Vec<_> = error.all().map(|e| e.position).collect();
+        assert_eq!(
+            spots,
+            [
+                Some((1, 9)),
+                Some((2, 13)),
+                Some((3, 9)),
+                Some((5, 15)),
+                Some((6, 7))
+            ],
+            "{error}"
+        );
+        assert!(error.message.contains("`after`"), "{error}");
     }
 
     #[test]

@@ -60,8 +60,11 @@ pub struct Config {
     /// The image server and how to talk to it.
     /// The image servers: one (`[server]`), or a pool (`[[servers]]`); never empty.
     pub servers: Vec<Server>,
-    /// Every profile by name; always holds `default_profile`.
+    /// Every usable profile by name; holds `default_profile` unless that one is broken.
     pub profiles: BTreeMap<String, Profile>,
+    /// Profiles whose file cannot be used (unreadable, invalid, a refused name), by name:
+    /// their files wait in the inbox until the file is fixed; every other profile goes on.
+    pub broken: BTreeMap<String, ConfigError>,
 }
 
 /// What becomes of a processed original.
@@ -193,14 +196,30 @@ pub struct ConfigError {
     /// 1-based line and column of the offending text.
     pub position: Option<(usize, usize)>,
     pub message: String,
+    /// The file's further problems, in file order (this one is the first); each is shown on
+    /// a line of its own.
+    pub more: Vec<ConfigError>,
 }
 
 impl ConfigError {
-    fn render(&self) -> String {
+    /// This problem and the file's further ones, in file order.
+    pub fn all(&self) -> impl Iterator<Item = &ConfigError> {
+        std::iter::once(self).chain(&self.more)
+    }
+
+    /// This problem alone, `file:line:col: message`.
+    pub fn first_line(&self) -> String {
         match self.position {
             Some((line, col)) => format!("{}:{line}:{col}: {}", self.file.display(), self.message),
             None => format!("{}: {}", self.file.display(), self.message),
         }
+    }
+
+    fn render(&self) -> String {
+        self.all()
+            .map(ConfigError::first_line)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

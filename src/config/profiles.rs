@@ -31,25 +31,43 @@ impl Profile {
 
 impl Config {
     /// The profile for a file at `relative` (a path inside the inbox): when its first component
-    /// is a folder named like a profile, that profile; else `default_profile`.
+    /// is a folder named like a profile, that profile; else `default_profile`. (A file whose
+    /// profile is broken waits instead: see [`Config::waits_for`].)
     pub fn profile_for(&self, relative: &Path) -> &Profile {
-        let mut components = relative
-            .components()
-            .filter(|component| *component != Component::CurDir);
-        let folder = match (components.next(), components.next()) {
-            (Some(Component::Normal(first)), Some(_)) => first.to_str(),
-            _ => None,
-        };
-        folder
+        profile_folder(relative)
             .and_then(|name| self.profiles.get(name))
             .or_else(|| self.profiles.get(&self.default_profile))
             .or_else(|| self.profiles.get(DEFAULT_PROFILE_NAME))
             .unwrap_or(&BUILT_IN_DEFAULT)
     }
 
+    /// When the profile of a file at `relative` is broken: its name and problems. Such a
+    /// file waits in the inbox until the profile's file is fixed.
+    pub fn waits_for(&self, relative: &Path) -> Option<(&str, &ConfigError)> {
+        let name = match profile_folder(relative) {
+            Some(folder) if self.profiles.contains_key(folder) => return None,
+            Some(folder) if self.broken.contains_key(folder) => folder,
+            _ => self.default_profile.as_str(),
+        };
+        self.broken
+            .get_key_value(name)
+            .map(|(name, error)| (name.as_str(), error))
+    }
+
     /// The `profiles/` folder beside the config file.
     pub fn profiles_dir(&self) -> PathBuf {
         profiles_dir_beside(&self.file)
+    }
+}
+
+/// The first folder of a path inside the inbox, which may name a profile (`w` of `w/a.png`).
+fn profile_folder(relative: &Path) -> Option<&str> {
+    let mut components = relative
+        .components()
+        .filter(|component| *component != Component::CurDir);
+    match (components.next(), components.next()) {
+        (Some(Component::Normal(first)), Some(_)) => first.to_str(),
+        _ => None,
     }
 }
 
@@ -79,75 +97,84 @@ pub fn profile_name_problem(name: &str) -> Option<String> {
     None
 }
 
+/// The profiles of a config: the usable ones, and the broken ones with their problems.
+pub(crate) type ReadProfiles = (BTreeMap<String, Profile>, BTreeMap<String, ConfigError>);
+
 /// Every profile in `dir` (non-recursive; hidden files and names not ending in `.toml` are
-/// ignored) plus the built-in `default` unless a file defines it. A missing `dir` is no error.
-/// With `previous` (a reload), a profile whose file is broken
-/// keeps its previous version (or is left out if it is new) and its error goes to `broken`,
-/// so one bad edit does not stop every other profile from updating.
-/// `servers = [...]` in a profile must name servers in `server_names`.
-pub(crate) fn read_profiles_keeping(
+/// ignored) plus the built-in `default` unless a file defines it (or tries to). A missing
+/// `dir` is no error. A profile whose file cannot be used (unreadable, invalid, a refused
+/// name) is broken: it is listed apart with its problems, so that only its own folder waits.
+/// `servers = [...]` in a profile must name servers in `server_names`. Only a profiles folder
+/// that cannot be listed is an error.
+pub(crate) fn read_profiles(
     dir: &Path,
     server_names: &[String],
-    previous: Option<&BTreeMap<String, Profile>>,
-    broken: &mut Vec<ConfigError>,
-) -> Result<BTreeMap<String, Profile>, ConfigError> {
+) -> Result<ReadProfiles, ConfigError> {
     let mut profiles = BTreeMap::new();
+    let mut broken = BTreeMap::new();
     for file in profile_files(dir)? {
-        let name = match file.file_stem().map(|stem| stem.to_str()) {
-            Some(Some(name)) => name.to_owned(),
-            _ => {
-                return Err(error_in_file(
-                    &file,
-                    "the profile's file name is not valid UTF-8",
-                ));
+        let name = file
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match read_profile(&file, &name, &profiles, server_names) {
+            Ok(Some(profile)) => {
+                profiles.insert(name, profile);
             }
-        };
-        if let Some(problem) = profile_name_problem(&name) {
-            return Err(error_in_file(&file, problem));
-        }
-        if let Some(twin) = profiles
-            .values()
-            .find(|profile: &&Profile| profile.name.eq_ignore_ascii_case(&name))
-        {
-            return Err(error_in_file(
-                &file,
-                format!(
-                    "profile `{name}` has the same name as profile `{}` (letter case aside), \
-                     and their inbox folders would be one on macOS: rename one",
-                    twin.name
-                ),
-            ));
-        }
-        // A file removed since the folder was listed is simply not a profile any more.
-        let Some(text) = read_text(&file)? else {
-            continue;
-        };
-        let (settings, servers) = match (
-            Settings::parse_profile(&text, &file, server_names),
-            previous,
-        ) {
-            (Ok(parsed), _) => parsed,
-            (Err(error), Some(previous)) => {
-                broken.push(error);
-                if let Some(last_good) = previous.get(&name) {
-                    profiles.insert(name, last_good.clone());
-                }
-                continue;
+            // A file removed since the folder was listed is simply not a profile any more.
+            Ok(None) => {}
+            Err(error) => {
+                broken.insert(name, error);
             }
-            (Err(error), None) => return Err(error),
-        };
-        let profile = Profile {
-            name: name.clone(),
-            file: Some(file),
-            settings,
-            servers,
-        };
-        profiles.insert(name, profile);
+        }
     }
-    profiles
-        .entry(DEFAULT_PROFILE_NAME.to_owned())
-        .or_insert_with(Profile::built_in_default);
-    Ok(profiles)
+    if !broken.contains_key(DEFAULT_PROFILE_NAME) {
+        profiles
+            .entry(DEFAULT_PROFILE_NAME.to_owned())
+            .or_insert_with(Profile::built_in_default);
+    }
+    Ok((profiles, broken))
+}
+
+/// One profile file, named `name`, beside the `earlier` ones; `None` when it is gone.
+fn read_profile(
+    file: &Path,
+    name: &str,
+    earlier: &BTreeMap<String, Profile>,
+    server_names: &[String],
+) -> Result<Option<Profile>, ConfigError> {
+    if file.file_stem().and_then(|stem| stem.to_str()).is_none() {
+        return Err(error_in_file(
+            file,
+            "the profile's file name is not valid UTF-8",
+        ));
+    }
+    if let Some(problem) = profile_name_problem(name) {
+        return Err(error_in_file(file, problem));
+    }
+    if let Some(twin) = earlier
+        .values()
+        .find(|profile| profile.name.eq_ignore_ascii_case(name))
+    {
+        return Err(error_in_file(
+            file,
+            format!(
+                "profile `{name}` has the same name as profile `{}` (letter case aside), \
+                 and their inbox folders would be one on macOS: rename one",
+                twin.name
+            ),
+        ));
+    }
+    let Some(text) = read_text(file)? else {
+        return Ok(None);
+    };
+    let (settings, servers) = Settings::parse_profile(&text, file, server_names)?;
+    Ok(Some(Profile {
+        name: name.to_owned(),
+        file: Some(file.to_path_buf()),
+        settings,
+        servers,
+    }))
 }
 
 /// The profile files in `dir`, sorted by name.
@@ -215,13 +242,38 @@ mod tests {
 
     #[test]
     fn a_missing_profiles_folder_gives_just_default() {
-        let profiles = read_profiles_keeping(
-            Path::new("/nonexistent/drawdrop/profiles"),
-            &[],
-            None,
-            &mut Vec::new(),
-        )
-        .unwrap();
+        let (profiles, broken) =
+            read_profiles(Path::new("/nonexistent/drawdrop/profiles"), &[]).unwrap();
         assert_eq!(profiles.keys().collect::<Vec<_>>(), ["default"]);
+        assert!(broken.is_empty());
+    }
+
+    #[test]
+    fn files_of_a_broken_profile_wait_and_the_others_go() {
+        let mut config = Config::defaults(Path::new("/c/config.toml"));
+        let problem = error_in_file(Path::new("/c/profiles/ink.toml"), "broken");
+        config.broken.insert("ink".into(), problem.clone());
+        let waits = |config: &Config, path: &str| {
+            config
+                .waits_for(Path::new(path))
+                .map(|(name, _)| name.to_owned())
+        };
+        assert_eq!(waits(&config, "ink/a.png"), Some("ink".into()));
+        assert_eq!(waits(&config, "ink/deeper/a.png"), Some("ink".into()));
+        assert_eq!(waits(&config, "a.png"), None);
+        assert_eq!(waits(&config, "holiday/a.png"), None);
+        assert_eq!(waits(&config, "default/a.png"), None);
+        // The profile for the inbox itself is broken: its files wait, and so do those in
+        // folders that name no profile; other profiles' folders go on.
+        config.profiles.remove("default");
+        config.broken.insert("default".into(), problem);
+        config
+            .profiles
+            .insert("ink".into(), Profile::built_in_default());
+        config.broken.remove("ink");
+        assert_eq!(waits(&config, "a.png"), Some("default".into()));
+        assert_eq!(waits(&config, "holiday/a.png"), Some("default".into()));
+        assert_eq!(waits(&config, "default/a.png"), Some("default".into()));
+        assert_eq!(waits(&config, "ink/a.png"), None);
     }
 }

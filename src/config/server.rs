@@ -8,7 +8,7 @@ use reqwest::Url;
 use toml::Spanned;
 
 use super::checks::{choice, integer_in, non_empty};
-use super::diagnostic::Source;
+use super::diagnostic::{Problems, Source};
 use super::raw::RawServer;
 use super::{Api, BasicAuth, ConfigError, Server};
 
@@ -49,16 +49,18 @@ fn default_url() -> Url {
 }
 
 /// `[server]` (or a `[[servers]]` entry) checked; `env` supplies the password named by
-/// `password_env`. Profile names are checked once the profiles are read.
+/// `password_env`. Profile names are checked once the profiles are read. Every problem goes
+/// to `problems` (the server is then unused).
 pub(crate) fn server(
     source: &Source<'_>,
     raw: &RawServer,
     env: EnvLookup<'_>,
-) -> Result<Server, ConfigError> {
+    problems: &mut Problems,
+) -> Server {
     let defaults = default_server();
-    Ok(Server {
+    Server {
         name: match &raw.name {
-            Some(name) => non_empty(source, "name", name, None)?,
+            Some(name) => problems.or(non_empty(source, "name", name, None), defaults.name),
             None => defaults.name,
         },
         profiles: raw
@@ -66,29 +68,41 @@ pub(crate) fn server(
             .as_ref()
             .map(|names| names.iter().map(|name| name.get_ref().clone()).collect()),
         url: match &raw.url {
-            Some(url) => self::url(source, url)?,
+            Some(url) => problems.or(self::url(source, url), defaults.url),
             None => defaults.url,
         },
         api: match &raw.api {
-            Some(api) => Api::ALL[choice(source, "api", api, &Api::ALL.map(Api::name))?],
+            Some(api) => problems.or(
+                choice(source, "api", api, &Api::ALL.map(Api::name)).map(|at| Api::ALL[at]),
+                defaults.api,
+            ),
             None => defaults.api,
         },
         timeout: match &raw.timeout_s {
-            Some(seconds) => {
-                Duration::from_secs(integer_in(source, "timeout_s", seconds, 1..=86_400)?)
-            }
+            Some(seconds) => Duration::from_secs(problems.keep(integer_in(
+                source,
+                "timeout_s",
+                seconds,
+                1..=86_400,
+            ))),
             None => defaults.timeout,
         },
         max_attempts: match &raw.max_attempts {
-            Some(attempts) => integer_in(source, "max_attempts", attempts, 1..=100)?,
+            Some(attempts) => problems.or(
+                integer_in(source, "max_attempts", attempts, 1..=100),
+                defaults.max_attempts,
+            ),
             None => defaults.max_attempts,
         },
         concurrency: match &raw.concurrency {
-            Some(requests) => integer_in(source, "concurrency", requests, 1..=64)?,
+            Some(requests) => problems.or(
+                integer_in(source, "concurrency", requests, 1..=64),
+                defaults.concurrency,
+            ),
             None => defaults.concurrency,
         },
-        auth: auth(source, raw, env)?,
-    })
+        auth: problems.keep(auth(source, raw, env)),
+    }
 }
 
 /// An http(s) URL with a host. The value is never quoted back: it might hold a password.
@@ -182,7 +196,14 @@ mod tests {
             server: RawServer,
         }
         let doc: Doc = toml::from_str(text).unwrap();
-        server(&Source::new(Path::new("c.toml"), text), &doc.server, env)
+        let mut problems = Problems::default();
+        let server = server(
+            &Source::new(Path::new("c.toml"), text),
+            &doc.server,
+            env,
+            &mut problems,
+        );
+        problems.finish(server)
     }
 
     fn no_env(_: &str) -> Option<OsString> {

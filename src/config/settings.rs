@@ -6,7 +6,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::checks::{integer_in, non_empty, number_in};
-use super::diagnostic::{Source, unknown_key};
+use super::diagnostic::{Problems, Source, unknown_key};
 use super::extra::{SentFor, sent_for};
 use super::raw::{Integer, RawLora, RawSettings};
 use super::{ConfigError, Lora, Settings};
@@ -14,13 +14,14 @@ use super::{ConfigError, Lora, Settings};
 /// Draw Things generates at multiples of this, so the init image must be sized to one.
 const SIZE_STEP: i64 = 64;
 
-/// The TOML of a profile or sidecar into its raw keys; unknown keys get a hint.
-fn parse_raw(source: &Source<'_>, text: &str) -> Result<RawSettings, ConfigError> {
-    toml::from_str(text).map_err(|error| {
-        let mut config_error = source.toml_error(&error);
+/// The TOML of a profile or sidecar into its raw keys; every refused key goes to `problems`,
+/// an unknown one with a hint.
+fn parse_raw(source: &Source<'_>, problems: &mut Problems) -> Result<RawSettings, ConfigError> {
+    source.deserialize_all(problems, |error| {
+        let mut config_error = source.toml_error(error);
         // Only the profile's own table allows `extra`, so its list of keys names it.
         let top_level = error.message().contains("`extra`");
-        if let Some(hint) = unknown_key(&error).and_then(|key| unknown_key_hint(key, top_level)) {
+        if let Some(hint) = unknown_key(error).and_then(|key| unknown_key_hint(key, top_level)) {
             config_error.message.push_str(&hint);
         }
         config_error
@@ -32,15 +33,17 @@ impl Settings {
     /// errors. Unknown keys, wrong types and values the servers would refuse are errors.
     pub fn parse(text: &str, file: &Path) -> Result<Settings, ConfigError> {
         let source = Source::new(file, text);
-        let raw = parse_raw(&source, text)?;
+        let mut problems = Problems::default();
+        let raw = parse_raw(&source, &mut problems)?;
         if let Some(first) = raw.servers.as_ref().and_then(|servers| servers.first()) {
-            return Err(source.error_at(
+            problems.push(source.error_at(
                 first.span(),
                 "`servers` belongs in a profile (it picks the servers for all of its pictures), \
                  not beside one picture",
             ));
         }
-        Settings::from_raw(&source, raw)
+        let settings = Settings::from_raw(&source, raw, &mut problems);
+        problems.finish(settings)
     }
 
     /// A profile file's content: its settings and the servers it prefers, each of which must
@@ -51,26 +54,25 @@ impl Settings {
         server_names: &[String],
     ) -> Result<(Settings, Option<Vec<String>>), ConfigError> {
         let source = Source::new(file, text);
-        let mut raw = parse_raw(&source, text)?;
-        let servers = match raw.servers.take() {
-            None => None,
-            Some(names) => {
-                for name in &names {
-                    if !server_names.contains(name.get_ref()) {
-                        return Err(source.error_at(
-                            name.span(),
-                            format!(
-                                "there is no server \"{}\" (the servers are: {})",
-                                name.get_ref(),
-                                server_names.join(", ")
-                            ),
-                        ));
-                    }
+        let mut problems = Problems::default();
+        let mut raw = parse_raw(&source, &mut problems)?;
+        let servers = raw.servers.take().map(|names| {
+            for name in &names {
+                if !server_names.contains(name.get_ref()) {
+                    problems.push(source.error_at(
+                        name.span(),
+                        format!(
+                            "there is no server \"{}\" (the servers are: {})",
+                            name.get_ref(),
+                            server_names.join(", ")
+                        ),
+                    ));
                 }
-                Some(names.into_iter().map(|name| name.into_inner()).collect())
             }
-        };
-        Ok((Settings::from_raw(&source, raw)?, servers))
+            names.into_iter().map(|name| name.into_inner()).collect()
+        });
+        let settings = Settings::from_raw(&source, raw, &mut problems);
+        problems.finish((settings, servers))
     }
 
     /// These settings with `other` laid over them: each key `other` sets wins; `extra` is merged
@@ -103,46 +105,46 @@ impl Settings {
         }
     }
 
-    fn from_raw(source: &Source<'_>, raw: RawSettings) -> Result<Settings, ConfigError> {
+    /// The settings checked; every problem goes to `problems` (the value is then unused).
+    fn from_raw(source: &Source<'_>, raw: RawSettings, problems: &mut Problems) -> Settings {
         let leave_out = |key: &str| format!("leave `{key}` out to use the server's own setting");
-        Ok(Settings {
+        Settings {
             prompt: raw.prompt,
             negative_prompt: raw.negative_prompt,
-            steps: optional(raw.steps, |v| integer_in(source, "steps", v, 1..=150))?,
-            strength: optional(raw.strength, |v| {
+            steps: problems.keep(optional(raw.steps, |v| {
+                integer_in(source, "steps", v, 1..=150)
+            })),
+            strength: problems.keep(optional(raw.strength, |v| {
                 number_in(source, "strength", v, 0.0..=1.0)
-            })?,
-            guidance_scale: optional(raw.guidance_scale, |v| {
+            })),
+            guidance_scale: problems.keep(optional(raw.guidance_scale, |v| {
                 number_in(source, "guidance_scale", v, 0.0..=50.0)
-            })?,
-            seed: optional(raw.seed, |v| {
+            })),
+            seed: problems.keep(optional(raw.seed, |v| {
                 integer_in(source, "seed", v, -1..=4_294_967_295)
-            })?,
-            sampler: optional(raw.sampler, |v| {
+            })),
+            sampler: problems.keep(optional(raw.sampler, |v| {
                 non_empty(source, "sampler", v, Some(&leave_out("sampler")))
-            })?,
-            model: optional(raw.model, |v| {
+            })),
+            model: problems.keep(optional(raw.model, |v| {
                 non_empty(source, "model", v, Some(&leave_out("model")))
-            })?,
-            batch_count: optional(raw.batch_count, |v| {
+            })),
+            batch_count: problems.keep(optional(raw.batch_count, |v| {
                 integer_in(source, "batch_count", v, 1..=100)
-            })?,
-            width: optional(raw.width, |v| image_size(source, "width", v))?,
-            height: optional(raw.height, |v| image_size(source, "height", v))?,
-            loras: match raw.loras {
-                None => None,
-                Some(loras) => Some(
-                    loras
-                        .iter()
-                        .map(|lora| self::lora(source, lora.get_ref()))
-                        .collect::<Result<_, _>>()?,
-                ),
-            },
+            })),
+            width: problems.keep(optional(raw.width, |v| image_size(source, "width", v))),
+            height: problems.keep(optional(raw.height, |v| image_size(source, "height", v))),
+            loras: raw.loras.map(|loras| {
+                loras
+                    .iter()
+                    .map(|entry| self::lora(source, entry.get_ref(), problems))
+                    .collect()
+            }),
             extra: match raw.extra {
                 None => serde_json::Map::new(),
-                Some(extra) => super::extra::convert(source, extra)?,
+                Some(extra) => super::extra::convert(source, extra, problems),
             },
-        })
+        }
     }
 }
 
@@ -177,19 +179,20 @@ fn image_size(
 }
 
 /// A `[[loras]]` entry; `weight` defaults to 1.
-fn lora(source: &Source<'_>, raw: &RawLora) -> Result<Lora, ConfigError> {
-    Ok(Lora {
-        file: non_empty(
+fn lora(source: &Source<'_>, raw: &RawLora, problems: &mut Problems) -> Lora {
+    Lora {
+        file: problems.keep(non_empty(
             source,
             "file",
             &raw.file,
             Some("name the LoRA's file, such as \"x_lora_f16.ckpt\""),
-        )?,
-        weight: optional(raw.weight.as_ref(), |v| {
-            number_in(source, "weight", v, -10.0..=10.0)
-        })?
-        .unwrap_or(1.0),
-    })
+        )),
+        weight: problems
+            .keep(optional(raw.weight.as_ref(), |v| {
+                number_in(source, "weight", v, -10.0..=10.0)
+            }))
+            .unwrap_or(1.0),
+    }
 }
 
 /// Advice for an unknown key in a profile: A1111's name for a key, or where server keys go.
@@ -260,6 +263,28 @@ mod tests {
         assert!(message("height = 200").contains("try 192 or 256"));
         assert!(message("model = \"\"").contains("must not be empty"));
         assert!(message("[[loras]]\nfile = \"x\"\nweight = 11").contains("allowed: -10 to 10"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_file_order() {
+        let error = parse(
+            "width = 1000\nsteps = 0\nprompt = \"x\"\n[[loras]]\nfile = \"\"\nweight = 11\n\
+             [extra]\nsteps = 3\n",
+        )
+        .unwrap_err();
+        let spots: Vec<_> = error.all().map(|e| e.position).collect();
+        assert_eq!(
+            spots,
+            [
+                Some((1, 9)),
+                Some((2, 9)),
+                Some((5, 8)),
+                Some((6, 10)),
+                Some((8, 1))
+            ],
+            "{error}"
+        );
+        assert!(error.message.contains("not a multiple of 64"), "{error}");
     }
 
     #[test]

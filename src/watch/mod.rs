@@ -5,6 +5,8 @@
 //! changed after settling. The folder's content is the truth; every look is a fresh `stat`.
 //! With `once`, there are no events: the stage ends when every file found at start has
 //! settled and been taken, and then closes the queue.
+//! A settled file whose profile is broken is not queued: it waits in the inbox, and is
+//! queued as soon as new settings fix its profile.
 
 pub mod scan;
 pub mod settle;
@@ -16,7 +18,7 @@ use crate::reload::Current;
 use notify::RecommendedWatcher;
 use settle::{Settler, Verdict};
 use source::{Hint, Hints, Source};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,8 @@ pub struct WatchStage {
     events: Option<(Source, Option<RecommendedWatcher>)>,
     /// New settings (hot reload) may bring a new settle window.
     settings: Option<watch::Receiver<Arc<Current>>>,
+    /// Settled files whose profile is broken, as they were when they settled.
+    waiting: HashMap<PathBuf, settle::Observation>,
     /// Which folder is being watched: another one under the inbox's name (deleted and
     /// created again, by a person, a sync tool, or a claim being finished) is watched anew.
     watched: Option<FolderId>,
@@ -63,10 +67,11 @@ impl WatchStage {
             events: None,
             settings: None,
             watched: None,
+            waiting: HashMap::new(),
         }
     }
 
-    /// Follows `settle_ms` when the config is reloaded.
+    /// Follows the settings in force: `settle_ms`, and which profiles are broken.
     pub fn with_settle_updates(mut self, settings: watch::Receiver<Arc<Current>>) -> Self {
         self.settings = Some(settings);
         self
@@ -122,7 +127,10 @@ impl WatchStage {
                         self.look_at(&relative);
                     }
                 }
-                Some(settle) = settle_update(&mut self.settings) => self.settler.set_window(settle),
+                Some(settle) = settle_update(&mut self.settings) => {
+                    self.settler.set_window(settle);
+                    self.release_waiting();
+                }
             }
         }
         self.queue.close();
@@ -142,10 +150,16 @@ impl WatchStage {
         };
         let mut new = 0;
         for file in found {
-            if !self.queue.contains(&file.relative) && !self.settler.is_tracking(&file.relative) {
+            let known = |stage: &Self| {
+                stage.queue.contains(&file.relative)
+                    || stage.settler.is_tracking(&file.relative)
+                    || stage.waiting.contains_key(&file.relative)
+            };
+            let before = known(self);
+            self.observe(file.relative.clone(), file.seen);
+            if !before && !self.waiting.contains_key(&file.relative) {
                 new += 1;
             }
-            self.observe(file.relative, file.seen);
         }
         (self.on_found)(new);
     }
@@ -248,10 +262,7 @@ impl WatchStage {
         match scan::observe(&path) {
             Ok(seen) => {
                 self.settler.forget(relative);
-                self.queue.push(Work::Settled {
-                    relative: relative.to_path_buf(),
-                    seen,
-                });
+                self.admit(relative.to_path_buf(), seen);
             }
             Err(_) => self.settler.forget(relative),
         }
@@ -297,7 +308,51 @@ impl WatchStage {
             return;
         }
         if let Verdict::Settled = self.settler.observe(&relative, seen, Instant::now()) {
+            self.admit(relative, seen);
+        }
+    }
+
+    /// A settled file is queued, unless its profile is broken: then it waits in the inbox
+    /// (said once per file).
+    fn admit(&mut self, relative: PathBuf, seen: settle::Observation) {
+        let Some((profile, file)) = self.broken_profile_of(&relative) else {
+            self.waiting.remove(&relative);
             self.queue.push(Work::Settled { relative, seen });
+            return;
+        };
+        if !self.waiting.contains_key(&relative) {
+            tracing::info!(
+                "waiting: {} — its profile {profile} is broken ({}); it is taken once that file is fixed",
+                shown(&relative),
+                file.display()
+            );
+        }
+        self.waiting.insert(relative, seen);
+    }
+
+    /// The name and file of the broken profile a file at `relative` waits for, if any.
+    fn broken_profile_of(&self, relative: &Path) -> Option<(String, PathBuf)> {
+        let settings = self.settings.as_ref()?.borrow();
+        let (profile, error) = settings.config.waits_for(relative)?;
+        Some((profile.to_owned(), error.file.clone()))
+    }
+
+    /// New settings: the files that waited for a broken profile are looked at again, and
+    /// those unchanged since they settled are queued at once if their profile is fixed.
+    fn release_waiting(&mut self) {
+        let waiting: Vec<(PathBuf, settle::Observation)> = self
+            .waiting
+            .iter()
+            .map(|(relative, seen)| (relative.clone(), *seen))
+            .collect();
+        for (relative, settled) in waiting {
+            match scan::observe(&self.inbox.join(&relative)) {
+                Ok(now) if now == settled => self.admit(relative, now),
+                seen => {
+                    self.waiting.remove(&relative);
+                    self.take_in(relative, seen);
+                }
+            }
         }
     }
 }

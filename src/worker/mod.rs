@@ -153,6 +153,9 @@ async fn prepare_loop(
         }
         // The settings in force now (the file waited; they may have been edited since).
         let current = shared.live.get();
+        let Some(work) = unless_its_profile_is_broken(shared, &current, work) else {
+            continue;
+        };
         let (job, handover) = match work {
             Work::Settled { relative, seen } => match take(shared, &relative, seen) {
                 Some(job) => (job, Handover::default()),
@@ -313,6 +316,26 @@ async fn send_loop(
         }
     }
     gave_up.map_or(Ok(()), Err)
+}
+
+/// The work, unless its profile broke since it was queued: then it waits in the inbox (a
+/// settled file goes back to be watched, a claimed job is put back), never claimed or failed.
+fn unless_its_profile_is_broken(shared: &Shared, current: &Current, work: Work) -> Option<Work> {
+    let relative = match &work {
+        Work::Settled { relative, .. } => relative,
+        Work::Claimed(job, _) | Work::Recovered(job) => &job.relative,
+    };
+    if current.config.waits_for(relative).is_none() {
+        return Some(work);
+    }
+    match work {
+        Work::Settled { relative, .. } => shared.queue.hand_back(&relative),
+        Work::Claimed(job, _) | Work::Recovered(job) => {
+            outcome::put_back(shared, &job);
+            shared.queue.job_ended();
+        }
+    }
+    None
 }
 
 /// Claims a settled file if it is still as it settled. The queue entry is released or

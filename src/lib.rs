@@ -21,7 +21,8 @@
 //! (stage, commit, apply) · `outbox` (names, placing, jobs.jsonl) · `durable` (crash-safe
 //! file operations) · `mutex` (locks that outlive a panic) · `failpoint` (crash points for
 //! tests) · `logging` · `desktop` (notifications) · `service` (launchd, systemd) · `tally`
-//! and `progress` (`--once`) · `daemon` (the whole pipeline).
+//! and `progress` (`--once`) · `daemon` (the whole pipeline). `fpzip` is the float codec of
+//! Draw Things' gRPC image tensors.
 
 pub mod api;
 pub mod claim;
@@ -34,6 +35,7 @@ pub mod durable;
 pub mod failpoint;
 pub mod finish;
 pub mod folders;
+pub mod fpzip;
 pub mod health;
 pub mod image;
 pub mod image_settings;

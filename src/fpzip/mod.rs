@@ -31,18 +31,21 @@
 //! The array has nf fields of nz planes of ny rows of nx values, x varying fastest. Draw
 //! Things stores an NHWC tensor `[N, H, W, C]` as nx = C, ny = W, nz = H, nf = N; its f32
 //! tensors at precision 32, its f16 tensors widened to f32 at precision 19 (sign, 8 exponent
-//! bits and the 10 of an f16's significand).
+//! bits and the 10 of an f16's significand). In a Draw Things tensor the stream follows the
+//! 68-byte tensor header, whose codec word is 0xf7217 for fpzip; a tensor that would not shrink
+//! is sent raw instead.
 //!
 //! Each field is coded on its own, with a fresh model, in storage order. For each value the
-//! coder predicts it from the 7 neighbours already coded (one back along x, y, z and the
-//! diagonals, zero outside the field: the Lorenzo predictor `f(x-1) + f(y-1) + f(z-1) -
-//! f(x-1,y-1) - f(x-1,z-1) - f(y-1,z-1) + f(x-1,y-1,z-1)`, summed in f32 in a fixed order), maps
-//! prediction and value onto ordered integers of `precision` bits (see `codec::Map`), and codes
-//! the difference: up to 8 bits of precision as a single symbol; above, as a symbol for the
-//! sign and bit length k of the difference (or "exact"), followed by the k bits below its
-//! leading one, verbatim. Bits below the precision are dropped: values decode with them
-//! cleared. Because the prediction is float arithmetic, encoder and decoder must compute it
-//! identically: IEEE f32, no reassociation, no fused operations, which is what Rust's f32 is.
+//! coder predicts it from the 7 neighbours already coded, one back along x, y, z and the
+//! diagonals (zero outside the field): the Lorenzo predictor, summed in f32 left to right in
+//! exactly this order, `a(x) - a(y,z) + a(y) - a(x,z) + a(z) - a(x,y) + a(x,y,z)`, where `a(y,z)`
+//! is the value one back along y and z. It maps prediction and value onto ordered integers of
+//! `precision` bits (see `codec::Map`) and codes their difference: up to 8 bits of precision
+//! as a single symbol; above, as a symbol for the sign and bit length k of the difference (or
+//! "exact"), followed by the k bits below its leading one, verbatim. Bits below the precision
+//! are dropped: values decode with them cleared. Because the prediction is float arithmetic,
+//! encoder and decoder must compute it identically: IEEE f32, no reassociation, no fused
+//! operations, which is what Rust's f32 arithmetic is (and what `FPZIP_FP_FAST` compiles to).
 
 mod codec;
 mod model;

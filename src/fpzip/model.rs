@@ -10,13 +10,15 @@
 //! symbols. The period starts at `symbols / 16` (at least 2), doubles at each rebuild, and stays
 //! at 1024 from there. Encoder and decoder run the same updates, so they always agree.
 //!
-//! Decoding finds the symbol whose cumulative interval holds the target through a small lookup
-//! table over the top bits of the total, then a binary search within the table's bounds.
+//! Decoding finds the symbol whose cumulative interval holds the target through a lookup table
+//! over the top 12 bits of the total, then a binary search within the table's bounds (rarely
+//! more than a step). The reference uses 7 bits; the table only speeds the search, every
+//! frequency is at least 1, so the symbol found is the same.
 
 /// Symbols coded between rebuilds, once the period has grown.
 const PERIOD: u32 = 0x400;
 /// The lookup table has 2^TABLE_BITS + 1 entries over the total.
-const TABLE_BITS: u32 = 7;
+const TABLE_BITS: u32 = 12;
 const TABLE_SHIFT: u32 = QuasiStaticModel::TOTAL_BITS - TABLE_BITS;
 
 pub(super) struct QuasiStaticModel {
@@ -32,14 +34,15 @@ pub(super) struct QuasiStaticModel {
     cumulative: Vec<u32>,
     /// For decoding: `search[t >> TABLE_SHIFT]` is a lower bound of the symbol at target t,
     /// `search[(t >> TABLE_SHIFT) + 1]` an upper one. Empty when encoding.
-    search: Vec<u32>,
+    search: Vec<u16>,
 }
 
 impl QuasiStaticModel {
     pub(super) const TOTAL_BITS: u32 = 16;
     pub(super) const TOTAL: u32 = 1 << Self::TOTAL_BITS;
 
-    /// A fresh model over `symbols` symbols (2..=2^16); `for_decoding` adds the search table.
+    /// A fresh model over `symbols` symbols (2..=511 in fpzip); `for_decoding` adds the search
+    /// table.
     pub(super) fn new(symbols: u32, for_decoding: bool) -> QuasiStaticModel {
         let n = symbols as usize;
         let share = Self::TOTAL / symbols;
@@ -143,7 +146,7 @@ impl QuasiStaticModel {
             for symbol in (0..n).rev() {
                 let low = (self.cumulative[symbol] >> TABLE_SHIFT) as usize;
                 for slot in &mut self.search[low..=high] {
-                    *slot = symbol as u32;
+                    *slot = symbol as u16;
                 }
                 high = low;
             }

@@ -22,7 +22,7 @@
 //! file operations) · `mutex` (locks that outlive a panic) · `failpoint` (crash points for
 //! tests) · `logging` · `desktop` (notifications) · `service` (launchd, systemd) · `tally`
 //! and `progress` (`--once`) · `last_start` (how the last start went, for `status`) ·
-//! `daemon` (the whole pipeline).
+//! `daemon` (the whole pipeline). `fpzip` is the float codec of Draw Things' gRPC image tensors.
 
 pub mod api;
 pub mod claim;
@@ -35,6 +35,7 @@ pub mod durable;
 pub mod failpoint;
 pub mod finish;
 pub mod folders;
+pub mod fpzip;
 pub mod health;
 pub mod image;
 pub mod image_settings;

@@ -8,7 +8,7 @@ use crate::config::{Config, Located};
 use crate::desktop::Notifications;
 use crate::finish::Finisher;
 use crate::folders;
-use crate::health::Unreachable;
+use crate::health::{Patience, Unreachable};
 use crate::image::Limits;
 use crate::logging::LogHandle;
 use crate::outbox::Outbox;
@@ -77,14 +77,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Summary, StartError> {
     let inbox = folders::prepare(&config)?;
-    if let Err(error) = logs.log_to_folder(&config.outbox.join(crate::outbox::LOGS)) {
-        tracing::warn!("cannot write the log file in the outbox: {error}");
-    }
     let claims = Claims::new(&inbox);
     claims
         .create()
         .map_err(|error| folders::FolderError::create(&inbox, error))?;
+    // The lock first: a second daemon, refused, must not write into the first one's log.
     let _lock = claims.lock()?;
+    if let Err(error) = logs.log_to_folder(&config.outbox.join(crate::outbox::LOGS)) {
+        tracing::warn!("cannot write the log file in the outbox: {error}");
+    }
     warn_about_plain_http(&config);
     let recovered = claims.recover().map_err(|source| StartError::Recover {
         path: inbox.display().to_string(),
@@ -109,21 +110,24 @@ pub async fn run(
         .enumerate()
         .map(|(index, server)| (index, server.concurrency))
         .collect();
-    let shared = Arc::new(Shared {
-        // `--once` gives up when no server answered for the longest of their timeouts.
-        give_up_after: options.once.then(|| {
+    // `--once` gives up when no server answered for the longest of their timeouts (or for a
+    // minute when none answered at all).
+    let patience = options.once.then(|| {
+        Patience::for_timeout(
             config
                 .servers
                 .iter()
                 .map(|s| s.timeout)
                 .max()
-                .unwrap_or_default()
-        }),
+                .unwrap_or_default(),
+        )
+    });
+    let shared = Arc::new(Shared {
         live: Arc::new(Live::new(config.clone(), reload::clients(&config)?)),
         outbox_gate: Arc::new(OutboxGate::new(outbox.staging_root())),
         finisher,
         queue: queue.clone(),
-        pool: Pool::new(config.servers.len()),
+        pool: Pool::new(config.servers.len(), patience),
         tally: tally.clone(),
         limits: Limits::default(),
         inbox: inbox.clone(),
@@ -195,7 +199,9 @@ pub async fn run(
                 .healths()
                 .iter()
                 .enumerate()
-                .map(|(index, health)| health.run_prober(&shared.live, index, &shared.cancel));
+                .map(|(index, health)| {
+                    health.run_prober(&shared.live, index, &shared.tally, &shared.cancel)
+                });
             tokio::join!(
                 futures_join_all(probers),
                 shared.outbox_gate.run_prober(&shared.cancel),

@@ -104,36 +104,47 @@ impl Queue {
     /// The first work `matches` accepts, waiting for it; `None` once the queue is closed and
     /// nothing is left to do. A claimed job popped counts as active until [`Queue::job_ended`].
     pub async fn pop_matching(&self, matches: impl Fn(&Work) -> bool) -> Option<Work> {
-        loop {
-            let notified = self.work_ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut inner = self.lock();
-                if let Some(at) = inner.items.iter().position(&matches) {
-                    let work = inner.items.remove(at)?;
-                    match work {
-                        Work::Settled { .. } => inner.in_hand += 1,
-                        Work::Claimed(..) | Work::Recovered(_) => inner.active += 1,
-                    }
-                    return Some(work);
+        self.wait_for(|inner| {
+            if let Some(at) = inner.items.iter().position(&matches) {
+                let work = inner.items.remove(at)?;
+                match work {
+                    Work::Settled { .. } => inner.in_hand += 1,
+                    Work::Claimed(..) | Work::Recovered(_) => inner.active += 1,
                 }
-                if inner.drained() {
-                    return None;
-                }
+                return Some(Some(work));
             }
-            notified.await;
-        }
+            inner.drained().then_some(None)
+        })
+        .await
+    }
+
+    /// Waits until work is waiting (true) or nothing is left to do (false). A worker waits
+    /// here before it asks whether its server answers, so no server is asked anything
+    /// before a file needs it (`run --once` on an empty inbox asks nothing).
+    pub async fn has_work(&self) -> bool {
+        self.wait_for(|inner| {
+            if !inner.items.is_empty() {
+                Some(true)
+            } else {
+                inner.drained().then_some(false)
+            }
+        })
+        .await
     }
 
     /// Waits until the queue is closed and nothing is left to do.
     pub async fn drained(&self) {
+        self.wait_for(|inner| inner.drained().then_some(())).await
+    }
+
+    /// Waits until `ready` returns something, looking again whenever work changes.
+    async fn wait_for<T>(&self, mut ready: impl FnMut(&mut Inner) -> Option<T>) -> T {
         loop {
             let notified = self.work_ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.lock().drained() {
-                return;
+            if let Some(value) = ready(&mut self.lock()) {
+                return value;
             }
             notified.await;
         }
@@ -290,6 +301,34 @@ mod tests {
         assert!(!queue.is_idle());
         assert_eq!(queue.take_handed_back(), vec![PathBuf::from("a.png")]);
         assert!(queue.is_idle());
+    }
+
+    #[tokio::test]
+    async fn has_work_waits_for_work_or_the_end() {
+        let queue = Arc::new(Queue::new());
+        let waiter = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.has_work().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "an open, empty queue has no work yet"
+        );
+        queue.push(settled("a.png"));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .unwrap()
+                .unwrap()
+        );
+        let _ = queue.pop_matching(any).await;
+        queue.release(Path::new("a.png"), false);
+        queue.close();
+        assert!(
+            !queue.has_work().await,
+            "closed and empty: nothing will come"
+        );
     }
 
     #[tokio::test]

@@ -58,7 +58,14 @@ async fn once_on_an_empty_inbox_exits_0_without_asking_the_server() {
     let output = setup.run_once();
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("0 done, 0 failed"));
-    assert!(server.requests().is_empty());
+    // Not even `GET /`: no worker asks whether the server answers before a file needs it
+    // (they used to, racing the start-up scan, so a loaded machine saw a probe).
+    let asked: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(asked.is_empty(), "asked: {asked:?}\n{}", stderr_of(&output));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,10 +194,56 @@ async fn once_gives_up_on_a_closed_server_with_2_and_leaves_the_files_untouched(
     let output = setup.run_once();
     assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(started.elapsed() < Duration::from_secs(30));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("did not answer"), "{stderr}");
+    // It said what it waited for, and until when.
+    let waiting = format!(
+        "waiting for Draw Things at {}/ (not answering: ",
+        server.url()
+    );
+    assert!(stderr.contains(&waiting), "{stderr}");
+    assert!(giving_up_at(&stderr).is_some(), "{stderr}");
+    assert_eq!(setup.inbox_files(), set(&["cat.png"]));
+    assert_eq!(std::fs::read(setup.inbox.join("cat.png")).unwrap(), picture);
+    assert!(setup.outbox_files().is_empty());
+}
+
+/// The time in "— giving up at 14:05:10", as seconds since midnight.
+fn giving_up_at(stderr: &str) -> Option<i64> {
+    let (_, rest) = stderr.split_once("— giving up at ")?;
+    let time: jiff::civil::Time = rest.get(..8)?.parse().ok()?;
+    Some(i64::from(time.hour()) * 3600 + i64::from(time.minute()) * 60 + i64::from(time.second()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_gives_up_within_a_minute_on_a_server_that_never_answered() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    server.stop().await;
+    let setup = Setup::with(&server.url(), "drawthings", 300, "", "timeout_s = 600");
+    let picture = png(128, 128, 1);
+    setup.drop_file("cat.png", &picture);
+    let before = jiff::ZonedDateTime::now().time();
+    let started = Instant::now();
+    let output = setup.run_once();
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(
-        stderr_of(&output).contains("did not answer"),
-        "{}",
-        stderr_of(&output)
+        took >= Duration::from_secs(59) && took < Duration::from_secs(100),
+        "took {took:?}, not timeout_s (600 s) but a minute"
+    );
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("not once since drawdrop started"),
+        "{stderr}"
+    );
+    let announced = giving_up_at(&stderr).expect("the give-up time is announced");
+    let start = i64::from(before.hour()) * 3600
+        + i64::from(before.minute()) * 60
+        + i64::from(before.second());
+    let ahead = (announced - start).rem_euclid(86_400);
+    assert!(
+        (59..=75).contains(&ahead),
+        "announced {ahead} s ahead: {stderr}"
     );
     assert_eq!(setup.inbox_files(), set(&["cat.png"]));
     assert_eq!(std::fs::read(setup.inbox.join("cat.png")).unwrap(), picture);

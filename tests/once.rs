@@ -52,6 +52,53 @@ async fn under_the_launch_agent_stderr_gets_only_warnings_and_the_log_file_every
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_tells_the_servers_time_from_the_wait_and_sending_from_reading_ahead() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    server.set_delay(Duration::from_secs(2));
+    let setup = Setup::new(&server.url(), "drawthings");
+    setup.drop_file("a.png", &png(128, 128, 1));
+    setup.drop_file("b.png", &png(128, 128, 2));
+    let output = setup.run_once();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let log = setup.log_text();
+    let line = |start: &str| -> String {
+        log.lines()
+            .find(|line| line.contains(start))
+            .unwrap_or_else(|| panic!("no {start:?} in\n{log}"))
+            .to_owned()
+    };
+    // b.png was read ahead while a.png was at the server: it is "sent" only once a.png's
+    // answer came, two seconds (the fake's generation time) after a.png was.
+    let seconds = |line: &str| -> i64 {
+        let time: jiff::civil::Time = line[11..19].parse().expect("a time");
+        i64::from(time.hour()) * 3600 + i64::from(time.minute()) * 60 + i64::from(time.second())
+    };
+    let (sent_a, sent_b) = (line("sending a.png"), line("sending b.png"));
+    assert!(seconds(&sent_b) - seconds(&sent_a) >= 2, "{log}");
+    assert!(!log.contains("taken b.png"), "{log}");
+    // b.png's line tells the server's 2 s apart from the ~2 s it waited for a.png.
+    let done_b = line("done b.png in ");
+    let figure = |after: &str| -> f64 {
+        let rest = &done_b[done_b.find(after).expect("figure") + after.len()..];
+        rest.split(' ').next().unwrap().parse().expect("seconds")
+    };
+    let at_server = figure("done b.png in ");
+    assert!((1.9..3.5).contains(&at_server), "{done_b}");
+    assert!(done_b.contains(" s at the server, after "), "{done_b}");
+    let waited = figure(", after ");
+    assert!(waited >= 1.5, "{done_b}");
+    assert!(
+        done_b.contains(" s waiting for its turn -> b.png"),
+        "{done_b}"
+    );
+    // jobs.jsonl keeps its form: the server's time and the whole time.
+    let lines = setup.job_lines();
+    let b = lines.iter().find(|l| l["input"] == "b.png").unwrap();
+    assert!(b["server_ms"].as_u64().unwrap() >= 1900);
+    assert!(b["total_ms"].as_u64().unwrap() >= b["server_ms"].as_u64().unwrap() + 1500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_on_an_empty_inbox_exits_0_without_asking_the_server() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     let setup = Setup::new(&server.url(), "drawthings");

@@ -28,7 +28,11 @@ pub(super) struct Report {
     /// The server asked (by index; the config has its name and URL).
     server: usize,
     pub attempts: u32,
+    /// Time spent in requests (every attempt's, not the pauses between them).
     pub server_time: Duration,
+    /// When the first request went out: the time before it the job waited for its turn
+    /// (read ahead while another was in flight, or the server was down).
+    pub first_sent: Option<Instant>,
     pub sent: Option<Map<String, Value>>,
     pub input_size: Option<(u32, u32)>,
     pub resized: bool,
@@ -46,6 +50,7 @@ impl Report {
             server,
             attempts,
             server_time: Duration::ZERO,
+            first_sent: None,
             sent: None,
             input_size: None,
             resized: false,
@@ -57,7 +62,33 @@ impl Report {
 /// What the log says once a job is in place.
 pub(super) struct Told {
     failure: Option<String>,
-    started: Instant,
+    /// The server's time, its attempts, and the wait before the first request.
+    server_time: Duration,
+    attempts: u32,
+    waited: Duration,
+}
+
+impl Told {
+    /// `0.7 s at the server, after 1.8 s waiting for its turn`.
+    fn durations(&self) -> String {
+        let attempts = if self.attempts > 1 {
+            format!(" ({} attempts)", self.attempts)
+        } else {
+            String::new()
+        };
+        let waited = if self.waited >= Duration::from_millis(50) {
+            format!(
+                ", after {:.1} s waiting for its turn",
+                self.waited.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{:.1} s at the server{attempts}{waited}",
+            self.server_time.as_secs_f64()
+        )
+    }
 }
 
 /// Decides a job after sending, then applies it in the background; or hands it to another
@@ -137,9 +168,12 @@ fn finish(
     failure: Option<String>,
 ) {
     if taken {
+        let sent_at = report.first_sent.unwrap_or_else(Instant::now);
         let told = Told {
             failure,
-            started: report.started,
+            server_time: report.server_time,
+            attempts: report.attempts,
+            waited: sent_at.saturating_duration_since(report.started),
         };
         apply_in_background(shared, current, job, Some(told));
     } else {
@@ -291,14 +325,11 @@ fn tell(shared: &Shared, current: &Current, job: &Job, placed: &Placed, told: Op
             shown(&name),
             list(&placed.results)
         ),
-        Some(Told {
-            failure: None,
-            started,
-        }) => {
+        Some(told @ Told { failure: None, .. }) => {
             tracing::info!(
-                "done {} in {:.1} s -> {}",
+                "done {} in {} -> {}",
                 shown(&job.relative),
-                started.elapsed().as_secs_f64(),
+                told.durations(),
                 list(&placed.results)
             );
             shared.tally.add_done(&shown(&job.relative));

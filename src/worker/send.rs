@@ -53,6 +53,7 @@ pub(super) async fn send(
     let profile = &current.config.profile_for(&job.relative).name;
     let shared_pool = shared.pool.is_shared();
     let mut waits_in_a_row = 0u32;
+    let mut told_sending = false;
     let mut attempts_here = 0u32;
     loop {
         if shared_pool && !health.is_up() {
@@ -87,6 +88,11 @@ pub(super) async fn send(
             Err(reason) => return Sent::Failed(reason),
         };
         let started = Instant::now();
+        if !told_sending {
+            tracing::info!("sending {} {}", shown(&job.relative), prepared.summary);
+            told_sending = true;
+        }
+        report.first_sent.get_or_insert(started);
         let answer = tokio::select! {
             answer = current.client(index).img2img(body, prepared.expected_images, &shared.limits) => answer,
             _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,

@@ -1,5 +1,6 @@
-//! The queue between the watch stage and the workers: settled files in arrival order, and
-//! claimed jobs a server handed over (first in line).
+//! The queue between the watch stage and the workers: settled files in arrival order (files
+//! of one folder that arrive back to back in natural order), and claimed jobs a server
+//! handed over (first in line).
 //!
 //! It holds paths, never images, so a flood of files costs little memory. A path stays
 //! "queued" from the moment it settles until a worker has claimed it (or handed it back to
@@ -9,7 +10,9 @@
 
 use crate::claim::Job;
 use crate::pool::Handover;
+use crate::watch::natural::compare_paths;
 use crate::watch::settle::Observation;
+use std::cmp::Ordering;
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -65,14 +68,30 @@ impl Queue {
     }
 
     /// Adds work at the back. A settled path that is already queued is not added twice.
+    /// Settled files of one folder queued back to back (a folder copied in, a scan) line up
+    /// in natural order: `img_2` before `img_10`, whatever order they were written in.
     pub fn push(&self, work: Work) -> bool {
         let mut inner = self.lock();
-        if let Work::Settled { relative, .. } = &work
-            && !inner.queued.insert(relative.clone())
-        {
+        let Work::Settled { relative, .. } = &work else {
+            inner.items.push_back(work);
+            drop(inner);
+            self.work_ready.notify_waiters();
+            return true;
+        };
+        if !inner.queued.insert(relative.clone()) {
             return false;
         }
-        inner.items.push_back(work);
+        let mut at = inner.items.len();
+        while at > 0
+            && let Work::Settled {
+                relative: before, ..
+            } = &inner.items[at - 1]
+            && before.parent() == relative.parent()
+            && compare_paths(before, relative) == Ordering::Greater
+        {
+            at -= 1;
+        }
+        inner.items.insert(at, work);
         drop(inner);
         self.work_ready.notify_waiters();
         true
@@ -266,15 +285,47 @@ mod tests {
     async fn keeps_arrival_order_and_refuses_duplicates() {
         let queue = Queue::new();
         assert!(queue.push(settled("a.png")));
-        assert!(queue.push(settled("b.png")));
+        assert!(queue.push(settled("w/b.png")));
         assert!(!queue.push(settled("a.png")));
         assert_eq!(name(queue.pop_matching(any).await), "a.png");
         // Still queued while a worker holds it.
         assert!(!queue.push(settled("a.png")));
         queue.release(Path::new("a.png"), false);
         assert!(queue.push(settled("a.png")));
-        assert_eq!(name(queue.pop_matching(any).await), "b.png");
+        assert_eq!(name(queue.pop_matching(any).await), "w/b.png");
         assert_eq!(name(queue.pop_matching(any).await), "a.png");
+    }
+
+    #[tokio::test]
+    async fn files_of_one_folder_queued_together_line_up_in_natural_order() {
+        let queue = Queue::new();
+        // As a copier writes a folder: in its own order; another folder's file between.
+        for file in [
+            "batch/img_10.png",
+            "batch/img_2.png",
+            "batch/img_1.png",
+            "other/z.png",
+            "batch/img_3.png",
+            "batch/img_20.png",
+        ] {
+            queue.push(settled(file));
+        }
+        let mut order = Vec::new();
+        while !queue.is_empty() {
+            order.push(name(queue.pop_matching(any).await));
+        }
+        assert_eq!(
+            order,
+            [
+                "batch/img_1.png",
+                "batch/img_2.png",
+                "batch/img_10.png",
+                "other/z.png",
+                "batch/img_3.png",
+                "batch/img_20.png"
+            ],
+            "only back-to-back files of one folder are reordered"
+        );
     }
 
     #[tokio::test]

@@ -99,6 +99,45 @@ async fn the_log_tells_the_servers_time_from_the_wait_and_sending_from_reading_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_present_together_are_sent_in_natural_order() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    let setup = Setup::new(&server.url(), "drawthings");
+    // Oldest first would be the reverse, byte order img_10 before img_2.
+    let names = [
+        "img_1.png",
+        "img_2.png",
+        "img_10.png",
+        "more/img_9.png",
+        "more/img_11.png",
+    ];
+    let now = std::time::SystemTime::now();
+    for (index, name) in names.iter().enumerate() {
+        let path = setup.drop_file(name, &png(128, 128, index as u32));
+        let age = Duration::from_secs(100 * (names.len() - index) as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(now - age)
+            .unwrap();
+    }
+    let output = setup.run_once();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let sent: Vec<&str> = server
+        .img2img_requests()
+        .iter()
+        .map(|request| {
+            let image = request.init_image().unwrap();
+            let index = (0..names.len())
+                .find(|&i| png(128, 128, i as u32) == image)
+                .expect("one of the pictures");
+            names[index]
+        })
+        .collect();
+    assert_eq!(sent, names);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_on_an_empty_inbox_exits_0_without_asking_the_server() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     let setup = Setup::new(&server.url(), "drawthings");

@@ -6,6 +6,7 @@
 //! With `once`, there are no events: the stage ends when every file found at start has
 //! settled and been taken, and then closes the queue.
 
+pub mod natural;
 pub mod scan;
 pub mod settle;
 pub mod source;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::fake_server::{FakeServer, Flavor};
-use common::png::{jpeg_bytes, png, truncated};
+use common::png::{jpeg_bytes, png, text_chunk, truncated};
 use common::{Setup, set, stderr_of};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -30,6 +30,9 @@ async fn once_processes_the_inbox_and_exits_0() {
         ])
     );
     assert_eq!(setup.inbox_files(), BTreeSet::new());
+    // No prompt in the (empty) default profile: the settings line comes first, no blank line.
+    let parameters = text_chunk(&setup.read_out("a.png"), "parameters").unwrap();
+    assert!(parameters.starts_with("Seed: "), "{parameters:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,6 +141,60 @@ async fn files_present_together_are_sent_in_natural_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_copied_in_goes_once_its_files_are_done_and_every_other_folder_stays() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    let setup = Setup::new(&server.url(), "drawthings");
+    setup.profile("watercolor", "prompt = \"a watercolor\"\n");
+    // As `cp -r batch30 Inbox/`: a folder with pictures, one of them in a subfolder.
+    setup.drop_file("batch30/img_1.png", &png(128, 128, 1));
+    setup.drop_file("batch30/img_2.png", &png(128, 128, 2));
+    setup.drop_file("batch30/deep/img_3.png", &png(128, 128, 3));
+    setup.drop_file("broken/not-a-picture.png", b"text, not a PNG");
+    setup.drop_file("watercolor/w.png", &png(128, 128, 4));
+    setup.drop_file("notes/n.png", &png(128, 128, 5));
+    std::fs::write(setup.inbox.join("notes/readme.txt"), b"keep me").unwrap();
+    std::fs::create_dir_all(setup.inbox.join("made-by-hand")).unwrap();
+    std::fs::create_dir_all(setup.inbox.join("batch30/empty-already")).unwrap();
+
+    let output = setup.run_once();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert!(setup.outbox.join("batch30/deep/img_3.png").is_file());
+    let folders: BTreeSet<String> = std::fs::read_dir(&setup.inbox)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert_eq!(
+        folders,
+        set(&["batch30", "default", "made-by-hand", "notes", "watercolor"]),
+        "broken/ went (its file failed: drawdrop took it too)"
+    );
+    // batch30 keeps only the folder that was empty before drawdrop took anything.
+    assert_eq!(
+        std::fs::read_dir(setup.inbox.join("batch30"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
+        ["empty-already"]
+    );
+    assert_eq!(setup.inbox_files(), set(&["notes/readme.txt"]));
+    assert!(
+        setup.log_text().contains("removed the folder batch30/deep"),
+        "{}",
+        setup.log_text()
+    );
+
+    // Without that folder, the copied-in one goes as a whole.
+    std::fs::remove_dir(setup.inbox.join("batch30/empty-already")).unwrap();
+    std::fs::remove_dir(setup.inbox.join("batch30")).unwrap();
+    setup.drop_file("batch31/img_1.png", &png(128, 128, 6));
+    setup.drop_file("batch31/deep/img_2.png", &png(128, 128, 7));
+    let output = setup.run_once();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(!setup.inbox.join("batch31").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_on_an_empty_inbox_exits_0_without_asking_the_server() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     let setup = Setup::new(&server.url(), "drawthings");

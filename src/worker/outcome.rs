@@ -15,7 +15,7 @@ use crate::pool::{Handover, Refusal};
 use crate::queue::Work;
 use crate::reload::Current;
 use serde_json::{Map, Value, json};
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -305,11 +305,39 @@ pub(super) fn apply_in_background(
                 break None;
             }
         };
-        shared.queue.job_ended();
         if let Some(placed) = placed {
+            // Before the log line: once it says "done", the folder is gone if it is to go.
+            remove_emptied_folders(&shared, &current, &job);
+            shared.queue.job_ended();
             tell(&shared, &current, &job, &placed, told);
+        } else {
+            shared.queue.job_ended();
         }
     });
+}
+
+/// A folder that drawdrop emptied (a batch copied into the inbox) goes once its last file
+/// is done; a profile's folder stays, and so does any folder that holds something.
+fn remove_emptied_folders(shared: &Shared, current: &Current, job: &Job) {
+    let profiles = &current.config.profiles;
+    let is_profile_folder = |folder: &Path| {
+        let mut parts = folder.components();
+        matches!(
+            (parts.next(), parts.next()),
+            (Some(Component::Normal(name)), None)
+                if name.to_str().is_some_and(|name| profiles.contains_key(name))
+        )
+    };
+    for folder in shared
+        .finisher
+        .claims
+        .remove_emptied_folders(&job.relative, is_profile_folder)
+    {
+        tracing::info!(
+            "removed the folder {}: drawdrop took every file it held",
+            shown(&folder)
+        );
+    }
 }
 
 /// The log line, the tally and the desktop notification for a job now in place.

@@ -1,6 +1,6 @@
 //! The queue between the watch stage and the workers: settled files in arrival order (files
-//! of one folder that arrive back to back in natural order), and claimed jobs a server
-//! handed over (first in line).
+//! that arrive together in natural order), and claimed jobs a server handed over (first in
+//! line).
 //!
 //! It holds paths, never images, so a flood of files costs little memory. A path stays
 //! "queued" from the moment it settles until a worker has claimed it (or handed it back to
@@ -13,10 +13,19 @@ use crate::pool::Handover;
 use crate::watch::natural::compare_paths;
 use crate::watch::settle::Observation;
 use std::cmp::Ordering;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Settled files queued within this long of each other count as present together: they
+/// are taken in natural order rather than in the order they happened to settle.
+pub const TOGETHER: Duration = Duration::from_secs(2);
+/// A file queued together with others moves ahead of at most this many of them, so a flood
+/// of names arriving in reverse order costs no more than that per file.
+const LONGEST_REORDER: usize = 1000;
 
 /// One piece of work for a worker.
 #[derive(Debug)]
@@ -45,8 +54,8 @@ pub struct Queue {
 #[derive(Debug, Default)]
 struct Inner {
     items: VecDeque<Work>,
-    /// Inbox paths queued or being claimed by a worker.
-    queued: HashSet<PathBuf>,
+    /// Inbox paths queued or being claimed by a worker, with when they were queued.
+    queued: HashMap<PathBuf, Instant>,
     /// Paths a worker found changed after they settled: to be watched again.
     handed_back: Vec<PathBuf>,
     /// Settled items popped but not yet finished with (claimed or handed back).
@@ -68,8 +77,9 @@ impl Queue {
     }
 
     /// Adds work at the back. A settled path that is already queued is not added twice.
-    /// Settled files of one folder queued back to back (a folder copied in, a scan) line up
-    /// in natural order: `img_2` before `img_10`, whatever order they were written in.
+    /// Settled files queued within [`TOGETHER`] of each other (a folder copied in, a
+    /// multi-file drag, a scan) line up in natural order: `img_2` before `img_10`, whatever
+    /// order they were written in; files that came apart keep their arrival order.
     pub fn push(&self, work: Work) -> bool {
         let mut inner = self.lock();
         let Work::Settled { relative, .. } = &work else {
@@ -78,19 +88,25 @@ impl Queue {
             self.work_ready.notify_waiters();
             return true;
         };
-        if !inner.queued.insert(relative.clone()) {
+        if inner.queued.contains_key(relative) {
             return false;
         }
+        let now = Instant::now();
         let mut at = inner.items.len();
-        while at > 0
+        let farthest = at.saturating_sub(LONGEST_REORDER);
+        while at > farthest
             && let Work::Settled {
                 relative: before, ..
             } = &inner.items[at - 1]
-            && before.parent() == relative.parent()
+            && inner
+                .queued
+                .get(before)
+                .is_some_and(|queued| now.saturating_duration_since(*queued) <= TOGETHER)
             && compare_paths(before, relative) == Ordering::Greater
         {
             at -= 1;
         }
+        inner.queued.insert(relative.clone(), now);
         inner.items.insert(at, work);
         drop(inner);
         self.work_ready.notify_waiters();
@@ -117,7 +133,7 @@ impl Queue {
 
     /// Whether an inbox path is queued or being claimed right now.
     pub fn contains(&self, relative: &Path) -> bool {
-        self.lock().queued.contains(relative)
+        self.lock().queued.contains_key(relative)
     }
 
     /// The first work `matches` accepts, waiting for it; `None` once the queue is closed and
@@ -281,35 +297,40 @@ mod tests {
         true
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn keeps_arrival_order_and_refuses_duplicates() {
         let queue = Queue::new();
+        assert!(queue.push(settled("b.png")));
+        tokio::time::advance(TOGETHER * 2).await;
         assert!(queue.push(settled("a.png")));
-        assert!(queue.push(settled("w/b.png")));
-        assert!(!queue.push(settled("a.png")));
-        assert_eq!(name(queue.pop_matching(any).await), "a.png");
+        assert!(!queue.push(settled("b.png")));
+        assert_eq!(name(queue.pop_matching(any).await), "b.png");
         // Still queued while a worker holds it.
-        assert!(!queue.push(settled("a.png")));
-        queue.release(Path::new("a.png"), false);
-        assert!(queue.push(settled("a.png")));
-        assert_eq!(name(queue.pop_matching(any).await), "w/b.png");
+        assert!(!queue.push(settled("b.png")));
+        queue.release(Path::new("b.png"), false);
+        tokio::time::advance(TOGETHER * 2).await;
+        assert!(queue.push(settled("b.png")));
         assert_eq!(name(queue.pop_matching(any).await), "a.png");
+        assert_eq!(name(queue.pop_matching(any).await), "b.png");
     }
 
-    #[tokio::test]
-    async fn files_of_one_folder_queued_together_line_up_in_natural_order() {
+    #[tokio::test(start_paused = true)]
+    async fn files_queued_together_line_up_in_natural_order() {
         let queue = Queue::new();
-        // As a copier writes a folder: in its own order; another folder's file between.
+        // As a copier writes a folder, in its own order, within a second.
         for file in [
             "batch/img_10.png",
             "batch/img_2.png",
             "batch/img_1.png",
-            "other/z.png",
+            "batch/deep/z.png",
             "batch/img_3.png",
-            "batch/img_20.png",
         ] {
             queue.push(settled(file));
+            tokio::time::advance(Duration::from_millis(200)).await;
         }
+        // Then, long after, a file whose name sorts first: it keeps its place at the back.
+        tokio::time::advance(TOGETHER * 2).await;
+        queue.push(settled("a.png"));
         let mut order = Vec::new();
         while !queue.is_empty() {
             order.push(name(queue.pop_matching(any).await));
@@ -317,14 +338,13 @@ mod tests {
         assert_eq!(
             order,
             [
+                "batch/deep/z.png",
                 "batch/img_1.png",
                 "batch/img_2.png",
-                "batch/img_10.png",
-                "other/z.png",
                 "batch/img_3.png",
-                "batch/img_20.png"
-            ],
-            "only back-to-back files of one folder are reordered"
+                "batch/img_10.png",
+                "a.png"
+            ]
         );
     }
 

@@ -214,53 +214,65 @@ impl Health {
     pub fn gives_up_at(&self) -> Option<Instant> {
         let patience = self.patience?;
         let since = (*lock(&self.waiting_since))?;
-        Some(since + patience.limit(self.answered.load(Ordering::Relaxed)))
+        Some(since + patience.limit(self.has_answered()))
     }
 
-    /// Waits until the server answers; with a [`Patience`], gives up when it runs out.
+    /// Waits until the server answers; with a [`Patience`], gives up when it runs out. Every
+    /// waiter of one outage gives up at the same moment; a wait begun after that starts anew
+    /// (a pool's server keeps waiting for its own while another one works).
     pub async fn wait_up(&self) -> Result<(), Unreachable> {
         self.want_server();
         let mut states = self.state.subscribe();
         loop {
-            let deadline = self.begin_wait();
-            if self.is_up() {
+            let Some(since) = self.begin_wait() else {
                 return Ok(());
-            }
+            };
             // The limit grows when the server answered meanwhile (and went again).
+            let deadline = self
+                .patience
+                .map(|patience| since + patience.limit(self.has_answered()));
             if deadline.is_some_and(|at| at <= Instant::now()) {
-                return Err(self.unreachable());
+                let unreachable = self.unreachable(since);
+                let mut waiting_since = lock(&self.waiting_since);
+                if *waiting_since == Some(since) {
+                    *waiting_since = None;
+                }
+                return Err(unreachable);
             }
             tokio::select! {
                 up = states.wait_for(|state| *state == State::Up) => {
-                    return up.map(|_| ()).map_err(|_| self.unreachable());
+                    return up.map(|_| ()).map_err(|_| self.unreachable(since));
                 }
                 _ = sleep_until(deadline) => {}
             }
         }
     }
 
-    /// Records when this outage's wait began (unless the server answers), and returns when
-    /// it gives up.
+    /// Records when this outage's wait began, and returns it; `None` while the server answers.
     fn begin_wait(&self) -> Option<Instant> {
+        let mut since = None;
         // Under the state's lock, so an answer cannot slip in between the look and the record.
         self.state.send_if_modified(|state| {
             if *state != State::Up {
-                lock(&self.waiting_since).get_or_insert_with(Instant::now);
+                since = Some(*lock(&self.waiting_since).get_or_insert_with(Instant::now));
             }
             false
         });
-        self.gives_up_at()
+        since
     }
 
-    fn unreachable(&self) -> Unreachable {
-        let since = *lock(&self.waiting_since);
+    fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    fn unreachable(&self, since: Instant) -> Unreachable {
         Unreachable {
             reason: match self.state() {
                 State::Down { reason } => reason,
                 _ => "no answer yet".to_owned(),
             },
-            waited: since.map(|since| since.elapsed()).unwrap_or_default(),
-            never_answered: !self.answered.load(Ordering::Relaxed),
+            waited: since.elapsed(),
+            never_answered: !self.has_answered(),
         }
     }
 
@@ -448,6 +460,17 @@ mod tests {
         assert!(second.is_err());
         assert_eq!(started.elapsed(), NEVER_ANSWERED_LIMIT);
         assert!(first.await.unwrap().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_begun_after_giving_up_starts_anew() {
+        // A pool's server whose wait ran out while another server works waits again.
+        let health = patient(600);
+        health.wait_up().await.unwrap_err();
+        let again = Instant::now();
+        let error = health.wait_up().await.unwrap_err();
+        assert_eq!(again.elapsed(), NEVER_ANSWERED_LIMIT, "not at once");
+        assert_eq!(error.waited, NEVER_ANSWERED_LIMIT);
     }
 
     #[tokio::test(start_paused = true)]

@@ -221,12 +221,13 @@ impl Health {
     /// waiter of one outage gives up at the same moment; a wait begun after that starts anew
     /// (a pool's server keeps waiting for its own while another one works).
     pub async fn wait_up(&self) -> Result<(), Unreachable> {
-        self.want_server();
         let mut states = self.state.subscribe();
         loop {
             let Some(since) = self.begin_wait() else {
                 return Ok(());
             };
+            // After the wait is recorded: the prober's first words say until when it lasts.
+            self.want_server();
             // The limit grows when the server answered meanwhile (and went again).
             let deadline = self
                 .patience

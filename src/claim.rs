@@ -312,6 +312,29 @@ impl Claims {
         None
     }
 
+    /// After a job's picture has left the folder at `relative` for good: removes that
+    /// folder, then the folders above it, while each is empty, so a folder copied into the
+    /// inbox does not stay behind once drawdrop has taken every file in it. Never the inbox
+    /// itself, nor a folder `keep` names (a profile's); never a folder that holds anything:
+    /// `rmdir` fails unless the folder is empty, so a file arriving meanwhile keeps it.
+    /// Returns the folders removed, relative to the inbox.
+    pub fn remove_emptied_folders(
+        &self,
+        relative: &Path,
+        keep: impl Fn(&Path) -> bool,
+    ) -> Vec<PathBuf> {
+        relative
+            .ancestors()
+            .skip(1)
+            .take_while(|folder| !folder.as_os_str().is_empty() && !keep(folder))
+            .map_while(|folder| {
+                fs::remove_dir(self.inbox.join(folder))
+                    .ok()
+                    .map(|()| folder.to_path_buf())
+            })
+            .collect()
+    }
+
     /// How many jobs are claimed right now (for `status`).
     pub fn count(&self) -> usize {
         fs::read_dir(&self.jobs).map(|e| e.count()).unwrap_or(0)
@@ -373,6 +396,48 @@ mod tests {
         assert_eq!(fs::read(job.input()).unwrap(), b"png");
         let recovered = Claims::new(dir.path()).recover().unwrap();
         assert_eq!(recovered, vec![job]);
+    }
+
+    #[test]
+    fn folders_emptied_by_a_claim_go_up_to_a_kept_one_and_not_beyond_what_holds_anything() {
+        let (dir, claims) = setup();
+        let root = dir.path();
+        for file in [
+            "watercolor/batch/deep/a.png",
+            "batch30/sub/b.png",
+            "notes/c.png",
+            "notes/readme.txt",
+        ] {
+            fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+            fs::write(root.join(file), b"x").unwrap();
+        }
+        fs::create_dir_all(root.join("batch30/made-empty-by-the-user")).unwrap();
+        let keep = |folder: &Path| folder == Path::new("watercolor");
+        let mut removed = Vec::new();
+        for file in [
+            "watercolor/batch/deep/a.png",
+            "batch30/sub/b.png",
+            "notes/c.png",
+        ] {
+            let job = claims.claim(Path::new(file)).unwrap().unwrap();
+            removed.extend(claims.remove_emptied_folders(&job.relative, keep));
+        }
+        assert_eq!(
+            removed,
+            ["watercolor/batch/deep", "watercolor/batch", "batch30/sub"].map(PathBuf::from)
+        );
+        assert!(root.join("watercolor").is_dir(), "a profile's folder stays");
+        assert!(root.join("batch30/made-empty-by-the-user").is_dir());
+        assert!(root.join("notes/readme.txt").is_file());
+        // A file directly in the inbox: the inbox itself stays.
+        fs::write(root.join("d.png"), b"x").unwrap();
+        let job = claims.claim(Path::new("d.png")).unwrap().unwrap();
+        assert!(
+            claims
+                .remove_emptied_folders(&job.relative, keep)
+                .is_empty()
+        );
+        assert!(root.is_dir());
     }
 
     #[test]

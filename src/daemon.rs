@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigSource, Located};
 use crate::desktop::Notifications;
 use crate::finish::Finisher;
 use crate::folders;
-use crate::health::Unreachable;
+use crate::health::{Patience, Unreachable};
 use crate::image::Limits;
 use crate::last_start::LastStart;
 use crate::logging::LogHandle;
@@ -80,6 +80,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Summary, StartError> {
     let inbox = folders::prepare(&config)?;
+    let claims = Claims::new(&inbox);
+    claims
+        .create()
+        .map_err(|error| folders::FolderError::create(&inbox, error))?;
+    // The lock first: a second daemon, refused, must not write into the first one's log.
+    let _lock = claims.lock()?;
     if let Err(error) = logs.log_to_folder(&config.outbox.join(crate::outbox::LOGS)) {
         tracing::warn!("cannot write the log file in the outbox: {error}");
     }
@@ -89,11 +95,6 @@ pub async fn run(
             located.path.display()
         );
     }
-    let claims = Claims::new(&inbox);
-    claims
-        .create()
-        .map_err(|error| folders::FolderError::create(&inbox, error))?;
-    let _lock = claims.lock()?;
     warn_about_plain_http(&config);
     let recovered = claims.recover().map_err(|source| StartError::Recover {
         path: inbox.display().to_string(),
@@ -118,16 +119,19 @@ pub async fn run(
         .enumerate()
         .map(|(index, server)| (index, server.concurrency))
         .collect();
-    let shared = Arc::new(Shared {
-        // `--once` gives up when no server answered for the longest of their timeouts.
-        give_up_after: options.once.then(|| {
+    // `--once` gives up when no server answered for the longest of their timeouts (or for a
+    // minute when none answered at all).
+    let patience = options.once.then(|| {
+        Patience::for_timeout(
             config
                 .servers
                 .iter()
                 .map(|s| s.timeout)
                 .max()
-                .unwrap_or_default()
-        }),
+                .unwrap_or_default(),
+        )
+    });
+    let shared = Arc::new(Shared {
         live: Arc::new(Live::new(
             config.clone(),
             reload::clients(&config)?,
@@ -136,7 +140,7 @@ pub async fn run(
         outbox_gate: Arc::new(OutboxGate::new(outbox.staging_root())),
         finisher,
         queue: queue.clone(),
-        pool: Pool::new(config.servers.len()),
+        pool: Pool::new(config.servers.len(), patience),
         tally: tally.clone(),
         limits: Limits::default(),
         inbox: inbox.clone(),
@@ -214,7 +218,9 @@ pub async fn run(
                 .healths()
                 .iter()
                 .enumerate()
-                .map(|(index, health)| health.run_prober(&shared.live, index, &shared.cancel));
+                .map(|(index, health)| {
+                    health.run_prober(&shared.live, index, &shared.tally, &shared.cancel)
+                });
             tokio::join!(
                 futures_join_all(probers),
                 shared.outbox_gate.run_prober(&shared.cancel),

@@ -46,11 +46,14 @@ impl LogHandle {
 /// stderr in a file that nothing rotates, while `drawdrop.log` has every line and is rotated.
 pub const STDERR_FILTER_VARIABLE: &str = "DRAWDROP_STDERR_LOG";
 
-/// Starts logging to stderr. `DRAWDROP_LOG` overrides the filter (e.g. `debug`), and
+/// Overrides what is logged (a tracing filter such as `debug`).
+pub const FILTER_VARIABLE: &str = "DRAWDROP_LOG";
+
+/// Starts logging to stderr. [`FILTER_VARIABLE`] overrides the filter (e.g. `debug`), and
 /// [`STDERR_FILTER_VARIABLE`] narrows stderr further.
 pub fn init() -> LogHandle {
     let handle = LogHandle::default();
-    let filter = EnvFilter::try_from_env("DRAWDROP_LOG")
+    let filter = EnvFilter::try_from_env(FILTER_VARIABLE)
         .unwrap_or_else(|_| EnvFilter::new("warn,drawdrop=info"));
     let stderr_only = EnvFilter::try_from_env(STDERR_FILTER_VARIABLE).ok();
     let stderr = tracing_subscriber::fmt::layer()

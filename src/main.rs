@@ -1,10 +1,9 @@
 //! The `drawdrop` binary: parse the command line, start logging, run the command.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = drawdrop::cli::Cli::parse();
+    let cli = drawdrop::cli::parse();
     let logs = drawdrop::logging::init();
     drawdrop::commands::execute(cli, logs)
 }

@@ -27,9 +27,13 @@ pub fn infotext(settings: &Settings, size: (u32, u32), seed: u32) -> String {
         }
         prompt.push_str(&format!("<lora:{name}:{}>", lora.weight));
     }
-    let mut text = prompt;
+    // No prompt: no line for it (A1111's readers strip leading blank lines anyway).
+    let mut lines = Vec::new();
+    if !prompt.is_empty() {
+        lines.push(prompt);
+    }
     if let Some(negative) = &settings.negative_prompt {
-        text.push_str(&format!("\nNegative prompt: {negative}"));
+        lines.push(format!("Negative prompt: {negative}"));
     }
     let mut fields: Vec<(&str, String)> = Vec::new();
     if let Some(steps) = settings.steps {
@@ -57,9 +61,8 @@ pub fn infotext(settings: &Settings, size: (u32, u32), seed: u32) -> String {
         .into_iter()
         .map(|(key, value)| format!("{key}: {}", quote(&value)))
         .collect();
-    text.push('\n');
-    text.push_str(&line.join(", "));
-    text
+    lines.push(line.join(", "));
+    lines.join("\n")
 }
 
 /// Adds the infotext to `png` in place, unless the server already wrote a `parameters`
@@ -133,10 +136,24 @@ mod tests {
         };
         let text = infotext(&settings, (512, 512), 7);
         assert!(
-            text.starts_with("\nSeed: 7, Size: 512x512, Model: \"a, b: c\", Version: "),
-            "{text}"
+            text.starts_with("Seed: 7, Size: 512x512, Model: \"a, b: c\", Version: "),
+            "no prompt, no empty line for it: {text:?}"
         );
         assert!(!text.contains("Steps"));
+        assert!(!text.contains('\n'), "{text:?}");
+    }
+
+    #[test]
+    fn a_negative_prompt_alone_comes_first() {
+        let settings = Settings {
+            negative_prompt: Some("blurry".into()),
+            ..Settings::default()
+        };
+        let text = infotext(&settings, (512, 512), 7);
+        assert!(
+            text.starts_with("Negative prompt: blurry\nSeed: 7, Size: 512x512"),
+            "{text:?}"
+        );
     }
 
     #[test]

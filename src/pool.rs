@@ -8,7 +8,7 @@
 //! none does. A lone `[server]` is a pool of one, and behaves as drawdrop always did.
 
 use crate::config::{Config, Profile};
-use crate::health::Health;
+use crate::health::{Health, Patience};
 use crate::mutex::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -67,11 +67,12 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(servers: usize) -> Pool {
+    /// `servers` servers; waits for them give up after `patience` (`run --once`), if set.
+    pub fn new(servers: usize, patience: Option<Patience>) -> Pool {
         let changed = Arc::new(Notify::new());
         Pool {
             healths: (0..servers)
-                .map(|_| Arc::new(Health::notifying(changed.clone())))
+                .map(|_| Arc::new(Health::notifying(changed.clone()).giving_up(patience)))
                 .collect(),
             skipped: Mutex::new(HashMap::new()),
             changed,
@@ -214,7 +215,7 @@ mod tests {
     #[test]
     fn servers_take_only_the_profiles_they_accept_and_not_what_they_gave_up() {
         let config = config(&[("mini", Some(&["sketch"])), ("studio", None)]);
-        let pool = Pool::new(2);
+        let pool = Pool::new(2, None);
         up(&pool, &[0, 1]);
         let sketch = profile("sketch", None);
         let sdxl = profile("sdxl", None);
@@ -238,7 +239,7 @@ mod tests {
     #[test]
     fn preferred_servers_take_a_profile_while_one_of_them_answers() {
         let config = config(&[("mini", None), ("studio", None)]);
-        let pool = Pool::new(2);
+        let pool = Pool::new(2, None);
         let picky = profile("picky", Some(&["studio"]));
         let fresh = Handover::default();
         up(&pool, &[0, 1]);
@@ -253,7 +254,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_skip_lasts_a_while() {
-        let pool = Pool::new(2);
+        let pool = Pool::new(2, None);
         pool.skip(0, "sdxl", "Unrecognized model name");
         assert_eq!(
             pool.skipping(0, "sdxl").as_deref(),

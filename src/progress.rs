@@ -30,4 +30,8 @@ impl Progress for BarProgress {
         };
         self.0.set_message(format!("{failed}last: {last}"));
     }
+
+    fn waiting(&self, what: Option<&str>) {
+        self.0.set_message(what.unwrap_or_default().to_owned());
+    }
 }

@@ -1,5 +1,6 @@
-//! The queue between the watch stage and the workers: settled files in arrival order, and
-//! claimed jobs a server handed over (first in line).
+//! The queue between the watch stage and the workers: settled files in arrival order (files
+//! that arrive together in natural order), and claimed jobs a server handed over (first in
+//! line).
 //!
 //! It holds paths, never images, so a flood of files costs little memory. A path stays
 //! "queued" from the moment it settles until a worker has claimed it (or handed it back to
@@ -9,11 +10,22 @@
 
 use crate::claim::Job;
 use crate::pool::Handover;
+use crate::watch::natural::compare_paths;
 use crate::watch::settle::Observation;
-use std::collections::{HashSet, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Settled files queued within this long of each other count as present together: they
+/// are taken in natural order rather than in the order they happened to settle.
+pub const TOGETHER: Duration = Duration::from_secs(2);
+/// A file queued together with others moves ahead of at most this many of them, so a flood
+/// of names arriving in reverse order costs no more than that per file.
+const LONGEST_REORDER: usize = 1000;
 
 /// One piece of work for a worker.
 #[derive(Debug)]
@@ -42,8 +54,8 @@ pub struct Queue {
 #[derive(Debug, Default)]
 struct Inner {
     items: VecDeque<Work>,
-    /// Inbox paths queued or being claimed by a worker.
-    queued: HashSet<PathBuf>,
+    /// Inbox paths queued or being claimed by a worker, with when they were queued.
+    queued: HashMap<PathBuf, Instant>,
     /// Paths a worker found changed after they settled: to be watched again.
     handed_back: Vec<PathBuf>,
     /// Settled items popped but not yet finished with (claimed or handed back).
@@ -65,14 +77,37 @@ impl Queue {
     }
 
     /// Adds work at the back. A settled path that is already queued is not added twice.
+    /// Settled files queued within [`TOGETHER`] of each other (a folder copied in, a
+    /// multi-file drag, a scan) line up in natural order: `img_2` before `img_10`, whatever
+    /// order they were written in; files that came apart keep their arrival order.
     pub fn push(&self, work: Work) -> bool {
         let mut inner = self.lock();
-        if let Work::Settled { relative, .. } = &work
-            && !inner.queued.insert(relative.clone())
-        {
+        let Work::Settled { relative, .. } = &work else {
+            inner.items.push_back(work);
+            drop(inner);
+            self.work_ready.notify_waiters();
+            return true;
+        };
+        if inner.queued.contains_key(relative) {
             return false;
         }
-        inner.items.push_back(work);
+        let now = Instant::now();
+        let mut at = inner.items.len();
+        let farthest = at.saturating_sub(LONGEST_REORDER);
+        while at > farthest
+            && let Work::Settled {
+                relative: before, ..
+            } = &inner.items[at - 1]
+            && inner
+                .queued
+                .get(before)
+                .is_some_and(|queued| now.saturating_duration_since(*queued) <= TOGETHER)
+            && compare_paths(before, relative) == Ordering::Greater
+        {
+            at -= 1;
+        }
+        inner.queued.insert(relative.clone(), now);
+        inner.items.insert(at, work);
         drop(inner);
         self.work_ready.notify_waiters();
         true
@@ -98,42 +133,53 @@ impl Queue {
 
     /// Whether an inbox path is queued or being claimed right now.
     pub fn contains(&self, relative: &Path) -> bool {
-        self.lock().queued.contains(relative)
+        self.lock().queued.contains_key(relative)
     }
 
     /// The first work `matches` accepts, waiting for it; `None` once the queue is closed and
     /// nothing is left to do. A claimed job popped counts as active until [`Queue::job_ended`].
     pub async fn pop_matching(&self, matches: impl Fn(&Work) -> bool) -> Option<Work> {
-        loop {
-            let notified = self.work_ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut inner = self.lock();
-                if let Some(at) = inner.items.iter().position(&matches) {
-                    let work = inner.items.remove(at)?;
-                    match work {
-                        Work::Settled { .. } => inner.in_hand += 1,
-                        Work::Claimed(..) | Work::Recovered(_) => inner.active += 1,
-                    }
-                    return Some(work);
+        self.wait_for(|inner| {
+            if let Some(at) = inner.items.iter().position(&matches) {
+                let work = inner.items.remove(at)?;
+                match work {
+                    Work::Settled { .. } => inner.in_hand += 1,
+                    Work::Claimed(..) | Work::Recovered(_) => inner.active += 1,
                 }
-                if inner.drained() {
-                    return None;
-                }
+                return Some(Some(work));
             }
-            notified.await;
-        }
+            inner.drained().then_some(None)
+        })
+        .await
+    }
+
+    /// Waits until work is waiting (true) or nothing is left to do (false). A worker waits
+    /// here before it asks whether its server answers, so no server is asked anything
+    /// before a file needs it (`run --once` on an empty inbox asks nothing).
+    pub async fn has_work(&self) -> bool {
+        self.wait_for(|inner| {
+            if !inner.items.is_empty() {
+                Some(true)
+            } else {
+                inner.drained().then_some(false)
+            }
+        })
+        .await
     }
 
     /// Waits until the queue is closed and nothing is left to do.
     pub async fn drained(&self) {
+        self.wait_for(|inner| inner.drained().then_some(())).await
+    }
+
+    /// Waits until `ready` returns something, looking again whenever work changes.
+    async fn wait_for<T>(&self, mut ready: impl FnMut(&mut Inner) -> Option<T>) -> T {
         loop {
             let notified = self.work_ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.lock().drained() {
-                return;
+            if let Some(value) = ready(&mut self.lock()) {
+                return value;
             }
             notified.await;
         }
@@ -251,19 +297,55 @@ mod tests {
         true
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn keeps_arrival_order_and_refuses_duplicates() {
         let queue = Queue::new();
-        assert!(queue.push(settled("a.png")));
         assert!(queue.push(settled("b.png")));
-        assert!(!queue.push(settled("a.png")));
-        assert_eq!(name(queue.pop_matching(any).await), "a.png");
-        // Still queued while a worker holds it.
-        assert!(!queue.push(settled("a.png")));
-        queue.release(Path::new("a.png"), false);
+        tokio::time::advance(TOGETHER * 2).await;
         assert!(queue.push(settled("a.png")));
+        assert!(!queue.push(settled("b.png")));
         assert_eq!(name(queue.pop_matching(any).await), "b.png");
+        // Still queued while a worker holds it.
+        assert!(!queue.push(settled("b.png")));
+        queue.release(Path::new("b.png"), false);
+        tokio::time::advance(TOGETHER * 2).await;
+        assert!(queue.push(settled("b.png")));
         assert_eq!(name(queue.pop_matching(any).await), "a.png");
+        assert_eq!(name(queue.pop_matching(any).await), "b.png");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn files_queued_together_line_up_in_natural_order() {
+        let queue = Queue::new();
+        // As a copier writes a folder, in its own order, within a second.
+        for file in [
+            "batch/img_10.png",
+            "batch/img_2.png",
+            "batch/img_1.png",
+            "batch/deep/z.png",
+            "batch/img_3.png",
+        ] {
+            queue.push(settled(file));
+            tokio::time::advance(Duration::from_millis(200)).await;
+        }
+        // Then, long after, a file whose name sorts first: it keeps its place at the back.
+        tokio::time::advance(TOGETHER * 2).await;
+        queue.push(settled("a.png"));
+        let mut order = Vec::new();
+        while !queue.is_empty() {
+            order.push(name(queue.pop_matching(any).await));
+        }
+        assert_eq!(
+            order,
+            [
+                "batch/deep/z.png",
+                "batch/img_1.png",
+                "batch/img_2.png",
+                "batch/img_3.png",
+                "batch/img_10.png",
+                "a.png"
+            ]
+        );
     }
 
     #[tokio::test]
@@ -290,6 +372,34 @@ mod tests {
         assert!(!queue.is_idle());
         assert_eq!(queue.take_handed_back(), vec![PathBuf::from("a.png")]);
         assert!(queue.is_idle());
+    }
+
+    #[tokio::test]
+    async fn has_work_waits_for_work_or_the_end() {
+        let queue = Arc::new(Queue::new());
+        let waiter = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.has_work().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "an open, empty queue has no work yet"
+        );
+        queue.push(settled("a.png"));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .unwrap()
+                .unwrap()
+        );
+        let _ = queue.pop_matching(any).await;
+        queue.release(Path::new("a.png"), false);
+        queue.close();
+        assert!(
+            !queue.has_work().await,
+            "closed and empty: nothing will come"
+        );
     }
 
     #[tokio::test]

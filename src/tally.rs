@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub trait Progress: Send + Sync {
     fn found(&self, total: usize);
     fn finished(&self, done: usize, failed: usize, last: &str);
+    /// What the run waits for (a server that does not answer), or `None` once it stops.
+    fn waiting(&self, what: Option<&str>);
 }
 
 #[derive(Default)]
@@ -44,6 +46,11 @@ impl Tally {
     pub fn add_failed(&self, what: &str) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         self.report(what);
+    }
+
+    /// Shows what the run waits for, or (`None`) that it waits no more.
+    pub fn waiting(&self, what: Option<&str>) {
+        self.with_progress(|p| p.waiting(what));
     }
 
     pub fn done(&self) -> usize {

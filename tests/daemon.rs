@@ -237,6 +237,7 @@ async fn server_errors_are_retried_and_rejections_fail_at_once_with_the_detail()
     server.set_models(&["sd_xl_base_1.0_f16.ckpt"]);
     let setup = Setup::new(&server.url(), "drawthings");
     setup.profile("unknown", "model = \"no_such_model.ckpt\"\n");
+    setup.profile("strict", "[extra]\nno_such_key = 1\n");
     server.push_fault(Fault::Status {
         code: 500,
         detail: "out of memory".into(),
@@ -258,6 +259,43 @@ async fn server_errors_are_retried_and_rejections_fail_at_once_with_the_detail()
     let error = String::from_utf8(setup.read_out("failed/unknown/rejected.png.error.txt")).unwrap();
     assert!(error.contains("Unrecognized model name"), "{error}");
     assert!(error.contains("Attempts: 1"), "{error}");
+    // What to fix: the model that was sent and the file it came from.
+    let profile_file = setup.dir.path().join("profiles/unknown.toml");
+    let named = format!(
+        "Draw Things refused the request (HTTP 422): Unrecognized model name (model sent: \"no_such_model.ckpt\", from {})",
+        profile_file.display()
+    );
+    assert!(error.contains(&named), "{error}");
+    wait_until("the failure in the log", || {
+        setup.log_text().contains("failed unknown/rejected.png")
+    });
+    assert!(setup.log_text().contains(&named), "{}", setup.log_text());
+
+    // A model set by the picture's own .toml is named there; another refusal names the profile.
+    std::fs::write(setup.inbox.join("own.toml"), "model = \"mine.ckpt\"\n").unwrap();
+    setup.drop_file("own.png", &png(128, 128, 3));
+    setup.drop_file("strict/keys.png", &png(128, 128, 4));
+    wait_until("both refusals", || {
+        setup.outbox.join("failed/own.png.error.txt").exists()
+            && setup
+                .outbox
+                .join("failed/strict/keys.png.error.txt")
+                .exists()
+    });
+    let own = String::from_utf8(setup.read_out("failed/own.png.error.txt")).unwrap();
+    assert!(
+        own.contains("(model sent: \"mine.ckpt\", from own.toml beside the picture)"),
+        "{own}"
+    );
+    let keys = String::from_utf8(setup.read_out("failed/strict/keys.png.error.txt")).unwrap();
+    let from = format!(
+        "(settings from {})",
+        setup.dir.path().join("profiles/strict.toml").display()
+    );
+    assert!(
+        keys.contains("Unrecognized keys") && keys.contains(&from),
+        "{keys}"
+    );
     assert_eq!(
         setup.read_out("failed/unknown/rejected.png"),
         png(128, 128, 2)
@@ -276,8 +314,8 @@ async fn server_errors_are_retried_and_rejections_fail_at_once_with_the_detail()
             .unwrap()
             .contains("Unrecognized model name")
     );
-    // 2 for the retried file, 1 for the rejected one: a 422 is never retried.
-    assert_eq!(server.img2img_requests().len(), 3);
+    // 2 for the retried file, 1 for each rejected one: a 422 is never retried.
+    assert_eq!(server.img2img_requests().len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,6 +377,11 @@ async fn a_second_daemon_on_the_same_inbox_refuses_to_start() {
         stderr.contains(&format!("process {}", first.pid())),
         "names the holder: {stderr}"
     );
+    // The refusal is the second one's business: the running daemon's log stays its own.
+    let log = setup.log_text();
+    assert!(log.contains("watching"), "{log}");
+    assert!(!log.contains("already watching"), "{log}");
+    assert_eq!(log.matches("watching").count(), 1, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -302,3 +302,81 @@ async fn check_flags_names_draw_things_would_refuse() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_names_the_config_in_use_where_run_writes_the_log_variables_and_exit_codes() {
+    let setup = Setup::new("http://127.0.0.1:9", "drawthings");
+    let help = |command: &mut std::process::Command| {
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // The platform default, worked out for this environment.
+    let home = setup.dir.path().join("home");
+    let top = help(
+        std::process::Command::new(env!("CARGO_BIN_EXE_drawdrop"))
+            .env_remove("DRAWDROP_CONFIG")
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .arg("--help"),
+    );
+    if cfg!(target_os = "linux") {
+        let default = home.join(".config/drawdrop/config.toml");
+        assert!(
+            top.contains(&format!(
+                "Config file: {} (the default here",
+                default.display()
+            )),
+            "{top}"
+        );
+    }
+    assert!(
+        top.contains("`drawdrop init` writes a commented one"),
+        "{top}"
+    );
+    for needed in [
+        "DRAWDROP_LOG=debug",
+        "DRAWDROP_STDERR_LOG=warn",
+        "logs/drawdrop.log",
+        "jobs.jsonl",
+        "  check       0 all is well, 1 something to fix",
+        "  status      0 the report was printed, 2",
+        "  run --once  0 every file done, 1 some failed, 2",
+    ] {
+        assert!(top.contains(needed), "{needed}: {top}");
+    }
+    // --config, given before or after the command: that file, and its outbox.
+    let run = help(setup.command().args(["run", "--help"]));
+    assert!(
+        run.contains(&format!(
+            "Config file: {} (from --config)",
+            setup.config.display()
+        )),
+        "{run}"
+    );
+    assert!(
+        run.contains(&format!(
+            "writes into the outbox, {}:",
+            setup.outbox.display()
+        )),
+        "{run}"
+    );
+    assert!(
+        run.contains("at most 60 s while it has not answered once"),
+        "{run}"
+    );
+    let check = help(setup.command().args(["help", "check"]));
+    assert!(check.contains("2 the config cannot be read"), "{check}");
+    let from_env = help(
+        std::process::Command::new(env!("CARGO_BIN_EXE_drawdrop"))
+            .env("DRAWDROP_CONFIG", &setup.config)
+            .args(["status", "--help"]),
+    );
+    assert!(
+        from_env.contains(&format!(
+            "Config file: {} (from $DRAWDROP_CONFIG",
+            setup.config.display()
+        )),
+        "{from_env}"
+    );
+}

@@ -175,6 +175,13 @@ async fn broken_and_oversized_pngs_fail_with_a_reason_and_are_never_sent() {
     wait_until("a jobs.jsonl line for each", || {
         setup.job_lines().len() == broken.len() + 1
     });
+    // The log line comes a moment after the jobs.jsonl line (the file is in place first).
+    wait_until("a log line for each", || {
+        let log = setup.log_text();
+        broken
+            .iter()
+            .all(|(name, _, _)| log.contains(&format!("failed {name} because")))
+    });
 
     let requests = server.img2img_requests();
     assert_eq!(requests.len(), 1, "only the good PNG was sent");

@@ -4,7 +4,7 @@
 mod common;
 
 use common::fake_server::{FakeServer, Flavor};
-use common::png::{jpeg_bytes, png, truncated};
+use common::png::{jpeg_bytes, png, text_chunk, truncated};
 use common::{Setup, set, stderr_of};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -30,6 +30,9 @@ async fn once_processes_the_inbox_and_exits_0() {
         ])
     );
     assert_eq!(setup.inbox_files(), BTreeSet::new());
+    // No prompt in the (empty) default profile: the settings line comes first, no blank line.
+    let parameters = text_chunk(&setup.read_out("a.png"), "parameters").unwrap();
+    assert!(parameters.starts_with("Seed: "), "{parameters:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,13 +55,160 @@ async fn under_the_launch_agent_stderr_gets_only_warnings_and_the_log_file_every
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_tells_the_servers_time_from_the_wait_and_sending_from_reading_ahead() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    server.set_delay(Duration::from_secs(2));
+    let setup = Setup::new(&server.url(), "drawthings");
+    setup.drop_file("a.png", &png(128, 128, 1));
+    setup.drop_file("b.png", &png(128, 128, 2));
+    let output = setup.run_once();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let log = setup.log_text();
+    let line = |start: &str| -> String {
+        log.lines()
+            .find(|line| line.contains(start))
+            .unwrap_or_else(|| panic!("no {start:?} in\n{log}"))
+            .to_owned()
+    };
+    // b.png was read ahead while a.png was at the server: it is "sent" only once a.png's
+    // answer came, two seconds (the fake's generation time) after a.png was.
+    let seconds = |line: &str| -> i64 {
+        let time: jiff::civil::Time = line[11..19].parse().expect("a time");
+        i64::from(time.hour()) * 3600 + i64::from(time.minute()) * 60 + i64::from(time.second())
+    };
+    let (sent_a, sent_b) = (line("sending a.png"), line("sending b.png"));
+    assert!(seconds(&sent_b) - seconds(&sent_a) >= 2, "{log}");
+    assert!(!log.contains("taken b.png"), "{log}");
+    // b.png's line tells the server's 2 s apart from the ~2 s it waited for a.png.
+    let done_b = line("done b.png in ");
+    let figure = |after: &str| -> f64 {
+        let rest = &done_b[done_b.find(after).expect("figure") + after.len()..];
+        rest.split(' ').next().unwrap().parse().expect("seconds")
+    };
+    let at_server = figure("done b.png in ");
+    assert!((1.9..3.5).contains(&at_server), "{done_b}");
+    assert!(done_b.contains(" s at the server, after "), "{done_b}");
+    let waited = figure(", after ");
+    assert!(waited >= 1.5, "{done_b}");
+    assert!(
+        done_b.contains(" s waiting for its turn -> b.png"),
+        "{done_b}"
+    );
+    // jobs.jsonl keeps its form: the server's time and the whole time.
+    let lines = setup.job_lines();
+    let b = lines.iter().find(|l| l["input"] == "b.png").unwrap();
+    assert!(b["server_ms"].as_u64().unwrap() >= 1900);
+    assert!(b["total_ms"].as_u64().unwrap() >= b["server_ms"].as_u64().unwrap() + 1500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_present_together_are_sent_in_natural_order() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    let setup = Setup::new(&server.url(), "drawthings");
+    // Oldest first would be the reverse, byte order img_10 before img_2.
+    let names = [
+        "img_1.png",
+        "img_2.png",
+        "img_10.png",
+        "more/img_9.png",
+        "more/img_11.png",
+    ];
+    let now = std::time::SystemTime::now();
+    for (index, name) in names.iter().enumerate() {
+        let path = setup.drop_file(name, &png(128, 128, index as u32));
+        let age = Duration::from_secs(100 * (names.len() - index) as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(now - age)
+            .unwrap();
+    }
+    let output = setup.run_once();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let sent: Vec<&str> = server
+        .img2img_requests()
+        .iter()
+        .map(|request| {
+            let image = request.init_image().unwrap();
+            let index = (0..names.len())
+                .find(|&i| png(128, 128, i as u32) == image)
+                .expect("one of the pictures");
+            names[index]
+        })
+        .collect();
+    assert_eq!(sent, names);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_copied_in_goes_once_its_files_are_done_and_every_other_folder_stays() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    let setup = Setup::new(&server.url(), "drawthings");
+    setup.profile("watercolor", "prompt = \"a watercolor\"\n");
+    // As `cp -r batch30 Inbox/`: a folder with pictures, one of them in a subfolder.
+    setup.drop_file("batch30/img_1.png", &png(128, 128, 1));
+    setup.drop_file("batch30/img_2.png", &png(128, 128, 2));
+    setup.drop_file("batch30/deep/img_3.png", &png(128, 128, 3));
+    setup.drop_file("broken/not-a-picture.png", b"text, not a PNG");
+    setup.drop_file("watercolor/w.png", &png(128, 128, 4));
+    setup.drop_file("notes/n.png", &png(128, 128, 5));
+    std::fs::write(setup.inbox.join("notes/readme.txt"), b"keep me").unwrap();
+    std::fs::create_dir_all(setup.inbox.join("made-by-hand")).unwrap();
+    std::fs::create_dir_all(setup.inbox.join("batch30/empty-already")).unwrap();
+
+    let output = setup.run_once();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert!(setup.outbox.join("batch30/deep/img_3.png").is_file());
+    let folders: BTreeSet<String> = std::fs::read_dir(&setup.inbox)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert_eq!(
+        folders,
+        set(&["batch30", "default", "made-by-hand", "notes", "watercolor"]),
+        "broken/ went (its file failed: drawdrop took it too)"
+    );
+    // batch30 keeps only the folder that was empty before drawdrop took anything.
+    assert_eq!(
+        std::fs::read_dir(setup.inbox.join("batch30"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
+        ["empty-already"]
+    );
+    assert_eq!(setup.inbox_files(), set(&["notes/readme.txt"]));
+    assert!(
+        setup.log_text().contains("removed the folder batch30/deep"),
+        "{}",
+        setup.log_text()
+    );
+
+    // Without that folder, the copied-in one goes as a whole.
+    std::fs::remove_dir(setup.inbox.join("batch30/empty-already")).unwrap();
+    std::fs::remove_dir(setup.inbox.join("batch30")).unwrap();
+    setup.drop_file("batch31/img_1.png", &png(128, 128, 6));
+    setup.drop_file("batch31/deep/img_2.png", &png(128, 128, 7));
+    let output = setup.run_once();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(!setup.inbox.join("batch31").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_on_an_empty_inbox_exits_0_without_asking_the_server() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     let setup = Setup::new(&server.url(), "drawthings");
     let output = setup.run_once();
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("0 done, 0 failed"));
-    assert!(server.requests().is_empty());
+    // Not even `GET /`: no worker asks whether the server answers before a file needs it
+    // (they used to, racing the start-up scan, so a loaded machine saw a probe).
+    let asked: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(asked.is_empty(), "asked: {asked:?}\n{}", stderr_of(&output));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,10 +337,56 @@ async fn once_gives_up_on_a_closed_server_with_2_and_leaves_the_files_untouched(
     let output = setup.run_once();
     assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(started.elapsed() < Duration::from_secs(30));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("did not answer"), "{stderr}");
+    // It said what it waited for, and until when.
+    let waiting = format!(
+        "waiting for Draw Things at {}/ (not answering: ",
+        server.url()
+    );
+    assert!(stderr.contains(&waiting), "{stderr}");
+    assert!(giving_up_at(&stderr).is_some(), "{stderr}");
+    assert_eq!(setup.inbox_files(), set(&["cat.png"]));
+    assert_eq!(std::fs::read(setup.inbox.join("cat.png")).unwrap(), picture);
+    assert!(setup.outbox_files().is_empty());
+}
+
+/// The time in "— giving up at 14:05:10", as seconds since midnight.
+fn giving_up_at(stderr: &str) -> Option<i64> {
+    let (_, rest) = stderr.split_once("— giving up at ")?;
+    let time: jiff::civil::Time = rest.get(..8)?.parse().ok()?;
+    Some(i64::from(time.hour()) * 3600 + i64::from(time.minute()) * 60 + i64::from(time.second()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_gives_up_within_a_minute_on_a_server_that_never_answered() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    server.stop().await;
+    let setup = Setup::with(&server.url(), "drawthings", 300, "", "timeout_s = 600");
+    let picture = png(128, 128, 1);
+    setup.drop_file("cat.png", &picture);
+    let before = jiff::ZonedDateTime::now().time();
+    let started = Instant::now();
+    let output = setup.run_once();
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(
-        stderr_of(&output).contains("did not answer"),
-        "{}",
-        stderr_of(&output)
+        took >= Duration::from_secs(59) && took < Duration::from_secs(100),
+        "took {took:?}, not timeout_s (600 s) but a minute"
+    );
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("not once since drawdrop started"),
+        "{stderr}"
+    );
+    let announced = giving_up_at(&stderr).expect("the give-up time is announced");
+    let start = i64::from(before.hour()) * 3600
+        + i64::from(before.minute()) * 60
+        + i64::from(before.second());
+    let ahead = (announced - start).rem_euclid(86_400);
+    assert!(
+        (59..=75).contains(&ahead),
+        "announced {ahead} s ahead: {stderr}"
     );
     assert_eq!(setup.inbox_files(), set(&["cat.png"]));
     assert_eq!(std::fs::read(setup.inbox.join("cat.png")).unwrap(), picture);

@@ -175,11 +175,15 @@ async fn a_profile_goes_where_its_model_is_and_fails_only_when_no_server_has_it(
     let error = String::from_utf8(setup.read_out("failed/flux/moon.png.error.txt")).unwrap();
     assert!(error.contains("no server could do it"), "{error}");
     assert!(
-        error.contains("mini: the server answered 422: Unrecognized model name"),
+        error.contains(
+            "mini: Draw Things refused the request (HTTP 422): Unrecognized model name (model sent: \"flux_1_dev_q8p.ckpt\""
+        ),
         "{error}"
     );
     assert!(
-        error.contains("studio: the server answered 422: Unrecognized model name"),
+        error.contains(
+            "studio: Draw Things refused the request (HTTP 422): Unrecognized model name (model sent: \"flux_1_dev_q8p.ckpt\""
+        ),
         "{error}"
     );
 }

@@ -14,7 +14,7 @@
 mod common;
 
 use common::fake_server::{FakeServer, Fault, Flavor};
-use common::faults::{Arrivals, Bench, Case, drop_file_modified, gaps, job_line, wait_for_job};
+use common::faults::{Arrivals, Bench, Case, gaps, job_line, wait_for_job};
 use common::png::png;
 use common::{PATIENCE, Setup, set, wait_until};
 use std::collections::BTreeSet;
@@ -44,21 +44,30 @@ fn assert_gaps_at_least(gaps: &[Duration], bounds: &[Duration], what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_server_pauses_the_queue_and_it_drains_in_arrival_order_when_back() {
+async fn a_closed_server_pauses_the_queue_and_it_drains_in_natural_order_when_back() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     server.stop().await;
     let setup = Setup::new(&server.url(), "drawthings");
     let mut daemon = setup.start_daemon();
     daemon.wait_for_output("is not answering");
 
-    // Arrival order is deliberately not name order; the modification times agree with it.
-    let order = ["c-first.png", "a-second.png", "b-third.png"];
+    // A folder moved in whole: its files are present together. Neither their modification
+    // times nor the order they were written in is the order of their names.
+    let written = ["batch/img_10.png", "batch/img_2.png", "batch/img_1.png"];
+    let order = ["batch/img_1.png", "batch/img_2.png", "batch/img_10.png"];
     let pictures: Vec<Vec<u8>> = (1..=3).map(|seed| png(128, 128, seed)).collect();
     let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
-    for (n, (name, picture)) in order.iter().zip(&pictures).enumerate() {
-        let mtime = an_hour_ago + Duration::from_secs(n as u64);
-        drop_file_modified(&setup, name, picture, mtime);
+    let outside = setup.dir.path().join("outside");
+    for (n, name) in written.iter().enumerate() {
+        let path = outside.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let seed = order.iter().position(|o| o == name).unwrap();
+        std::fs::write(&path, &pictures[seed]).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(an_hour_ago + Duration::from_secs(n as u64))
+            .unwrap();
     }
+    std::fs::rename(outside.join("batch"), setup.inbox.join("batch")).unwrap();
     // Two more probes: at least 500 ms more of waiting, longer than the settle window.
     let probes = || daemon.output().matches("still not answering").count();
     let probes_before = probes();
@@ -83,7 +92,7 @@ async fn a_closed_server_pauses_the_queue_and_it_drains_in_arrival_order_when_ba
     wait_until("three jobs.jsonl lines", || setup.job_lines().len() == 3);
     let lines = setup.job_lines();
     let inputs: Vec<&str> = lines.iter().map(|l| l["input"].as_str().unwrap()).collect();
-    assert_eq!(inputs, order, "finished in arrival order");
+    assert_eq!(inputs, order, "finished in natural order");
     for line in &lines {
         assert_eq!(line["outcome"], "done", "{line}");
         assert_eq!(line["attempts"], 1, "waiting is not an attempt: {line}");
@@ -93,7 +102,7 @@ async fn a_closed_server_pauses_the_queue_and_it_drains_in_arrival_order_when_ba
         .iter()
         .map(|r| r.init_image().expect("init image"))
         .collect();
-    assert_eq!(sent, pictures, "sent once each, in arrival order");
+    assert_eq!(sent, pictures, "sent once each, in natural order");
     assert_eq!(server.max_in_flight(), 1);
     let mut expected: BTreeSet<String> = set(&order);
     expected.extend(order.iter().map(|name| format!("originals/{name}")));
@@ -307,7 +316,13 @@ async fn server_errors_play_out(flavor: Flavor, api: &str) {
 
     let detail = r#"Unrecognized keys: ["sharpnes"]"#;
     let case = bench.case("rejected.png", &[status(422, detail, None)]);
-    let text = bench.assert_failed(&case, 1, &[&format!("the server answered 422: {detail}")]);
+    let text = bench.assert_failed(
+        &case,
+        1,
+        &[&format!(
+            "refused the request (HTTP 422): {detail} (settings from "
+        )],
+    );
     assert!(!text.contains("gave up"), "failed at once: {text}");
     assert_eq!(case.requests.len(), 1, "a 422 is never retried");
     bench.next_good_file_goes_through("after-422.png");

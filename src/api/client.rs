@@ -63,11 +63,18 @@ impl SendError {
             SendError::Lost(_) | SendError::TimedOut(_) => Disposition::Retry(None),
             SendError::Status {
                 code, retry_after, ..
-            } => match *code {
-                401 | 403 | 407 => Disposition::WaitForServer,
-                408 | 425 | 429 | 500..=599 => Disposition::Retry(*retry_after),
-                _ => Disposition::Fail,
-            },
+            } => Disposition::of_status(*code, *retry_after),
+        }
+    }
+}
+
+impl Disposition {
+    /// What an error status (with its `Retry-After`) means for the file.
+    pub fn of_status(code: u16, retry_after: Option<Duration>) -> Disposition {
+        match code {
+            401 | 403 | 407 => Disposition::WaitForServer,
+            408 | 425 | 429 | 500..=599 => Disposition::Retry(retry_after),
+            _ => Disposition::Fail,
         }
     }
 }

@@ -10,3 +10,11 @@ pub mod request;
 pub mod stream;
 
 pub use client::{Client, Disposition, Probe, SendError, is_loopback};
+
+/// How messages name a server of this kind: "waiting for Draw Things at ...".
+pub fn product_name(api: crate::config::Api) -> &'static str {
+    match api {
+        crate::config::Api::DrawThings => "Draw Things",
+        crate::config::Api::A1111 => "the A1111 server",
+    }
+}

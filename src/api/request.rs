@@ -15,6 +15,19 @@ use serde_json::{Map, Value, json};
 /// The settings of one request, without the image: what is sent, and what is logged.
 pub type RequestSettings = Map<String, Value>;
 
+/// The model a request names, in either dialect (`model`, or A1111's
+/// `override_settings.sd_model_checkpoint`); `None`: the server's current one.
+pub fn model_of(settings: &RequestSettings) -> Option<&str> {
+    settings
+        .get("model")
+        .or_else(|| {
+            settings
+                .get("override_settings")?
+                .get("sd_model_checkpoint")
+        })
+        .and_then(Value::as_str)
+}
+
 /// The settings to send for `settings` at `size` with `seed`, in `api`'s dialect.
 pub fn settings_for(api: Api, settings: &Settings, size: (u32, u32), seed: u32) -> RequestSettings {
     let mut out = Map::new();
@@ -187,6 +200,16 @@ mod tests {
                 "seed": 7, "width": 512, "height": 512, "sharpness": 2
             })
         );
+    }
+
+    #[test]
+    fn the_model_is_read_back_in_either_dialect() {
+        for api in [Api::DrawThings, Api::A1111] {
+            let sent = settings_for(api, &watercolor(), (512, 512), 7);
+            assert_eq!(model_of(&sent), Some("sd_xl_base_1.0_f16.ckpt"), "{api:?}");
+            let sent = settings_for(api, &Settings::default(), (512, 512), 7);
+            assert_eq!(model_of(&sent), None);
+        }
     }
 
     #[test]

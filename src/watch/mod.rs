@@ -8,6 +8,7 @@
 //! A settled file whose profile is broken is not queued: it waits in the inbox, and is
 //! queued as soon as new settings fix its profile.
 
+pub mod natural;
 pub mod scan;
 pub mod settle;
 pub mod source;

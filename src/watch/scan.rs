@@ -1,8 +1,9 @@
-//! Walking the inbox: every candidate picture with its size and mtime, oldest first.
+//! Walking the inbox: every candidate picture with its size and mtime, in natural order.
 //!
 //! Hidden folders (drawdrop's own `.drawdrop` among them) are not entered and symbolic links
 //! are not followed, so a scan sees exactly the files a person put into the inbox.
 
+use super::natural;
 use super::settle::Observation;
 use crate::inbox_names::{is_candidate, is_visible_dir};
 use std::fs;
@@ -27,10 +28,11 @@ pub enum Notice<'a> {
     Link(&'a Path),
 }
 
-/// Lists every candidate under `inbox`, oldest mtime first (then by path), which is the
-/// order they arrived in as far as the file system can tell. What is skipped for a reason a
-/// person should know (unreadable folders, symbolic links) goes to `notice`; an unreadable
-/// inbox is an error.
+/// Lists every candidate under `inbox` in natural order of their paths (`img_2` before
+/// `img_10`, folder by folder): files present together are taken as a person reads their
+/// names, whatever order a copier wrote them in. What is skipped for a reason a person
+/// should know (unreadable folders, symbolic links) goes to `notice`; an unreadable inbox is
+/// an error.
 pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut folders = vec![PathBuf::new()];
@@ -66,7 +68,7 @@ pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<
             }
         }
     }
-    found.sort_by(|a, b| (a.seen.mtime, &a.relative).cmp(&(b.seen.mtime, &b.relative)));
+    found.sort_by(|a, b| natural::compare_paths(&a.relative, &b.relative));
     Ok(found)
 }
 
@@ -141,12 +143,20 @@ mod tests {
     }
 
     #[test]
-    fn lists_oldest_first() {
+    fn lists_in_natural_order_whatever_the_times() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let now = std::time::SystemTime::now();
-        for (name, age) in [("new.png", 1), ("old.png", 100), ("mid.png", 50)] {
+        // Written newest name first, as a copier may: neither mtime nor bytes give the order.
+        for (name, age) in [
+            ("img_10.png", 300),
+            ("img_2.png", 200),
+            ("b/img_1.png", 250),
+            ("img_1.png", 100),
+            ("B/img_3.png", 50),
+        ] {
             let path = root.join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, b"x").unwrap();
             let file = fs::File::options().write(true).open(&path).unwrap();
             file.set_modified(now - std::time::Duration::from_secs(age))
@@ -154,7 +164,13 @@ mod tests {
         }
         assert_eq!(
             names(&scan(root, |_| {}).unwrap()),
-            ["old.png", "mid.png", "new.png"]
+            [
+                "B/img_3.png",
+                "b/img_1.png",
+                "img_1.png",
+                "img_2.png",
+                "img_10.png"
+            ]
         );
     }
 

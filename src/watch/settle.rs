@@ -119,7 +119,8 @@ impl Settler {
             .map(|Reverse((deadline, _))| *deadline)
     }
 
-    /// Paths whose window has passed by `now`; the caller looks at each again and observes it.
+    /// Paths whose window has passed by `now`, in natural order; the caller looks at each
+    /// again and observes it.
     pub fn due(&mut self, now: Instant) -> Vec<PathBuf> {
         let mut due = Vec::new();
         while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
@@ -133,6 +134,8 @@ impl Settler {
                 due.push(path);
             }
         }
+        // Ready together: taken in natural order.
+        due.sort_by(|a, b| super::natural::compare_paths(a, b));
         due
     }
 
@@ -295,6 +298,20 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(settler.due(Instant::now()), vec![PathBuf::from("b.png")]);
         assert_eq!(settler.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn files_due_together_come_in_natural_order() {
+        let mut settler = Settler::new(WINDOW, false);
+        for (name, after_ms) in [("img_10.png", 0), ("img_2.png", 5), ("img_1.png", 9)] {
+            tokio::time::advance(Duration::from_millis(after_ms)).await;
+            settler.observe(Path::new(name), seen(1, 1), Instant::now());
+        }
+        tokio::time::advance(WINDOW).await;
+        assert_eq!(
+            settler.due(Instant::now()),
+            ["img_1.png", "img_2.png", "img_10.png"].map(PathBuf::from)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -38,7 +38,6 @@ use outcome::Report;
 use prepare::Prepared;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,8 +64,6 @@ pub struct Shared {
     pub limits: Limits,
     /// The inbox as the watch stage sees it (canonical).
     pub inbox: PathBuf,
-    /// `--once`: how long servers that do not answer are waited for before giving up.
-    pub give_up_after: Option<Duration>,
     pub cancel: CancellationToken,
     pub notifications: Notifications,
     /// Decided jobs being moved into place in the background; waited for at the end.
@@ -120,7 +117,12 @@ async fn prepare_loop(
     ready: mpsc::Sender<Ready>,
 ) -> Result<(), Unreachable> {
     loop {
-        if !wait_ready(shared, server).await? {
+        // The server is asked whether it answers only once there is work.
+        let work_waits = tokio::select! {
+            _ = shared.cancel.cancelled() => return Ok(()),
+            work_waits = shared.queue.has_work() => work_waits,
+        };
+        if !work_waits || !wait_ready(shared, server).await? {
             return Ok(());
         }
         let matches = |work: &Work| {
@@ -199,11 +201,7 @@ async fn wait_ready(shared: &Shared, server: usize) -> Result<bool, Unreachable>
     loop {
         let up = async {
             shared.outbox_gate.wait_open().await;
-            shared
-                .pool
-                .health(server)
-                .wait_up(shared.give_up_after)
-                .await
+            shared.pool.health(server).wait_up().await
         };
         let result = tokio::select! {
             _ = shared.cancel.cancelled() => return Ok(false),

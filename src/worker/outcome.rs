@@ -15,7 +15,7 @@ use crate::pool::{Handover, Refusal};
 use crate::queue::Work;
 use crate::reload::Current;
 use serde_json::{Map, Value, json};
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,7 +28,11 @@ pub(super) struct Report {
     /// The server asked (by index; the config has its name and URL).
     server: usize,
     pub attempts: u32,
+    /// Time spent in requests (every attempt's, not the pauses between them).
     pub server_time: Duration,
+    /// When the first request went out: the time before it the job waited for its turn
+    /// (read ahead while another was in flight, or the server was down).
+    pub first_sent: Option<Instant>,
     pub sent: Option<Map<String, Value>>,
     pub input_size: Option<(u32, u32)>,
     pub resized: bool,
@@ -46,6 +50,7 @@ impl Report {
             server,
             attempts,
             server_time: Duration::ZERO,
+            first_sent: None,
             sent: None,
             input_size: None,
             resized: false,
@@ -57,7 +62,33 @@ impl Report {
 /// What the log says once a job is in place.
 pub(super) struct Told {
     failure: Option<String>,
-    started: Instant,
+    /// The server's time, its attempts, and the wait before the first request.
+    server_time: Duration,
+    attempts: u32,
+    waited: Duration,
+}
+
+impl Told {
+    /// `0.7 s at the server, after 1.8 s waiting for its turn`.
+    fn durations(&self) -> String {
+        let attempts = if self.attempts > 1 {
+            format!(" ({} attempts)", self.attempts)
+        } else {
+            String::new()
+        };
+        let waited = if self.waited >= Duration::from_millis(50) {
+            format!(
+                ", after {:.1} s waiting for its turn",
+                self.waited.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{:.1} s at the server{attempts}{waited}",
+            self.server_time.as_secs_f64()
+        )
+    }
 }
 
 /// Decides a job after sending, then applies it in the background; or hands it to another
@@ -137,9 +168,12 @@ fn finish(
     failure: Option<String>,
 ) {
     if taken {
+        let sent_at = report.first_sent.unwrap_or_else(Instant::now);
         let told = Told {
             failure,
-            started: report.started,
+            server_time: report.server_time,
+            attempts: report.attempts,
+            waited: sent_at.saturating_duration_since(report.started),
         };
         apply_in_background(shared, current, job, Some(told));
     } else {
@@ -271,11 +305,39 @@ pub(super) fn apply_in_background(
                 break None;
             }
         };
-        shared.queue.job_ended();
         if let Some(placed) = placed {
+            // Before the log line: once it says "done", the folder is gone if it is to go.
+            remove_emptied_folders(&shared, &current, &job);
+            shared.queue.job_ended();
             tell(&shared, &current, &job, &placed, told);
+        } else {
+            shared.queue.job_ended();
         }
     });
+}
+
+/// A folder that drawdrop emptied (a batch copied into the inbox) goes once its last file
+/// is done; a profile's folder stays, and so does any folder that holds something.
+fn remove_emptied_folders(shared: &Shared, current: &Current, job: &Job) {
+    let profiles = &current.config.profiles;
+    let is_profile_folder = |folder: &Path| {
+        let mut parts = folder.components();
+        matches!(
+            (parts.next(), parts.next()),
+            (Some(Component::Normal(name)), None)
+                if name.to_str().is_some_and(|name| profiles.contains_key(name))
+        )
+    };
+    for folder in shared
+        .finisher
+        .claims
+        .remove_emptied_folders(&job.relative, is_profile_folder)
+    {
+        tracing::info!(
+            "removed the folder {}: drawdrop took every file it held",
+            shown(&folder)
+        );
+    }
 }
 
 /// The log line, the tally and the desktop notification for a job now in place.
@@ -291,14 +353,11 @@ fn tell(shared: &Shared, current: &Current, job: &Job, placed: &Placed, told: Op
             shown(&name),
             list(&placed.results)
         ),
-        Some(Told {
-            failure: None,
-            started,
-        }) => {
+        Some(told @ Told { failure: None, .. }) => {
             tracing::info!(
-                "done {} in {:.1} s -> {}",
+                "done {} in {} -> {}",
                 shown(&job.relative),
-                started.elapsed().as_secs_f64(),
+                told.durations(),
                 list(&placed.results)
             );
             shared.tally.add_done(&shown(&job.relative));

@@ -8,7 +8,6 @@ use crate::api::request;
 use crate::claim::Job;
 use crate::image;
 use crate::image_settings;
-use crate::inbox_names::shown;
 use crate::metadata;
 use crate::outbox::is_reserved;
 use crate::reload::Current;
@@ -29,6 +28,8 @@ pub(super) struct Prepared {
     pub expected_images: usize,
     /// The `parameters` chunk for the results.
     pub infotext: String,
+    /// What the log says when it is sent: `(profile watercolor + cat.txt, 1024x768)`.
+    pub summary: String,
 }
 
 impl Prepared {
@@ -93,12 +94,13 @@ pub(super) async fn prepare(
             limits,
             expected_images: request::expected_images(&settings),
             infotext: metadata::infotext(&settings, target, seed),
+            summary: String::new(),
         };
         Ok((prepared, sent, info.size(), resized))
     })
     .await
     .map_err(|error| format!("internal error while preparing the image: {error}"))??;
-    let (prepared, sent, input_size, resized) = built;
+    let (mut prepared, sent, input_size, resized) = built;
     report.sent = Some(sent);
     report.input_size = Some(input_size);
     report.resized = resized;
@@ -112,9 +114,9 @@ pub(super) async fn prepare(
     } else {
         String::new()
     };
-    tracing::info!(
-        "taken {} (profile {}{sidecars}, {}x{}{}){to}",
-        shown(&job.relative),
+    // Logged when it is really sent (this runs one job ahead, while another is in flight).
+    prepared.summary = format!(
+        "(profile {}{sidecars}, {}x{}{}){to}",
         profile.name,
         input_size.0,
         input_size.1,

@@ -6,7 +6,7 @@ use super::Shared;
 use super::outcome::Report;
 use super::prepare::Prepared;
 use crate::api::answer::BadAnswer;
-use crate::api::{Disposition, SendError};
+use crate::api::{Disposition, SendError, request};
 use crate::claim::Job;
 use crate::health::Unreachable;
 use crate::inbox_names::shown;
@@ -53,6 +53,7 @@ pub(super) async fn send(
     let profile = &current.config.profile_for(&job.relative).name;
     let shared_pool = shared.pool.is_shared();
     let mut waits_in_a_row = 0u32;
+    let mut told_sending = false;
     let mut attempts_here = 0u32;
     loop {
         if shared_pool && !health.is_up() {
@@ -68,7 +69,7 @@ pub(super) async fn send(
         }
         let ready = tokio::select! {
             _ = shared.cancel.cancelled() => return Sent::Interrupted,
-            ready = health.wait_up(shared.give_up_after) => ready,
+            ready = health.wait_up() => ready,
         };
         if let Err(unreachable) = ready {
             return Sent::GaveUp(unreachable);
@@ -87,6 +88,11 @@ pub(super) async fn send(
             Err(reason) => return Sent::Failed(reason),
         };
         let started = Instant::now();
+        if !told_sending {
+            tracing::info!("sending {} {}", shown(&job.relative), prepared.summary);
+            told_sending = true;
+        }
+        report.first_sent.get_or_insert(started);
         let answer = tokio::select! {
             answer = current.client(index).img2img(body, prepared.expected_images, &shared.limits) => answer,
             _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,
@@ -95,6 +101,12 @@ pub(super) async fn send(
         let (reason, disposition, server_gone) = match answer {
             Ok(Ok(images)) => return Sent::Images(images, prepared.infotext),
             Ok(Err(BadAnswer(reason))) => (reason, Disposition::Retry(None), false),
+            Err(SendError::Status { code, detail, .. })
+                if Disposition::of_status(code, None) == Disposition::Fail =>
+            {
+                let reason = refusal(current, index, job, report, code, &detail);
+                (reason, Disposition::Fail, false)
+            }
             Err(error) => {
                 let gone = matches!(error, SendError::TimedOut(_) | SendError::Lost(_));
                 (error.to_string(), error.disposition(), gone)
@@ -171,6 +183,52 @@ pub(super) async fn send(
             }
         }
     }
+}
+
+/// The server refused the request itself: its words, and what to fix — the model that was
+/// sent when the refusal is about the model, and the files whose settings were sent (the
+/// profile, and the picture's own `.toml`).
+fn refusal(
+    current: &Current,
+    index: usize,
+    job: &Job,
+    report: &Report,
+    code: u16,
+    detail: &str,
+) -> String {
+    let who = crate::api::product_name(current.server(index).api);
+    let profile = current.config.profile_for(&job.relative);
+    let profile_file = match &profile.file {
+        Some(file) => file.display().to_string(),
+        None => format!(
+            "the built-in `{}` profile (no file: write {} to choose)",
+            profile.name,
+            current
+                .config
+                .profiles_dir()
+                .join(format!("{}.toml", profile.name))
+                .display()
+        ),
+    };
+    let sidecar = report
+        .sidecars
+        .iter()
+        .find(|name| name.ends_with(".toml"))
+        .map(|name| format!("{name} beside the picture"));
+    let model = report.sent.as_ref().and_then(request::model_of);
+    let about_model = detail.to_lowercase().contains("model");
+    let from = match (about_model, model, &sidecar) {
+        (true, Some(model), Some(sidecar)) if profile.settings.model.as_deref() != Some(model) => {
+            format!("model sent: {model:?}, from {sidecar}")
+        }
+        (true, Some(model), _) => format!("model sent: {model:?}, from {profile_file}"),
+        (true, None, _) => format!(
+            "no model was sent, so the app's own was used; choose one with `model` in {profile_file}"
+        ),
+        (false, _, Some(sidecar)) => format!("settings from {profile_file} and {sidecar}"),
+        (false, _, None) => format!("settings from {profile_file}"),
+    };
+    format!("{who} refused the request (HTTP {code}): {detail} ({from})")
 }
 
 fn gave_up(attempts: u32, reason: &str) -> String {

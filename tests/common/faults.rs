@@ -7,9 +7,8 @@ use super::fake_server::{FakeServer, Fault, Flavor, Recorded};
 use super::png::png;
 use super::{Daemon, Setup, wait_until};
 use serde_json::Value;
-use std::fs;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// One request as the fake's observer saw it.
 #[derive(Clone, Debug)]
@@ -71,22 +70,6 @@ pub fn gaps(arrivals: &[Arrival]) -> Vec<Duration> {
         .windows(2)
         .map(|pair| pair[1].at.duration_since(pair[0].at))
         .collect()
-}
-
-/// Puts a file into the inbox whole, with this modification time.
-pub fn drop_file_modified(setup: &Setup, relative: &str, bytes: &[u8], mtime: SystemTime) {
-    let path = setup.inbox.join(relative);
-    fs::create_dir_all(path.parent().expect("parent")).expect("create folders");
-    let staging = setup.dir.path().join(".staging");
-    fs::create_dir_all(&staging).expect("staging");
-    let temporary = staging.join(path.file_name().expect("name"));
-    fs::write(&temporary, bytes).expect("write");
-    fs::File::options()
-        .write(true)
-        .open(&temporary)
-        .and_then(|file| file.set_modified(mtime))
-        .expect("set mtime");
-    fs::rename(&temporary, &path).expect("rename into the inbox");
 }
 
 /// The `jobs.jsonl` line of `input` (a path relative to the inbox), if written.

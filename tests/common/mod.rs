@@ -80,15 +80,25 @@ impl Setup {
 
     /// Puts a file into the inbox whole (written beside it, then renamed in, as a
     /// careful copier does), creating folders.
+    /// A running daemon removes a folder it emptied: should that happen between making the
+    /// folder and the rename, the folder is made again.
     pub fn drop_file(&self, relative: &str, bytes: &[u8]) -> PathBuf {
         let path = self.inbox.join(relative);
-        fs::create_dir_all(path.parent().expect("parent")).expect("create folders");
         let staging = self.dir.path().join(".staging");
         fs::create_dir_all(&staging).expect("staging");
         let temporary = staging.join(path.file_name().expect("name"));
         fs::write(&temporary, bytes).expect("write");
-        fs::rename(&temporary, &path).expect("rename into the inbox");
-        path
+        for _ in 0..100 {
+            fs::create_dir_all(path.parent().expect("parent")).expect("create folders");
+            match fs::rename(&temporary, &path) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                renamed => {
+                    renamed.expect("rename into the inbox");
+                    return path;
+                }
+            }
+        }
+        panic!("cannot rename {} into the inbox", path.display());
     }
 
     pub fn command(&self) -> Command {

@@ -173,6 +173,12 @@ pub async fn run(
         stage = stage.with_events(source, watcher);
         hints = Some(events);
     }
+    // Edits are followed from before the line saying drawdrop watches, so none made after it is missed.
+    let config_watch = if options.once {
+        None
+    } else {
+        shared.live.watch_config(&located)
+    };
     let servers: Vec<String> = config.servers.iter().map(|s| s.label()).collect();
     tracing::info!(
         "drawdrop {} watching {} -> {} (server{} {}, profiles: {}{})",
@@ -206,10 +212,10 @@ pub async fn run(
         let shared = shared.clone();
         tokio::spawn(async move {
             let reload = async {
-                if !options.once {
+                if let Some(watch) = config_watch {
                     shared
                         .live
-                        .watch_files(located, shared.cancel.clone())
+                        .watch_files(watch, located, shared.cancel.clone())
                         .await;
                 }
             };

@@ -165,19 +165,33 @@ impl Live {
         }
     }
 
-    /// Reloads whenever the config file or a profile changes, until cancelled.
-    pub async fn watch_files(&self, located: Located, cancel: CancellationToken) {
+    /// Starts watching the config file's folder and the profiles folder. Called before the
+    /// daemon says it is watching, so an edit made from then on is never missed; `None` (with
+    /// a warning) when they cannot be watched, and edits then wait for a restart.
+    pub fn watch_config(&self, located: &Located) -> Option<ConfigWatch> {
         let changed = Arc::new(Notify::new());
-        let _watchers =
-            match watch_config_files(&located.path, &self.get().config.profiles_dir(), &changed) {
-                Ok(watchers) => watchers,
-                Err(error) => {
-                    tracing::warn!(
-                        "cannot watch the config files ({error}); edits take effect after a restart"
-                    );
-                    return;
-                }
-            };
+        match watch_config_files(&located.path, &self.get().config.profiles_dir(), &changed) {
+            Ok(watchers) => Some(ConfigWatch {
+                _watchers: watchers,
+                changed,
+            }),
+            Err(error) => {
+                tracing::warn!(
+                    "cannot watch the config files ({error}); edits take effect after a restart"
+                );
+                None
+            }
+        }
+    }
+
+    /// Reloads whenever the config file or a profile changes, until cancelled.
+    pub async fn watch_files(
+        &self,
+        watch: ConfigWatch,
+        located: Located,
+        cancel: CancellationToken,
+    ) {
+        let changed = watch.changed.clone();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -288,6 +302,12 @@ fn create_profile_folders(old: &Config, new: &Config) {
             Err(error) => tracing::warn!("cannot create {}: {error}", folder.display()),
         }
     }
+}
+
+/// The watchers of the config files, and the signal they raise on a change.
+pub struct ConfigWatch {
+    _watchers: Vec<RecommendedWatcher>,
+    changed: Arc<Notify>,
 }
 
 /// Watches the config file's folder and the profiles folder (each without descending).

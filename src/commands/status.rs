@@ -6,6 +6,7 @@ use super::{EXIT_START, load_config, runtime};
 use crate::api::{Client, Probe};
 use crate::claim::Claims;
 use crate::config::Server;
+use crate::inbox_names::shown;
 use crate::outbox::Outbox;
 use crate::service;
 use crate::watch::scan;
@@ -31,7 +32,13 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
         None => "not running".to_owned(),
     };
     println!("{:<12} {daemon}", "daemon");
-    let pending = scan::scan(&config.inbox, |_| {}).map(|found| found.len());
+    let mut not_taken = Vec::new();
+    let pending = scan::scan(&config.inbox, |notice| {
+        if let scan::Notice::NotTaken(path) = notice {
+            not_taken.push(shown(path));
+        }
+    })
+    .map(|found| found.len());
     match pending {
         Ok(count) => println!("{:<12} {count} in {}", "pending", config.inbox.display()),
         Err(error) => println!(
@@ -39,6 +46,10 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
             "pending",
             config.inbox.display()
         ),
+    }
+    if !not_taken.is_empty() {
+        not_taken.sort();
+        println!("not taken  {}: {}", not_taken.len(), not_taken.join(", "));
     }
     println!("{:<12} {}", "in progress", claims.count());
     let jobs = read_jobs(&Outbox::new(config.outbox.clone()).jobs_log());

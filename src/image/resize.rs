@@ -1,5 +1,6 @@
 //! The init image: the input's own bytes when it already has the size to send, else decoded,
-//! center-cropped to the target's aspect ratio, resized and encoded as an 8-bit PNG.
+//! center-cropped to the target's aspect ratio, resized, turned upright and encoded as an
+//! 8-bit PNG.
 
 use std::borrow::Cow;
 use std::io::Cursor;
@@ -8,6 +9,7 @@ use ::image::codecs::png::{CompressionType, FilterType as PngFilter, PngDecoder,
 use ::image::imageops::{self, FilterType};
 use ::image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageEncoder, Pixel};
 
+use super::orientation::{Orientation, upright};
 use super::{MAX_SIDE, PngInfo};
 
 /// Room for the PNG decoder's own buffers (rows, text, ICC profile) besides the image.
@@ -40,38 +42,75 @@ pub fn init_image<'a>(
     info: &PngInfo,
     target: (u32, u32),
 ) -> Result<Cow<'a, [u8]>, ImageError> {
-    let (width, height) = target;
-    if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
-        return Err(ImageError::BadTarget { width, height });
-    }
-    if info.size() == target {
+    png_init_image(bytes, info, Orientation::NoTransforms, target)
+}
+
+/// [`init_image`] for a PNG stored turned by `orientation` (its `eXIf` chunk): `target` is
+/// the size upright, and only an upright PNG of that size is sent as it is.
+pub(super) fn png_init_image<'a>(
+    bytes: &'a [u8],
+    info: &PngInfo,
+    orientation: Orientation,
+    target: (u32, u32),
+) -> Result<Cow<'a, [u8]>, ImageError> {
+    check_target(target)?;
+    if orientation == Orientation::NoTransforms && info.size() == target {
         return Ok(Cow::Borrowed(bytes));
     }
     let decoded = decode(bytes, info)?;
-    let png = if decoded.color().has_alpha() {
-        let pixels = fit(&decoded.into_rgba8(), target);
-        encode_png(pixels.as_raw(), target, ExtendedColorType::Rgba8)?
+    sized_png(decoded, orientation, target).map(Cow::Owned)
+}
+
+/// The PNG to send for a decoded picture stored turned by `orientation`: 8-bit RGB (RGBA when
+/// it has alpha), center-cropped and resized to `target` (its size upright), then turned
+/// upright. Cropping and resizing come first, on the picture as stored (with the target's
+/// sides swapped for a quarter turn), so only the small result is turned.
+pub(super) fn sized_png(
+    decoded: DynamicImage,
+    orientation: Orientation,
+    target: (u32, u32),
+) -> Result<Vec<u8>, ImageError> {
+    check_target(target)?;
+    let stored_target = upright(target, orientation);
+    let mut sized = if decoded.color().has_alpha() {
+        DynamicImage::ImageRgba8(fit(&decoded.into_rgba8(), stored_target))
     } else {
-        let pixels = fit(&decoded.into_rgb8(), target);
-        encode_png(pixels.as_raw(), target, ExtendedColorType::Rgb8)?
+        DynamicImage::ImageRgb8(fit(&decoded.into_rgb8(), stored_target))
     };
-    Ok(Cow::Owned(png))
+    sized.apply_orientation(orientation);
+    let color = if sized.color().has_alpha() {
+        ExtendedColorType::Rgba8
+    } else {
+        ExtendedColorType::Rgb8
+    };
+    encode_png(sized.as_bytes(), target, color)
+}
+
+/// A target with each side within 1..=8192.
+fn check_target((width, height): (u32, u32)) -> Result<(), ImageError> {
+    if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
+        return Err(ImageError::BadTarget { width, height });
+    }
+    Ok(())
 }
 
 /// Decodes the PNG with the decoder limited to the size `info` declares.
 fn decode(bytes: &[u8], info: &PngInfo) -> Result<DynamicImage, ImageError> {
-    let mut limits = ::image::Limits::default();
-    limits.max_image_width = Some(info.width);
-    limits.max_image_height = Some(info.height);
-    limits.max_alloc = Some(decoded_size(info).saturating_add(DECODER_OVERHEAD));
     let error = |e: ::image::ImageError| ImageError::Decode(e.to_string());
-    let decoder = PngDecoder::with_limits(Cursor::new(bytes), limits).map_err(error)?;
+    let decoder =
+        PngDecoder::with_limits(Cursor::new(bytes), decoder_limits(info.size())).map_err(error)?;
     DynamicImage::from_decoder(decoder).map_err(error)
 }
 
-/// Bytes of the decoded image at most: four 16-bit channels per pixel.
-fn decoded_size(info: &PngInfo) -> u64 {
-    u64::from(info.width) * u64::from(info.height) * 8
+/// Limits for a decoder of a picture that declared `size`: exactly that size, and memory for
+/// it (at most four 16-bit channels per pixel) plus room for the decoder's own buffers.
+pub(super) fn decoder_limits((width, height): (u32, u32)) -> ::image::Limits {
+    let mut limits = ::image::Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    let decoded = u64::from(width) * u64::from(height) * 8;
+    limits.max_alloc = Some(decoded.saturating_add(DECODER_OVERHEAD));
+    limits
 }
 
 /// Center-crops `image` to the aspect ratio of `target`, then resizes it to `target`.

@@ -4,7 +4,7 @@
 //! are not followed, so a scan sees exactly the files a person put into the inbox.
 
 use super::settle::Observation;
-use crate::inbox_names::{is_candidate, is_visible_dir};
+use crate::inbox_names::{self, Kind, is_candidate, is_visible_dir};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,11 +25,13 @@ pub enum Notice<'a> {
     /// A symbolic link with a picture's name, or to a folder: never followed, as it may
     /// point anywhere.
     Link(&'a Path),
+    /// A file of a kind drawdrop does not take (a GIF, a video, a PDF ...): left where it is.
+    NotTaken(&'a Path),
 }
 
 /// Lists every candidate under `inbox`, oldest mtime first (then by path), which is the
 /// order they arrived in as far as the file system can tell. What is skipped for a reason a
-/// person should know (unreadable folders, symbolic links) goes to `notice`; an unreadable
+/// person should know (unreadable folders, symbolic links, files not taken) goes to `notice`; an unreadable
 /// inbox is an error.
 pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<Found>> {
     let mut found = Vec::new();
@@ -63,6 +65,8 @@ pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<
                 && let Ok(seen) = observe(&entry.path())
             {
                 found.push(Found { relative, seen });
+            } else if kind.is_file() && inbox_names::kind(&relative) == Kind::NotTaken {
+                notice(Notice::NotTaken(&relative));
             }
         }
     }

@@ -46,7 +46,7 @@ pub enum PictureProblem {
     )]
     TruncatedJpeg { len: usize },
     /// The decoder refused the data.
-    #[error("the {format} cannot be decoded: {reason}")]
+    #[error("the {format} cannot be decoded ({reason}): is the file damaged or incomplete?")]
     Decode { format: Format, reason: String },
     /// The orientation cannot be told.
     #[error("the {format} cannot be turned upright: {problem}")]

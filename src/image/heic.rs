@@ -104,6 +104,16 @@ pub fn describe_support() -> Result<String, String> {
 /// is read back.
 pub fn to_png(bytes: &[u8], max_output: u64) -> Result<Vec<u8>, HeicProblem> {
     let converter = converter().ok_or(HeicProblem::NoConverter)?;
+    convert(&converter, bytes, max_output, timeout())
+}
+
+/// [`to_png`] with this converter and time limit.
+fn convert(
+    converter: &Converter,
+    bytes: &[u8],
+    max_output: u64,
+    timeout: Duration,
+) -> Result<Vec<u8>, HeicProblem> {
     let folder = PrivateFolder::new().map_err(|e| HeicProblem::Temporary(e.to_string()))?;
     let input = folder.path.join("in.heic");
     let output = folder.path.join("out.png");
@@ -117,12 +127,7 @@ pub fn to_png(bytes: &[u8], max_output: u64) -> Result<Vec<u8>, HeicProblem> {
             .arg(&output),
         ConverterKind::HeifConvert => command.arg(&input).arg(&output),
     };
-    run(
-        &converter,
-        command,
-        &folder.path.join("said.txt"),
-        timeout(),
-    )?;
+    run(converter, command, &folder.path.join("said.txt"), timeout)?;
     let written = [output.clone(), folder.path.join("out-1.png")]
         .into_iter()
         .find(|path| path.is_file())
@@ -257,5 +262,69 @@ impl PrivateFolder {
 impl Drop for PrivateFolder {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A stand-in for heif-convert running `body` (sh), in `dir`.
+    fn stand_in(dir: &Path, body: &str) -> Converter {
+        use std::os::unix::fs::PermissionsExt;
+        let program = dir.join("heif-convert");
+        std::fs::write(&program, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Converter {
+            kind: ConverterKind::HeifConvert,
+            program,
+        }
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_converters_png_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        // Writes its input, reversed, as its output.
+        let converter = stand_in(dir.path(), "/usr/bin/rev < \"$1\" > \"$2\"");
+        let png = convert(&converter, b"cieh\n", 1000, 10 * SECOND).unwrap();
+        assert_eq!(png, b"heic\n");
+    }
+
+    #[test]
+    fn a_hanging_converter_is_killed_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let converter = stand_in(dir.path(), "exec /bin/sleep 30");
+        let started = Instant::now();
+        let problem = convert(&converter, b"x", 1000, Duration::from_millis(200)).unwrap_err();
+        assert!(started.elapsed() < 10 * SECOND, "{:?}", started.elapsed());
+        assert!(matches!(problem, HeicProblem::TimedOut { .. }), "{problem}");
+        assert!(problem.to_string().contains("within 0.2 s and was stopped"));
+    }
+
+    #[test]
+    fn failures_are_quoted_and_missing_or_huge_output_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let converter = stand_in(
+            dir.path(),
+            "echo\necho 'Unsupported feature: HEVC decoder missing'\necho more\nexit 3",
+        );
+        let problem = convert(&converter, b"x", 1000, 10 * SECOND).unwrap_err();
+        assert!(
+            problem.to_string().ends_with(
+                "could not convert the HEIC (exit status 3): Unsupported feature: HEVC decoder missing"
+            ),
+            "{problem}"
+        );
+        let converter = stand_in(dir.path(), "exit 0");
+        let problem = convert(&converter, b"x", 1000, 10 * SECOND).unwrap_err();
+        assert!(matches!(problem, HeicProblem::NoOutput { .. }), "{problem}");
+        let converter = stand_in(dir.path(), "/usr/bin/head -c 3000000 /dev/zero > \"$2\"");
+        let problem = convert(&converter, b"x", 1024 * 1024, 10 * SECOND).unwrap_err();
+        assert_eq!(
+            problem.to_string(),
+            format!("the PNG {converter} wrote is 3 MB, above the limit of 1 MB")
+        );
     }
 }

@@ -187,7 +187,7 @@ async fn a_12_megapixel_photo_is_scaled_down_unless_a_profile_asks_for_more() {
 }
 
 /// A folder holding a stand-in for `heif-convert` (and `sips`, as macOS uses that) running
-/// `body` (sh); `PATH` for drawdrop is this folder alone.
+/// `body` (sh). It comes first on the `PATH` given to drawdrop (see [`path_with`]).
 fn stand_in_converter(setup: &Setup, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let folder = setup.dir.path().join("bin");
@@ -199,6 +199,11 @@ fn stand_in_converter(setup: &Setup, body: &str) -> PathBuf {
     folder
 }
 
+/// `PATH` with `bin` first, then the system's folders (for the shell commands a stand-in uses).
+fn path_with(bin: &Path) -> String {
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
 /// The first bytes of an iPhone HEIC: its `ftyp` box (the rest does not matter to a stand-in).
 fn heic_bytes() -> Vec<u8> {
     let mut bytes = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
@@ -206,7 +211,7 @@ fn heic_bytes() -> Vec<u8> {
     bytes
 }
 
-fn check_output(setup: &Setup, path: &Path) -> String {
+fn check_output(setup: &Setup, path: &str) -> String {
     let output = setup
         .command()
         .arg("check")
@@ -237,7 +242,7 @@ async fn heic_goes_through_the_converter_on_path_and_its_png_is_turned_upright()
         &format!(
             "for last in \"$@\"; do :; done\n\
              if [ \"$1\" = -s ]; then in=\"$4\"; else in=\"$1\"; fi\n\
-             /bin/cp \"$in\" '{}' && /bin/cp '{}' \"$last\"",
+             cp \"$in\" '{}' && cp '{}' \"$last\"",
             seen.display(),
             converted.display()
         ),
@@ -251,7 +256,7 @@ async fn heic_goes_through_the_converter_on_path_and_its_png_is_turned_upright()
     let temporary = setup.dir.path().join("tmp");
     std::fs::create_dir_all(&temporary).unwrap();
     let output = setup.run_once_with(&[
-        ("PATH", bin.to_str().unwrap()),
+        ("PATH", &path_with(&bin)),
         ("TMPDIR", temporary.to_str().unwrap()),
     ]);
     let log = stderr_of(&output);
@@ -285,7 +290,7 @@ async fn heic_goes_through_the_converter_on_path_and_its_png_is_turned_upright()
         log.contains("IMG_0002.jpg is a HEIC picture, though its name says JPEG"),
         "{log}"
     );
-    let check = check_output(&setup, &bin);
+    let check = check_output(&setup, &path_with(&bin));
     assert!(
         check.contains(&format!(
             "heic      ok       HEIC pictures are read with {}",
@@ -318,7 +323,7 @@ async fn without_a_converter_a_heic_fails_with_what_to_install() {
     assert!(text.contains("brew install libheif"), "{text}");
     assert_eq!(setup.read_out("failed/IMG_0003.heic"), heic_bytes());
     assert!(server.img2img_requests().is_empty());
-    let check = check_output(&setup, &empty);
+    let check = check_output(&setup, empty.to_str().unwrap());
     assert!(
         check.contains("heic      note     HEIC pictures cannot be read: install libheif"),
         "{check}"
@@ -331,9 +336,7 @@ async fn a_converter_that_hangs_is_stopped_and_one_that_fails_is_quoted() {
     let setup = Setup::new(&server.url(), "drawthings");
     let bin = stand_in_converter(
         &setup,
-        "case \"$1\" in\n\
-         *) if /bin/grep -q hang \"$1\" \"$4\" 2>/dev/null; then exec /bin/sleep 60; fi ;;\n\
-         esac\n\
+        "if grep -q hang \"$1\" \"$4\" 2>/dev/null; then exec sleep 60; fi\n\
          echo 'Could not read HEIF/AVIF file: Invalid input: No ftyp box' >&2\n\
          exit 1",
     );
@@ -343,7 +346,7 @@ async fn a_converter_that_hangs_is_stopped_and_one_that_fails_is_quoted() {
     setup.drop_file("chokes.heic", &heic_bytes());
     let started = Instant::now();
     let output = setup.run_once_with(&[
-        ("PATH", bin.to_str().unwrap()),
+        ("PATH", &path_with(&bin)),
         ("DRAWDROP_HEIC_TIMEOUT_MS", "700"),
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));

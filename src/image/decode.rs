@@ -138,7 +138,8 @@ impl Picture<'_> {
 
     /// The PNG to send at `target` (upright): a PNG already upright at that size is its own
     /// bytes (no decode, no copy); every other picture is decoded, converted to 8-bit RGB (or
-    /// RGBA), cropped and resized to `target`, turned upright and encoded as PNG.
+    /// RGBA), cropped and resized to `target`, converted to sRGB (from its ICC profile), turned
+    /// upright and encoded as PNG.
     pub fn init_image(&self, target: (u32, u32)) -> Result<Cow<'_, [u8]>, PictureProblem> {
         if let Some(info) = &self.png {
             return Ok(png_init_image(&self.bytes, info, self.orientation, target)?);
@@ -146,24 +147,30 @@ impl Picture<'_> {
         let limits = decoder_limits(self.stored);
         let cursor = Cursor::new(&*self.bytes);
         let format = self.format;
-        let decoded = match format {
+        let (decoded, icc) = match format {
             Format::Jpeg => limited(JpegDecoder::new(cursor), limits),
             Format::WebP => limited(WebPDecoder::new(cursor), limits),
             _ => limited(TiffDecoder::new(cursor), limits),
         }
         .map_err(decode(format))?;
-        Ok(Cow::Owned(sized_png(decoded, self.orientation, target)?))
+        Ok(Cow::Owned(sized_png(
+            decoded,
+            icc.as_deref(),
+            self.orientation,
+            target,
+        )?))
     }
 }
 
-/// A decoder (just made) limited to `limits`, read to its end.
+/// A decoder (just made) limited to `limits`, read to its end; with its ICC profile.
 fn limited<D: ImageDecoder>(
     decoder: ::image::ImageResult<D>,
     limits: ::image::Limits,
-) -> ::image::ImageResult<DynamicImage> {
+) -> ::image::ImageResult<(DynamicImage, Option<Vec<u8>>)> {
     let mut decoder = decoder?;
     decoder.set_limits(limits)?;
-    DynamicImage::from_decoder(decoder)
+    let icc = decoder.icc_profile()?;
+    Ok((DynamicImage::from_decoder(decoder)?, icc))
 }
 
 /// What a header tells: the size as stored, the orientation, and for a PNG its checked header.

@@ -16,6 +16,7 @@
 
 mod check;
 mod chunks;
+mod color;
 mod decode;
 mod format;
 pub mod heic;

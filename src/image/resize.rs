@@ -7,8 +7,9 @@ use std::io::Cursor;
 
 use ::image::codecs::png::{CompressionType, FilterType as PngFilter, PngDecoder, PngEncoder};
 use ::image::imageops::{self, FilterType};
-use ::image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageEncoder, Pixel};
+use ::image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, ImageEncoder, Pixel};
 
+use super::color::into_srgb;
 use super::orientation::{Orientation, upright};
 use super::{MAX_SIDE, PngInfo};
 
@@ -57,16 +58,18 @@ pub(super) fn png_init_image<'a>(
     if orientation == Orientation::NoTransforms && info.size() == target {
         return Ok(Cow::Borrowed(bytes));
     }
-    let decoded = decode(bytes, info)?;
-    sized_png(decoded, orientation, target).map(Cow::Owned)
+    let (decoded, icc) = decode(bytes, info)?;
+    sized_png(decoded, icc.as_deref(), orientation, target).map(Cow::Owned)
 }
 
 /// The PNG to send for a decoded picture stored turned by `orientation`: 8-bit RGB (RGBA when
-/// it has alpha), center-cropped and resized to `target` (its size upright), then turned
-/// upright. Cropping and resizing come first, on the picture as stored (with the target's
-/// sides swapped for a quarter turn), so only the small result is turned.
+/// it has alpha), center-cropped and resized to `target` (its size upright), converted to
+/// sRGB from its ICC profile `icc` when it has one, then turned upright. Cropping and resizing
+/// come first, on the picture as stored (with the target's sides swapped for a quarter turn),
+/// so only the small result is converted and turned.
 pub(super) fn sized_png(
     decoded: DynamicImage,
+    icc: Option<&[u8]>,
     orientation: Orientation,
     target: (u32, u32),
 ) -> Result<Vec<u8>, ImageError> {
@@ -77,6 +80,7 @@ pub(super) fn sized_png(
     } else {
         DynamicImage::ImageRgb8(fit(&decoded.into_rgb8(), stored_target))
     };
+    into_srgb(&mut sized, icc);
     sized.apply_orientation(orientation);
     let color = if sized.color().has_alpha() {
         ExtendedColorType::Rgba8
@@ -94,12 +98,13 @@ fn check_target((width, height): (u32, u32)) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// Decodes the PNG with the decoder limited to the size `info` declares.
-fn decode(bytes: &[u8], info: &PngInfo) -> Result<DynamicImage, ImageError> {
+/// Decodes the PNG with the decoder limited to the size `info` declares; with its ICC profile.
+fn decode(bytes: &[u8], info: &PngInfo) -> Result<(DynamicImage, Option<Vec<u8>>), ImageError> {
     let error = |e: ::image::ImageError| ImageError::Decode(e.to_string());
-    let decoder =
+    let mut decoder =
         PngDecoder::with_limits(Cursor::new(bytes), decoder_limits(info.size())).map_err(error)?;
-    DynamicImage::from_decoder(decoder).map_err(error)
+    let icc = decoder.icc_profile().map_err(error)?;
+    Ok((DynamicImage::from_decoder(decoder).map_err(error)?, icc))
 }
 
 /// Limits for a decoder of a picture that declared `size`: exactly that size, and memory for

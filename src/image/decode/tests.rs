@@ -345,3 +345,23 @@ fn with_tiff_size(tiff: &[u8], width: u32, height: u32) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn a_display_p3_photo_is_sent_in_srgb() {
+    let p3 = moxcms::ColorProfile::new_display_p3().encode().unwrap();
+    let scene = RgbImage::from_pixel(32, 32, Rgb([100, 150, 200]));
+    let mut bytes = Vec::new();
+    let mut encoder = JpegEncoder::new_with_quality(&mut bytes, 100);
+    encoder.set_icc_profile(p3.clone()).unwrap();
+    encoder
+        .write_image(scene.as_raw(), 32, 32, ExtendedColorType::Rgb8)
+        .unwrap();
+    let picture = open(&bytes, None, &Limits::default()).unwrap();
+    let [r, g, b] = sent(&picture, (128, 128)).get_pixel(64, 64).0;
+    assert!(r < 90 && (140..=165).contains(&g) && b > 200, "{r} {g} {b}");
+    // The same values without a profile are taken as sRGB already.
+    let picture_bytes = jpeg(&scene, None);
+    let picture = open(&picture_bytes, None, &Limits::default()).unwrap();
+    let [r, _, _] = sent(&picture, (128, 128)).get_pixel(64, 64).0;
+    assert!(r.abs_diff(100) <= 3, "{r}");
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[command(
     name = "drawdrop",
     version,
-    about = "Drop a PNG into a folder, get it back through img2img (Draw Things or AUTOMATIC1111).",
+    about = "Drop a picture into a folder, get it back through img2img (Draw Things or AUTOMATIC1111).",
     after_help = "The config file is --config FILE, else $DRAWDROP_CONFIG, else config.toml in the platform config folder."
 )]
 pub struct Cli {

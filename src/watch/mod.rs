@@ -242,11 +242,13 @@ impl WatchStage {
         }
     }
 
-    /// A writer closed this file: a complete PNG is taken now, without the settle window
+    /// A writer closed this file: a whole picture is taken now, without the settle window
     /// (the claim checks again that it did not change since).
     fn look_at_closed(&mut self, relative: &Path) {
         let path = self.inbox.join(relative);
-        if !is_candidate(relative) || self.queue.contains(relative) || !scan::ends_like_a_png(&path)
+        if !is_candidate(relative)
+            || self.queue.contains(relative)
+            || !scan::ends_like_a_whole_picture(&path)
         {
             return self.look_at(relative);
         }

@@ -509,3 +509,27 @@ async fn files_not_taken_are_reported_once_left_alone_and_listed_by_status() {
         "{after}"
     );
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_jpeg_or_webp_closed_by_its_writer_is_taken_without_waiting_to_settle() {
+    let server = FakeServer::start(Flavor::DrawThings).await;
+    // Ten minutes to settle: only the close-after-write fast path can take them in time.
+    let setup = Setup::with(&server.url(), "drawthings", 600_000, "", "");
+    let daemon = setup.start_daemon();
+    daemon.wait_for_output("watching");
+    let scene = quadrants(128, 128);
+    let photo = jpeg(&stored_as(&scene, 3), Some(&orientation_exif(3)));
+    std::fs::write(setup.inbox.join("quick.jpg"), &photo).unwrap();
+    std::fs::write(setup.inbox.join("quick.webp"), webp(&scene, None)).unwrap();
+    // A JPEG cut short, closed by its writer, still waits for the settle window.
+    std::fs::write(setup.inbox.join("cut.jpg"), &photo[..photo.len() - 100]).unwrap();
+    wait_until("both results", || {
+        setup.outbox.join("quick.png").exists() && setup.outbox.join("quick (2).png").exists()
+    });
+    assert!(setup.inbox.join("cut.jpg").exists(), "the cut file waits");
+    assert_eq!(server.img2img_requests().len(), 2);
+    for request in server.img2img_requests() {
+        assert_eq!(corners(&request.init_image().unwrap()), UPRIGHT);
+    }
+}

@@ -331,18 +331,23 @@ async fn without_a_converter_a_heic_fails_with_what_to_install() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_converter_that_hangs_is_stopped_and_one_that_fails_is_quoted() {
+async fn a_converter_that_hangs_is_stopped_one_that_fails_is_quoted_and_junk_is_refused() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     let setup = Setup::new(&server.url(), "drawthings");
     let bin = stand_in_converter(
         &setup,
-        "if grep -q hang \"$1\" \"$4\" 2>/dev/null; then exec sleep 60; fi\n\
+        "for last in \"$@\"; do :; done\n\
+         if grep -q hang \"$1\" \"$4\" 2>/dev/null; then exec sleep 60; fi\n\
+         if grep -q garbage \"$1\" \"$4\" 2>/dev/null; then echo garbage > \"$last\"; exit 0; fi\n\
          echo 'Could not read HEIF/AVIF file: Invalid input: No ftyp box' >&2\n\
          exit 1",
     );
     let mut hangs = heic_bytes();
     hangs.extend_from_slice(b"hang");
     setup.drop_file("hangs.heic", &hangs);
+    let mut garbage = heic_bytes();
+    garbage.extend_from_slice(b"garbage");
+    setup.drop_file("garbage.heic", &garbage);
     setup.drop_file("chokes.heic", &heic_bytes());
     let started = Instant::now();
     let output = setup.run_once_with(&[
@@ -358,6 +363,11 @@ async fn a_converter_that_hangs_is_stopped_and_one_that_fails_is_quoted() {
     let text = error_text(&setup, "hangs.heic");
     assert!(
         text.contains("did not finish converting the HEIC within 0.7 s and was stopped"),
+        "{text}"
+    );
+    let text = error_text(&setup, "garbage.heic");
+    assert!(
+        text.contains("the HEIC's converter wrote a PNG that cannot be sent: this is a text file"),
         "{text}"
     );
     let text = error_text(&setup, "chokes.heic");

@@ -54,6 +54,9 @@ pub enum PictureProblem {
         format: Format,
         problem: ExifProblem,
     },
+    /// The PNG a HEIC converter wrote is not one to send.
+    #[error("the HEIC's converter wrote a PNG that cannot be sent: {0}")]
+    ConvertedPng(PngProblem),
     /// The HEIC converter is missing or failed.
     #[error(transparent)]
     Heic(#[from] HeicProblem),
@@ -93,7 +96,10 @@ pub fn open<'a>(
     };
     let (stored, orientation, png) = match format {
         Format::Png | Format::Heic => {
-            let walk = walk(&bytes, Some(limits))?;
+            let walk = walk(&bytes, Some(limits)).map_err(|problem| match format {
+                Format::Heic => PictureProblem::ConvertedPng(problem),
+                _ => problem.into(),
+            })?;
             let exif = walk.exif.and_then(|range| bytes.get(range));
             (
                 walk.info.size(),

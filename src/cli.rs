@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "drawdrop",
     version,
-    about = "Drop a PNG into a folder, get it back through img2img (Draw Things or AUTOMATIC1111)."
+    about = "Drop a picture into a folder, get it back through img2img (Draw Things or AUTOMATIC1111)."
 )]
 pub struct Cli {
     /// The config file to use.

@@ -1,4 +1,4 @@
-//! drawdrop: a hot-folder daemon for img2img. Drop a PNG into the inbox; the result of
+//! drawdrop: a hot-folder daemon for img2img. Drop a picture into the inbox; the result of
 //! Draw Things (or any AUTOMATIC1111-compatible server) appears in the outbox.
 //!
 //! ```text
@@ -16,7 +16,7 @@
 //! (events, scans, settle) · `queue` · `claim` (durable claims, lock, recovery) · `pool`
 //! (servers, who takes what) · `worker` (prepare, send, decide; retries and hand-overs) ·
 //! `health` (is a server up) · `outbox_gate` (can the outbox be written) · `api` (requests,
-//! streamed answers, client) · `image` (PNG checks, sizes, resizing, text chunks) ·
+//! streamed answers, client) · `image` (formats, orientation, checks, sizes, resizing, text) ·
 //! `image_settings` (sidecars, `{name}`) · `metadata` (the `parameters` chunk) · `finish`
 //! (stage, commit, apply) · `outbox` (names, placing, jobs.jsonl) · `durable` (crash-safe
 //! file operations) · `mutex` (locks that outlive a panic) · `failpoint` (crash points for

@@ -260,8 +260,10 @@ pub fn with_number(relative: &Path, n: u32) -> PathBuf {
 }
 
 fn is_picture(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .and_then(crate::image::Format::for_name)
+        .is_some()
 }
 
 /// The name a companion of a picture takes when the picture was placed under another name:

@@ -264,6 +264,13 @@ fn profile_ranges() {
     profile_error("height = 64\n", 1, 10, "(allowed: 128 to 8192)");
     profile_error("strength = nan\n", 1, 12, "must be a finite number");
     profile_error("sampler = \"\"\n", 1, 11, "`sampler` must not be empty");
+    profile_error(
+        "steps = 4\nmax_megapixels = 100\n",
+        2,
+        18,
+        "`max_megapixels` = 100 is out of range (allowed: 0.05 to 64)",
+    );
+    profile_error("max_megapixels = 0\n", 1, 18, "(allowed: 0.05 to 64)");
 }
 
 #[test]

@@ -130,7 +130,8 @@ async fn broken_and_oversized_pngs_fail_with_a_reason_and_are_never_sent() {
             truncated(&png(256, 256, 2)),
             "the PNG is truncated",
         ),
-        ("photo.png", jpeg_bytes(), "this is a JPEG image, not a PNG"),
+        // A JPEG named .png is taken as a JPEG: this one is only a header.
+        ("photo.png", jpeg_bytes(), "the JPEG cannot be decoded"),
         (
             "notes.png",
             b"remember the milk\n".to_vec(),

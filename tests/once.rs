@@ -224,7 +224,8 @@ async fn junk_is_left_alone_and_broken_pngs_fail_with_a_reason() {
         ".hidden.png",
         "._cat.png",
         ".cat.png.icloud",
-        "picture.jpg",
+        "picture.gif",
+        "clip.mov",
     ];
     for name in junk {
         setup.drop_file(name, b"not for drawdrop");

@@ -116,6 +116,13 @@ impl Setup {
         }
     }
 
+    /// Writes `profiles/NAME.toml` beside the config.
+    pub fn profile(&self, name: &str, toml: &str) {
+        let folder = self.config.with_file_name("profiles");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("{name}.toml")), toml).unwrap();
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_drawdrop"));
         command

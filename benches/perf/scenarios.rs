@@ -347,13 +347,16 @@ pub async fn scan() -> Vec<Row> {
     )]
 }
 
-/// One large PNG: peak memory against its size.
+/// One large PNG sent as it is: peak memory against its size.
 pub async fn large() -> Vec<Row> {
     let server = Server::start().await;
     let side = if quick() { 2048 } else { 4096 };
     let picture = noise_png(side, side, 3);
     let size_mb = picture.len() as f64 / (1024.0 * 1024.0);
     let setup = Setup::new(&server.fake.url(), 1000);
+    // Above the default max_megapixels: this profile lets it through at its own size, so the
+    // file's bytes are what is sent.
+    setup.profile("default", "max_megapixels = 16\n");
     let path = setup.inbox.join("large.png");
     std::fs::write(&path, &picture).unwrap();
     drop(picture);
@@ -376,6 +379,94 @@ pub async fn large() -> Vec<Row> {
         "< 4 x its size",
         Some(ratio < 4.0),
     )]
+}
+
+/// A phone photo (12 MP JPEG, orientation 6) and a 1024 x 1024 WebP against a plain
+/// 1024 x 1024 PNG: from the start of `run --once` to the request leaving, and peak memory.
+pub async fn photo() -> Vec<Row> {
+    use crate::pictures::{jpeg, orientation_exif, webp};
+    let server = Server::start().await;
+    let runs = if quick() { 2 } else { 5 };
+    let scene = |width: u32, height: u32| {
+        let mut rng = fastrand::Rng::with_seed(5);
+        image::RgbImage::from_fn(width, height, |x, y| {
+            let grain = rng.u8(..16);
+            image::Rgb([
+                (x * 255 / width) as u8 ^ grain,
+                (y * 255 / height) as u8 ^ grain,
+                ((x + y) % 256) as u8,
+            ])
+        })
+    };
+    let photo = jpeg(&scene(4032, 3024), Some(&orientation_exif(6)));
+    let decoded_mb = 4032.0 * 3024.0 * 3.0 / (1024.0 * 1024.0);
+    let cases = [
+        (
+            "1024x1024 PNG, sent as it is",
+            "p.png",
+            noise_png(1024, 1024, 9),
+        ),
+        ("12 MP JPEG photo, orientation 6", "photo.jpg", photo),
+        ("1024x1024 WebP", "w.webp", webp(&scene(1024, 1024), None)),
+    ];
+    let mut figures = Vec::new();
+    for (_, name, bytes) in &cases {
+        let mut times = Vec::new();
+        let mut peak = 0;
+        for _ in 0..runs {
+            let setup = Setup::new(&server.fake.url(), 1000);
+            let path = setup.inbox.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            age(&path);
+            let before = server.count();
+            let started = Instant::now();
+            let mut child = setup.command(&["run", "--once"]).spawn().expect("drawdrop");
+            let mut left = None;
+            loop {
+                peak = peak.max(proc_stats(child.id()).hwm_kb);
+                if left.is_none() && server.count() > before {
+                    left = Some(server.arrivals.lock().unwrap()[before].duration_since(started));
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert_eq!(setup.results(), 1, "{name} went through");
+            let left = left.or_else(|| {
+                let arrivals = server.arrivals.lock().unwrap();
+                arrivals.get(before).map(|at| at.duration_since(started))
+            });
+            times.push(left.expect("a request").as_secs_f64() * 1000.0);
+        }
+        figures.push((median(&mut times), peak as f64 / 1024.0));
+    }
+    let (png_ms, png_mb) = figures[0];
+    let mut rows = vec![Row::new(
+        &format!("{}: to request / peak", cases[0].0),
+        format!("{png_ms:.0} ms / {png_mb:.0} MB"),
+        "",
+        None,
+    )];
+    for (index, ((label, _, _), (ms, mb))) in cases.iter().zip(&figures).enumerate().skip(1) {
+        let times = format!("{ms:.0} ms = {:.1} x PNG", ms / png_ms.max(1.0));
+        let (value, target, met) = if index == 1 {
+            (
+                format!("{times} / {mb:.0} MB = {:.1} x decoded", mb / decoded_mb),
+                "peak < 6 x decoded",
+                Some(*mb < 6.0 * decoded_mb),
+            )
+        } else {
+            (format!("{times} / {mb:.0} MB"), "", None)
+        };
+        rows.push(Row::new(
+            &format!("{label}: to request / peak"),
+            value,
+            target,
+            met,
+        ));
+    }
+    rows
 }
 
 /// A small, distinct PNG of 128 x 128 (the smallest size sent untouched): its index is

@@ -164,6 +164,8 @@ mod tests {
             batch_count: Some(2),
             width: None,
             height: None,
+            // drawdrop's own: never sent.
+            max_megapixels: Some(4.0),
             loras: Some(vec![Lora {
                 file: "dmd2_lora_f16.ckpt".into(),
                 weight: 1.0,

@@ -46,6 +46,10 @@ pub fn check(flag: Option<&Path>) -> ExitCode {
     }
     report.folder("inbox", &config.inbox);
     report.folder("outbox", &config.outbox);
+    match crate::image::heic::describe_support() {
+        Ok(line) => report.ok("heic", line),
+        Err(line) => report.note("heic", line),
+    }
     if cfg!(target_os = "macos")
         && let Some(home) = crate::config::home_dir()
     {

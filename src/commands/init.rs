@@ -75,7 +75,7 @@ pub fn init(flag: Option<&Path>) -> ExitCode {
          1. In Draw Things, switch on the API server: Settings > API Server, HTTP, port 7860.\n  \
          2. `drawdrop check` tells whether everything is in place.\n  \
          3. `drawdrop service install` starts drawdrop at every login (or run `drawdrop run` in a terminal).\n  \
-         4. Drop a PNG into {} and its result appears in {}.\n  \
+         4. Drop a picture (PNG, JPEG, WebP, HEIC, TIFF) into {} and its result appears in {}.\n  \
          Styles: copy {} to profiles/NAME.toml and drop files into {}/NAME/.",
         config.inbox.display(),
         config.outbox.display(),

@@ -8,6 +8,7 @@ use super::{EXIT_START, runtime};
 use crate::api::{Client, Probe};
 use crate::claim::Claims;
 use crate::config::{Config, Server, locate};
+use crate::inbox_names::shown;
 use crate::last_start::LastStart;
 use crate::outbox::Outbox;
 use crate::service;
@@ -76,7 +77,12 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
             &format!("profile {name}: its files wait until it is fixed: {error}"),
         );
     }
-    print_entry("pending", &pending(&inbox, config));
+    let mut not_taken = Vec::new();
+    print_entry("pending", &pending(&inbox, config, &mut not_taken));
+    if !not_taken.is_empty() {
+        not_taken.sort();
+        println!("not taken  {}: {}", not_taken.len(), not_taken.join(", "));
+    }
     println!("{:<12} {}", "in progress", claims.count());
     let jobs = read_jobs(&Outbox::new(outbox).jobs_log());
     let count = |outcome: &str| jobs.iter().filter(|job| job["outcome"] == outcome).count();
@@ -124,9 +130,13 @@ fn last_start_failure(last_start: Option<&LastStart>) -> Option<String> {
 }
 
 /// `3 in /x/Inbox`, with how many of them wait for a broken profile; a missing inbox is no
-/// error before the first run.
-fn pending(inbox: &Path, config: Option<&Config>) -> String {
-    let found = match scan::scan(inbox, |_| {}) {
+/// error before the first run. Files of a kind drawdrop does not take go to `not_taken`.
+fn pending(inbox: &Path, config: Option<&Config>, not_taken: &mut Vec<String>) -> String {
+    let found = match scan::scan(inbox, |notice| {
+        if let scan::Notice::NotTaken(path) = notice {
+            not_taken.push(shown(path));
+        }
+    }) {
         Ok(found) => found,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return format!(

@@ -174,6 +174,10 @@ pub struct Settings {
     pub batch_count: Option<u32>,
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// Pictures larger than this (in units of 1024 x 1024 pixels) are scaled down before the
+    /// size rule; `None`: [`DEFAULT_MAX_MEGAPIXELS`](crate::image::DEFAULT_MAX_MEGAPIXELS).
+    /// Never sent to the server.
+    pub max_megapixels: Option<f64>,
     pub loras: Option<Vec<Lora>>,
     /// Passed through verbatim into the request.
     pub extra: serde_json::Map<String, serde_json::Value>,

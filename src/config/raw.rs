@@ -57,6 +57,7 @@ pub(crate) struct RawSettings {
     pub batch_count: Option<Spanned<Integer>>,
     pub width: Option<Spanned<Integer>>,
     pub height: Option<Spanned<Integer>>,
+    pub max_megapixels: Option<Spanned<Number>>,
     pub loras: Option<Vec<Spanned<RawLora>>>,
     /// Profiles only: the servers of a pool this profile prefers, in order.
     pub servers: Option<Vec<Spanned<String>>>,

@@ -100,6 +100,7 @@ impl Settings {
             batch_count: pick(&self.batch_count, &other.batch_count),
             width: pick(&self.width, &other.width),
             height: pick(&self.height, &other.height),
+            max_megapixels: pick(&self.max_megapixels, &other.max_megapixels),
             loras: pick(&self.loras, &other.loras),
             extra,
         }
@@ -134,6 +135,9 @@ impl Settings {
             })),
             width: problems.keep(optional(raw.width, |v| image_size(source, "width", v))),
             height: problems.keep(optional(raw.height, |v| image_size(source, "height", v))),
+            max_megapixels: problems.keep(optional(raw.max_megapixels, |v| {
+                number_in(source, "max_megapixels", v, 0.05..=64.0)
+            })),
             loras: raw.loras.map(|loras| {
                 loras
                     .iter()
@@ -223,6 +227,7 @@ mod tests {
             "prompt = \"a dog\"\nnegative_prompt = \"blur\"\nsteps = 4\nstrength = 0.6\n\
              guidance_scale = 7\nseed = 4294967295\nsampler = \"DPM++ 2M Karras\"\n\
              model = \"m.ckpt\"\nbatch_count = 2\nwidth = 1024\nheight = 128\n\
+             max_megapixels = 4\n\
              [[loras]]\nfile = \"a.ckpt\"\n[[loras]]\nfile = \"b.ckpt\"\nweight = -0.5\n\
              [extra]\nsharpness = 2\n",
         )
@@ -232,6 +237,7 @@ mod tests {
         assert_eq!(settings.guidance_scale, Some(7.0));
         assert_eq!(settings.seed, Some(4_294_967_295));
         assert_eq!(settings.width, Some(1024));
+        assert_eq!(settings.max_megapixels, Some(4.0));
         assert_eq!(
             settings.loras,
             Some(vec![
@@ -261,6 +267,9 @@ mod tests {
         assert!(message("guidance_scale = inf").contains("finite"));
         assert!(message("width = 8256").contains("allowed: 128 to 8192"));
         assert!(message("height = 200").contains("try 192 or 256"));
+        assert!(message("max_megapixels = 0.01").contains("allowed: 0.05 to 64"));
+        assert!(message("max_megapixels = 65").contains("allowed: 0.05 to 64"));
+        assert!(message("max_megapixels = \"big\"").contains("expected a number"));
         assert!(message("model = \"\"").contains("must not be empty"));
         assert!(message("[[loras]]\nfile = \"x\"\nweight = 11").contains("allowed: -10 to 10"));
     }
@@ -315,11 +324,15 @@ mod tests {
             "prompt = \"a\"\nsteps = 4\n[[loras]]\nfile = \"l.ckpt\"\n[extra]\nx = 1\ny = 2\n",
         )
         .unwrap();
-        let over = parse("steps = 8\nseed = 3\nloras = []\n[extra]\ny = 3\nz = 4\n").unwrap();
+        let over = parse(
+            "steps = 8\nseed = 3\nmax_megapixels = 0.25\nloras = []\n[extra]\ny = 3\nz = 4\n",
+        )
+        .unwrap();
         let merged = base.overridden_by(&over);
         assert_eq!(merged.prompt.as_deref(), Some("a"));
         assert_eq!(merged.steps, Some(8));
         assert_eq!(merged.seed, Some(3));
+        assert_eq!(merged.max_megapixels, Some(0.25));
         assert_eq!(merged.loras, Some(vec![]));
         assert_eq!(
             serde_json::Value::Object(merged.extra),

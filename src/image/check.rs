@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::chunks::{ChunkError, ChunkName, Chunks, SIGNATURE};
+use super::format::TAKEN_FORMATS;
 use super::sniff::{OtherFormat, sniff_format};
 use super::{ColorType, Limits, PngInfo};
 
@@ -23,7 +24,7 @@ pub enum PngProblem {
     )]
     AllZeros { len: usize },
     /// Another format, recognised by its magic bytes.
-    #[error("this is {0}, not a PNG (only PNG files are taken)")]
+    #[error("this is {0}, not a PNG (drawdrop takes {TAKEN_FORMATS})")]
     OtherFormat(OtherFormat),
     /// Unknown binary data.
     #[error("this is not a PNG: the file does not start with the PNG signature")]
@@ -149,12 +150,14 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<PngInfo, PngProblem> {
 }
 
 /// The result of a successful walk.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Walk {
     /// The header.
     pub info: PngInfo,
     /// Where the IEND chunk starts.
     pub iend_offset: usize,
+    /// Where the data of the first `eXIf` chunk (the orientation's home) is, if there is one.
+    pub exif: Option<std::ops::Range<usize>>,
 }
 
 /// The checks of [`inspect`], with the size limits optional, also returning where IEND is.
@@ -163,8 +166,9 @@ pub(super) fn walk(bytes: &[u8], limits: Option<&Limits>) -> Result<Walk, PngPro
     let mut chunks = Chunks::after_signature(bytes);
     let info = read_header(&mut chunks, bytes.len())?;
     if let Some(limits) = limits {
-        check_limits(&info, limits)?;
+        check_limits(info.size(), limits)?;
     }
+    let mut exif = None;
     let mut has_palette = false;
     let mut has_image_data = false;
     for chunk in chunks {
@@ -176,6 +180,10 @@ pub(super) fn walk(bytes: &[u8], limits: Option<&Limits>) -> Result<Walk, PngPro
                 });
             }
             ChunkName::PLTE => has_palette = true,
+            ChunkName::EXIF if exif.is_none() => {
+                let start = chunk.offset + 8;
+                exif = Some(start..start + chunk.data.len());
+            }
             ChunkName::IDAT if info.color_type == ColorType::Indexed && !has_palette => {
                 return Err(PngProblem::MissingPalette);
             }
@@ -185,6 +193,7 @@ pub(super) fn walk(bytes: &[u8], limits: Option<&Limits>) -> Result<Walk, PngPro
                 return Ok(Walk {
                     info,
                     iend_offset: chunk.offset,
+                    exif,
                 });
             }
             _ => {}
@@ -194,7 +203,7 @@ pub(super) fn walk(bytes: &[u8], limits: Option<&Limits>) -> Result<Walk, PngPro
 }
 
 /// The signature, or the kindest explanation of why it is not there.
-fn check_signature(bytes: &[u8]) -> Result<(), PngProblem> {
+pub(super) fn check_signature(bytes: &[u8]) -> Result<(), PngProblem> {
     if bytes.starts_with(&SIGNATURE) {
         return Ok(());
     }
@@ -288,9 +297,8 @@ fn list(values: &[u8]) -> String {
     }
 }
 
-/// The declared size against the limits.
-fn check_limits(info: &PngInfo, limits: &Limits) -> Result<(), PngProblem> {
-    let (width, height) = (info.width, info.height);
+/// A declared size (of a picture in any format) against the limits.
+pub(super) fn check_limits((width, height): (u32, u32), limits: &Limits) -> Result<(), PngProblem> {
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(PngProblem::TooManyPixels {
             width,

@@ -25,6 +25,8 @@ impl ChunkName {
     pub(super) const IDAT: ChunkName = ChunkName(*b"IDAT");
     pub(super) const IEND: ChunkName = ChunkName(*b"IEND");
     pub(super) const CGBI: ChunkName = ChunkName(*b"CgBI");
+    /// EXIF metadata, where a PNG keeps its orientation.
+    pub(super) const EXIF: ChunkName = ChunkName(*b"eXIf");
 
     /// Whether all four bytes are ASCII letters, as the specification requires.
     pub fn is_valid(&self) -> bool {

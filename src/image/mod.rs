@@ -1,5 +1,9 @@
-//! PNG checks, the size rule and resizing for init images, and PNG text metadata.
+//! Pictures in (PNG, JPEG, WebP, TIFF, HEIC through the system), their orientation, PNG
+//! checks, the size rule and resizing for init images, and PNG text metadata.
 //!
+//! - [`open`] takes a dropped file's bytes of any format drawdrop takes ([`Format`], by
+//!   content), checks its declared size before decoding and reads its EXIF orientation;
+//!   [`Picture::init_image`] gives the upright 8-bit PNG to send at a size.
 //! - [`inspect`] decides whether a file is a complete, sane PNG that drawdrop will send, with a
 //!   reason a person can read when it is not ([`PngProblem`]). It walks the chunks once, checking
 //!   every CRC, and never decompresses.
@@ -12,6 +16,11 @@
 
 mod check;
 mod chunks;
+mod color;
+mod decode;
+mod format;
+pub mod heic;
+mod orientation;
 mod resize;
 mod size;
 mod sniff;
@@ -24,8 +33,14 @@ use std::fmt;
 
 pub use check::{PixelLimit, PngProblem, inspect};
 pub use chunks::ChunkName;
+pub use decode::{Picture, PictureProblem, open};
+pub use format::{Format, TAKEN_FORMATS};
+pub use orientation::{ExifProblem, Orientation};
 pub use resize::{ImageError, init_image};
-pub use size::{MAX_SIDE, MIN_SIDE, SIDE_STEP, target_size};
+pub use size::{
+    DEFAULT_MAX_MEGAPIXELS, MAX_SIDE, MEGAPIXEL, MIN_SIDE, SIDE_STEP, pixels_for_megapixels,
+    target_size,
+};
 pub use sniff::OtherFormat;
 pub use text::{insert_text_chunk, text_chunks, with_text_chunk};
 

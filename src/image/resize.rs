@@ -1,14 +1,21 @@
 //! The init image: the input's own bytes when it already has the size to send, else decoded,
-//! center-cropped to the target's aspect ratio, resized and encoded as an 8-bit PNG.
+//! center-cropped to the target's aspect ratio, resized, turned upright and encoded as an
+//! 8-bit PNG.
 
 use std::borrow::Cow;
 use std::io::Cursor;
 
 use ::image::codecs::png::{CompressionType, FilterType as PngFilter, PngDecoder, PngEncoder};
 use ::image::imageops::{self, FilterType};
-use ::image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageEncoder, Pixel};
+use ::image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, ImageEncoder, Pixel};
 
+use super::color::into_srgb;
+use super::orientation::{Orientation, upright};
 use super::{MAX_SIDE, PngInfo};
+
+/// A picture at least this many times the target per side is averaged down to twice the
+/// target before the Lanczos3 resize.
+const PRE_SHRINK: u32 = 3;
 
 /// Room for the PNG decoder's own buffers (rows, text, ICC profile) besides the image.
 const DECODER_OVERHEAD: u64 = 64 * 1024 * 1024;
@@ -40,38 +47,79 @@ pub fn init_image<'a>(
     info: &PngInfo,
     target: (u32, u32),
 ) -> Result<Cow<'a, [u8]>, ImageError> {
-    let (width, height) = target;
+    png_init_image(bytes, info, Orientation::NoTransforms, target)
+}
+
+/// [`init_image`] for a PNG stored turned by `orientation` (its `eXIf` chunk): `target` is
+/// the size upright, and only an upright PNG of that size is sent as it is.
+pub(super) fn png_init_image<'a>(
+    bytes: &'a [u8],
+    info: &PngInfo,
+    orientation: Orientation,
+    target: (u32, u32),
+) -> Result<Cow<'a, [u8]>, ImageError> {
+    check_target(target)?;
+    if orientation == Orientation::NoTransforms && info.size() == target {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let (decoded, icc) = decode(bytes, info)?;
+    sized_png(decoded, icc.as_deref(), orientation, target).map(Cow::Owned)
+}
+
+/// The PNG to send for a decoded picture stored turned by `orientation`: 8-bit RGB (RGBA when
+/// it has alpha), center-cropped and resized to `target` (its size upright), converted to
+/// sRGB from its ICC profile `icc` when it has one, then turned upright. Cropping and resizing
+/// come first, on the picture as stored (with the target's sides swapped for a quarter turn),
+/// so only the small result is converted and turned.
+pub(super) fn sized_png(
+    decoded: DynamicImage,
+    icc: Option<&[u8]>,
+    orientation: Orientation,
+    target: (u32, u32),
+) -> Result<Vec<u8>, ImageError> {
+    check_target(target)?;
+    let stored_target = upright(target, orientation);
+    let mut sized = if decoded.color().has_alpha() {
+        DynamicImage::ImageRgba8(fit(&decoded.into_rgba8(), stored_target))
+    } else {
+        DynamicImage::ImageRgb8(fit(&decoded.into_rgb8(), stored_target))
+    };
+    into_srgb(&mut sized, icc);
+    sized.apply_orientation(orientation);
+    let color = if sized.color().has_alpha() {
+        ExtendedColorType::Rgba8
+    } else {
+        ExtendedColorType::Rgb8
+    };
+    encode_png(sized.as_bytes(), target, color)
+}
+
+/// A target with each side within 1..=8192.
+fn check_target((width, height): (u32, u32)) -> Result<(), ImageError> {
     if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
         return Err(ImageError::BadTarget { width, height });
     }
-    if info.size() == target {
-        return Ok(Cow::Borrowed(bytes));
-    }
-    let decoded = decode(bytes, info)?;
-    let png = if decoded.color().has_alpha() {
-        let pixels = fit(&decoded.into_rgba8(), target);
-        encode_png(pixels.as_raw(), target, ExtendedColorType::Rgba8)?
-    } else {
-        let pixels = fit(&decoded.into_rgb8(), target);
-        encode_png(pixels.as_raw(), target, ExtendedColorType::Rgb8)?
-    };
-    Ok(Cow::Owned(png))
+    Ok(())
 }
 
-/// Decodes the PNG with the decoder limited to the size `info` declares.
-fn decode(bytes: &[u8], info: &PngInfo) -> Result<DynamicImage, ImageError> {
-    let mut limits = ::image::Limits::default();
-    limits.max_image_width = Some(info.width);
-    limits.max_image_height = Some(info.height);
-    limits.max_alloc = Some(decoded_size(info).saturating_add(DECODER_OVERHEAD));
+/// Decodes the PNG with the decoder limited to the size `info` declares; with its ICC profile.
+fn decode(bytes: &[u8], info: &PngInfo) -> Result<(DynamicImage, Option<Vec<u8>>), ImageError> {
     let error = |e: ::image::ImageError| ImageError::Decode(e.to_string());
-    let decoder = PngDecoder::with_limits(Cursor::new(bytes), limits).map_err(error)?;
-    DynamicImage::from_decoder(decoder).map_err(error)
+    let mut decoder =
+        PngDecoder::with_limits(Cursor::new(bytes), decoder_limits(info.size())).map_err(error)?;
+    let icc = decoder.icc_profile().map_err(error)?;
+    Ok((DynamicImage::from_decoder(decoder).map_err(error)?, icc))
 }
 
-/// Bytes of the decoded image at most: four 16-bit channels per pixel.
-fn decoded_size(info: &PngInfo) -> u64 {
-    u64::from(info.width) * u64::from(info.height) * 8
+/// Limits for a decoder of a picture that declared `size`: exactly that size, and memory for
+/// it (at most four 16-bit channels per pixel) plus room for the decoder's own buffers.
+pub(super) fn decoder_limits((width, height): (u32, u32)) -> ::image::Limits {
+    let mut limits = ::image::Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    let decoded = u64::from(width) * u64::from(height) * 8;
+    limits.max_alloc = Some(decoded.saturating_add(DECODER_OVERHEAD));
+    limits
 }
 
 /// Center-crops `image` to the aspect ratio of `target`, then resizes it to `target`.
@@ -83,6 +131,11 @@ where
     let view = imageops::crop_imm(image, x, y, width, height);
     if (width, height) == target {
         view.to_image()
+    } else if width >= PRE_SHRINK * target.0 && height >= PRE_SHRINK * target.1 {
+        // A photo many times the target: averaged down to twice the target first (fast, and
+        // alias-free), so Lanczos3 works on a few megapixels instead of many.
+        let halfway = imageops::thumbnail(&*view, 2 * target.0, 2 * target.1);
+        imageops::resize(&halfway, target.0, target.1, FilterType::Lanczos3)
     } else {
         imageops::resize(&*view, target.0, target.1, FilterType::Lanczos3)
     }

@@ -9,22 +9,44 @@ pub const MIN_SIDE: u32 = 128;
 pub const MAX_SIDE: u32 = 8192;
 /// Every side drawdrop sends is a multiple of this.
 pub const SIDE_STEP: u32 = 64;
+/// One megapixel as `max_megapixels` counts it: 1024 x 1024 pixels, so that 1.0 is SDXL's
+/// 1024 x 1024 and 0.25 is SD 1.5's 512 x 512.
+pub const MEGAPIXEL: u64 = 1024 * 1024;
+/// `max_megapixels` when a profile does not set it.
+pub const DEFAULT_MAX_MEGAPIXELS: f64 = 1.0;
 
-/// The size to send for an input of `input` = (width, height) pixels.
+/// The pixel count `megapixels` stands for (see [`MEGAPIXEL`]).
+pub fn pixels_for_megapixels(megapixels: f64) -> u64 {
+    (megapixels * MEGAPIXEL as f64).round() as u64
+}
+
+/// The size to send for an input of `input` = (width, height) pixels (upright).
 ///
 /// `wanted` is the profile's (width, height), each optional (and normally already a multiple of
-/// 64 in 128..=8192; other values are snapped the same way).
-/// - neither set: the input's width and height, each rounded to the nearest multiple of 64
-///   (halves round up) and clamped to 128..=8192;
+/// 64 in 128..=8192; other values are snapped the same way). `max_pixels` is the profile's
+/// `max_megapixels` as a pixel count.
+/// - neither set: the input's width and height, first scaled down keeping the aspect ratio
+///   when the input has more than `max_pixels`, then each rounded to the nearest multiple of
+///   64 (halves round up) and clamped to 128..=8192;
 /// - both set: those;
 /// - one set: the other follows the input's aspect ratio, rounded to the nearest multiple of 64
 ///   and clamped.
 ///
 /// The init image is then center-cropped to the result's aspect ratio and resized
 /// ([`init_image`](super::init_image)).
-pub fn target_size(input: (u32, u32), wanted: (Option<u32>, Option<u32>)) -> (u32, u32) {
+pub fn target_size(
+    input: (u32, u32),
+    wanted: (Option<u32>, Option<u32>),
+    max_pixels: u64,
+) -> (u32, u32) {
     let (in_w, in_h) = (u64::from(input.0.max(1)), u64::from(input.1.max(1)));
     match wanted {
+        (None, None) if in_w * in_h > max_pixels.max(1) => {
+            // Scaled sides as fractions of 1/1024 pixel, snapped like the input's.
+            let scale = (max_pixels.max(1) as f64 / (in_w * in_h) as f64).sqrt() * 1024.0;
+            let scaled = |side: u64| (side as f64 * scale).round() as u64;
+            (snap(scaled(in_w), 1024), snap(scaled(in_h), 1024))
+        }
         (None, None) => (snap(in_w, 1), snap(in_h, 1)),
         (Some(w), Some(h)) => (snap(w.into(), 1), snap(h.into(), 1)),
         (Some(w), None) => {
@@ -84,8 +106,49 @@ mod tests {
             ((0, 0), (None, Some(512)), (512, 512)),
         ];
         for &(input, wanted, want) in cases {
-            assert_eq!(target_size(input, wanted), want, "{input:?} {wanted:?}");
+            assert_eq!(
+                target_size(input, wanted, u64::MAX),
+                want,
+                "{input:?} {wanted:?}"
+            );
         }
+    }
+
+    #[test]
+    fn larger_pictures_are_scaled_down_to_max_megapixels_first() {
+        let one = pixels_for_megapixels(DEFAULT_MAX_MEGAPIXELS);
+        #[rustfmt::skip]
+        let cases: &[(u32, u32, u64, (u32, u32))] = &[
+            // A 12 MP phone photo, upright or sideways.
+            (4032, 3024, one, (1152, 896)),
+            (3024, 4032, one, (896, 1152)),
+            // SDXL's own size is exactly one megapixel: untouched.
+            (1024, 1024, one, (1024, 1024)),
+            (1000, 750, one, (1024, 768)),
+            // SD 1.5's quarter.
+            (4000, 4000, pixels_for_megapixels(0.25), (512, 512)),
+            (1920, 1080, pixels_for_megapixels(0.25), (704, 384)),
+            // A larger limit lets more through.
+            (4032, 3024, pixels_for_megapixels(16.0), (4032, 3008)),
+            // A panorama keeps its aspect, within the side limits.
+            (20000, 1000, one, (4608, 256)),
+        ];
+        for &(w, h, max, want) in cases {
+            assert_eq!(
+                target_size((w, h), (None, None), max),
+                want,
+                "{w}x{h} {max}"
+            );
+        }
+        // The profile's width or height still wins.
+        assert_eq!(
+            target_size((4032, 3024), (Some(2048), None), one),
+            (2048, 1536)
+        );
+        assert_eq!(
+            target_size((4032, 3024), (Some(4032), Some(3008)), one),
+            (4032, 3008)
+        );
     }
 
     #[test]
@@ -95,7 +158,7 @@ mod tests {
             let input = (rng.u32(..), rng.u32(..));
             let pick = |rng: &mut fastrand::Rng| rng.bool().then(|| rng.u32(..));
             let wanted = (pick(&mut rng), pick(&mut rng));
-            let (w, h) = target_size(input, wanted);
+            let (w, h) = target_size(input, wanted, rng.u64(..));
             for side in [w, h] {
                 assert!((MIN_SIDE..=MAX_SIDE).contains(&side) && side % SIDE_STEP == 0);
             }

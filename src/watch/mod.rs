@@ -13,7 +13,8 @@ pub mod scan;
 pub mod settle;
 pub mod source;
 
-use crate::inbox_names::{is_candidate, is_visible_dir, shown};
+use crate::image::TAKEN_FORMATS;
+use crate::inbox_names::{self, Kind, is_candidate, is_visible_dir, shown};
 use crate::queue::{Queue, Work};
 use crate::reload::Current;
 use notify::RecommendedWatcher;
@@ -38,7 +39,8 @@ pub struct WatchStage {
     once: bool,
     /// Called with the number of new files found by each scan (progress for `--once`).
     on_found: Box<dyn Fn(usize) + Send>,
-    /// Links and unreadable folders already reported, so each is logged once.
+    /// Links, unreadable folders and files not taken already reported, so each is logged
+    /// once a run.
     reported: HashSet<PathBuf>,
     /// The event source and its live watcher; `None` with `once`.
     events: Option<(Source, Option<RecommendedWatcher>)>,
@@ -242,6 +244,9 @@ impl WatchStage {
         let relative = relative.to_path_buf();
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.is_dir() => self.scan_folder(&relative),
+            Ok(meta) if meta.is_file() && inbox_names::kind(&relative) == Kind::NotTaken => {
+                report(&mut self.reported, scan::Notice::NotTaken(&relative));
+            }
             _ if hint.closed_after_write => self.look_at_closed(&relative),
             // The metadata just read is this look at the file.
             found if is_candidate(&relative) => {
@@ -252,11 +257,13 @@ impl WatchStage {
         }
     }
 
-    /// A writer closed this file: a complete PNG is taken now, without the settle window
+    /// A writer closed this file: a whole picture is taken now, without the settle window
     /// (the claim checks again that it did not change since).
     fn look_at_closed(&mut self, relative: &Path) {
         let path = self.inbox.join(relative);
-        if !is_candidate(relative) || self.queue.contains(relative) || !scan::ends_like_a_png(&path)
+        if !is_candidate(relative)
+            || self.queue.contains(relative)
+            || !scan::ends_like_a_whole_picture(&path)
         {
             return self.look_at(relative);
         }
@@ -278,6 +285,9 @@ impl WatchStage {
                 reported,
                 scan::Notice::Unreadable(&relative.join(path), error),
             ),
+            scan::Notice::NotTaken(path) => {
+                report(reported, scan::Notice::NotTaken(&relative.join(path)))
+            }
         }) else {
             return;
         };
@@ -384,6 +394,14 @@ fn report(reported: &mut HashSet<PathBuf>, notice: scan::Notice<'_>) {
         scan::Notice::Unreadable(path, error) => {
             if reported.insert(path.to_path_buf()) {
                 tracing::warn!("cannot read the inbox folder {}: {error}", shown(path));
+            }
+        }
+        scan::Notice::NotTaken(path) => {
+            if reported.insert(path.to_path_buf()) {
+                tracing::warn!(
+                    "not taken: {} \u{2014} drawdrop takes {TAKEN_FORMATS}",
+                    shown(path)
+                );
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use super::natural;
 use super::settle::Observation;
-use crate::inbox_names::{is_candidate, is_visible_dir};
+use crate::inbox_names::{self, Kind, is_candidate, is_visible_dir};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,12 +26,15 @@ pub enum Notice<'a> {
     /// A symbolic link with a picture's name, or to a folder: never followed, as it may
     /// point anywhere.
     Link(&'a Path),
+    /// A file of a kind drawdrop does not take (a GIF, a video, a PDF ...): left where it is.
+    NotTaken(&'a Path),
 }
 
 /// Lists every candidate under `inbox` in natural order of their paths (`img_2` before
 /// `img_10`, folder by folder): files present together are taken as a person reads their
 /// names, whatever order a copier wrote them in. What is skipped for a reason a person
-/// should know (unreadable folders, symbolic links) goes to `notice`; an unreadable inbox is
+/// should know (unreadable folders, symbolic links, files not taken) goes to
+/// `notice`; an unreadable inbox is
 /// an error.
 pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<Found>> {
     let mut found = Vec::new();
@@ -65,6 +68,8 @@ pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<
                 && let Ok(seen) = observe(&entry.path())
             {
                 found.push(Found { relative, seen });
+            } else if kind.is_file() && inbox_names::kind(&relative) == Kind::NotTaken {
+                notice(Notice::NotTaken(&relative));
             }
         }
     }
@@ -72,18 +77,33 @@ pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<
     Ok(found)
 }
 
-/// Whether a file ends with a PNG's IEND chunk: the last thing a writer of a PNG writes, so
-/// a closed file that ends so was written to its end.
-pub fn ends_like_a_png(path: &Path) -> bool {
+/// Whether a file ends as a whole picture does, by the last thing its writer writes: a PNG
+/// its IEND chunk, a JPEG its end-of-image marker, a WebP the length its RIFF header
+/// promised. So a closed file that ends so was written to its end. Other formats (TIFF,
+/// HEIC) have no such mark and wait for the settle window.
+pub fn ends_like_a_whole_picture(path: &Path) -> bool {
     use std::io::{Read, Seek, SeekFrom};
     const IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
+    let mut head = [0u8; 12];
     let mut tail = [0u8; 12];
-    fs::File::open(path)
-        .and_then(|mut file| {
-            file.seek(SeekFrom::End(-12))?;
-            file.read_exact(&mut tail)
-        })
-        .is_ok_and(|()| tail == IEND)
+    let Ok(len) = fs::File::open(path).and_then(|mut file| {
+        file.read_exact(&mut head)?;
+        let len = file.seek(SeekFrom::End(-12))? + 12;
+        file.read_exact(&mut tail)?;
+        Ok(len)
+    }) else {
+        return false;
+    };
+    if head.starts_with(b"\x89PNG") {
+        tail == IEND
+    } else if head.starts_with(&[0xff, 0xd8, 0xff]) {
+        tail.ends_with(&[0xff, 0xd9])
+    } else if head.starts_with(b"RIFF") && &head[8..12] == b"WEBP" {
+        let promised = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        u64::from(promised) + 8 == len
+    } else {
+        false
+    }
 }
 
 /// Size and mtime of a regular file (symbolic links are not followed).
@@ -199,19 +219,30 @@ mod tests {
     }
 
     #[test]
-    fn a_png_is_complete_when_it_ends_with_iend() {
+    fn a_picture_is_whole_when_it_ends_as_its_format_says() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.png");
-        let mut png = Vec::new();
-        image::RgbImage::new(4, 4)
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .unwrap();
-        fs::write(&path, &png).unwrap();
-        assert!(ends_like_a_png(&path));
-        fs::write(&path, &png[..png.len() - 1]).unwrap();
-        assert!(!ends_like_a_png(&path));
+        for format in [
+            image::ImageFormat::Png,
+            image::ImageFormat::Jpeg,
+            image::ImageFormat::WebP,
+        ] {
+            let mut bytes = Vec::new();
+            image::RgbImage::new(4, 4)
+                .write_to(&mut std::io::Cursor::new(&mut bytes), format)
+                .unwrap();
+            fs::write(&path, &bytes).unwrap();
+            assert!(ends_like_a_whole_picture(&path), "{format:?}");
+            fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+            assert!(!ends_like_a_whole_picture(&path), "{format:?} cut");
+        }
         fs::write(&path, b"x").unwrap();
-        assert!(!ends_like_a_png(&path));
+        assert!(!ends_like_a_whole_picture(&path));
+        fs::write(&path, b"II*\0\x08\0\0\0 a TIFF of some length").unwrap();
+        assert!(
+            !ends_like_a_whole_picture(&path),
+            "TIFF waits for the settle window"
+        );
     }
 
     #[test]

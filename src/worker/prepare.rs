@@ -1,5 +1,6 @@
 //! Getting a claimed job ready to send: its settings (profile, sidecars, `{name}`), its
-//! picture read and checked, resized when needed, and the request body built in one pass.
+//! picture read and checked (any format taken, by its bytes), turned upright, resized when
+//! needed, and the request body built in one pass (off the async workers).
 //! A reason is returned instead when the job can only fail.
 
 use super::Shared;
@@ -8,6 +9,7 @@ use crate::api::request;
 use crate::claim::Job;
 use crate::image;
 use crate::image_settings;
+use crate::inbox_names::shown;
 use crate::metadata;
 use crate::outbox::is_reserved;
 use crate::reload::Current;
@@ -41,8 +43,9 @@ impl Prepared {
         let (sent, target, input) = (self.sent.clone(), self.target, self.input.clone());
         let limits = self.limits;
         tokio::task::spawn_blocking(move || {
-            let (bytes, info) = read_checked(&input, &limits)?;
-            body_for(&bytes, &info, target, &sent).map(|(body, _)| body)
+            let bytes = read_input(&input)?;
+            let picture = open_picture(&bytes, &input, &limits)?;
+            body_for(&picture, target, &sent)
         })
         .await
         .map_err(|error| format!("internal error while preparing the image: {error}"))?
@@ -81,11 +84,22 @@ pub(super) async fn prepare(
                 max_bytes / (1024 * 1024)
             ));
         }
-        let (bytes, info) = read_checked(&input, &limits)?;
-        let target = image::target_size(info.size(), (settings.width, settings.height));
+        let bytes = read_input(&input)?;
+        let picture = open_picture(&bytes, &input, &limits)?;
+        let upright = picture.upright_size();
+        let max_megapixels = settings
+            .max_megapixels
+            .unwrap_or(image::DEFAULT_MAX_MEGAPIXELS);
+        let target = image::target_size(
+            upright,
+            (settings.width, settings.height),
+            image::pixels_for_megapixels(max_megapixels),
+        );
         let seed = request::pick_seed(&settings);
         let sent = request::settings_for(api, &settings, target, seed);
-        let (body, resized) = body_for(&bytes, &info, target, &sent)?;
+        let body = body_for(&picture, target, &sent)?;
+        let resized = target != upright;
+        let format = describe(&picture);
         let prepared = Prepared {
             body: Some(body),
             sent: sent.clone(),
@@ -96,11 +110,11 @@ pub(super) async fn prepare(
             infotext: metadata::infotext(&settings, target, seed),
             summary: String::new(),
         };
-        Ok((prepared, sent, info.size(), resized))
+        Ok((prepared, sent, upright, resized, format))
     })
     .await
     .map_err(|error| format!("internal error while preparing the image: {error}"))??;
-    let (mut prepared, sent, input_size, resized) = built;
+    let (mut prepared, sent, input_size, resized, format) = built;
     report.sent = Some(sent);
     report.input_size = Some(input_size);
     report.resized = resized;
@@ -116,7 +130,7 @@ pub(super) async fn prepare(
     };
     // Logged when it is really sent (this runs one job ahead, while another is in flight).
     prepared.summary = format!(
-        "(profile {}{sidecars}, {}x{}{}){to}",
+        "(profile {}{sidecars}, {format}{}x{}{}){to}",
         profile.name,
         input_size.0,
         input_size.1,
@@ -125,23 +139,55 @@ pub(super) async fn prepare(
     Ok(prepared)
 }
 
-/// The input's bytes, checked to be a sane PNG within `limits`.
-fn read_checked(input: &Path, limits: &image::Limits) -> Result<(Vec<u8>, image::PngInfo), String> {
-    let bytes = std::fs::read(input).map_err(|error| format!("cannot read the file: {error}"))?;
-    let info = image::inspect(&bytes, limits).map_err(|problem| problem.to_string())?;
-    Ok((bytes, info))
+/// The input's bytes.
+fn read_input(input: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(input).map_err(|error| format!("cannot read the file: {error}"))
 }
 
-/// The request body sending the picture at `target`, and whether it had to be resized.
+/// The picture in `bytes` (the file at `input`), opened and checked within `limits`. A file
+/// whose bytes are another format than its name says is taken as what it is, and said so.
+fn open_picture<'a>(
+    bytes: &'a [u8],
+    input: &Path,
+    limits: &image::Limits,
+) -> Result<image::Picture<'a>, String> {
+    let name = input.file_name().unwrap_or_default().to_string_lossy();
+    let named = image::Format::for_name(&name);
+    let picture = image::open(bytes, named, limits).map_err(|problem| problem.to_string())?;
+    if let Some(named) = named.filter(|&named| named != picture.format) {
+        tracing::info!(
+            "{} is a {} picture, though its name says {named}: taken as {}",
+            shown(Path::new(name.as_ref())),
+            picture.format,
+            picture.format
+        );
+    }
+    Ok(picture)
+}
+
+/// How the log line names a picture's kind: nothing for an upright PNG, else "JPEG, turned
+/// upright, " and the like.
+fn describe(picture: &image::Picture<'_>) -> String {
+    let mut text = String::new();
+    if picture.format != image::Format::Png {
+        text.push_str(&format!("{}, ", picture.format));
+    }
+    if picture.orientation != image::Orientation::NoTransforms {
+        text.push_str("turned upright, ");
+    }
+    text
+}
+
+/// The request body sending the picture at `target`.
 fn body_for(
-    bytes: &[u8],
-    info: &image::PngInfo,
+    picture: &image::Picture<'_>,
     target: (u32, u32),
     sent: &request::RequestSettings,
-) -> Result<(Bytes, bool), String> {
-    let init = image::init_image(bytes, info, target).map_err(|error| error.to_string())?;
-    let resized = matches!(init, std::borrow::Cow::Owned(_));
-    Ok((Bytes::from(request::body(sent, &init)), resized))
+) -> Result<Bytes, String> {
+    let init = picture
+        .init_image(target)
+        .map_err(|error| error.to_string())?;
+    Ok(Bytes::from(request::body(sent, &init)))
 }
 
 /// An inbox folder named like drawdrop's own outbox folders (`originals/x.png`).

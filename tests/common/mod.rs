@@ -8,6 +8,7 @@ pub mod fake_server;
 pub mod faults;
 pub mod hostile;
 pub mod invariants;
+pub mod pictures;
 pub mod png;
 
 use std::collections::BTreeSet;
@@ -15,6 +16,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// The names of pictures drawdrop takes.
+pub const PICTURE_EXTENSIONS: [&str; 8] = [
+    ".png", ".jpg", ".jpeg", ".webp", ".heic", ".heif", ".tif", ".tiff",
+];
 
 /// How long a condition may take before a test fails. Generous: CI machines are slow.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -199,7 +205,9 @@ impl Setup {
     pub fn is_finished(&self) -> bool {
         let waiting = files_under(&self.inbox).into_iter().any(|relative| {
             !relative.split('/').any(|part| part.starts_with('.'))
-                && relative.to_ascii_lowercase().ends_with(".png")
+                && PICTURE_EXTENSIONS
+                    .iter()
+                    .any(|extension| relative.to_ascii_lowercase().ends_with(extension))
         });
         let claimed = fs::read_dir(self.inbox.join(".drawdrop/jobs"))
             .map(|entries| entries.count())

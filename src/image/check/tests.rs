@@ -73,27 +73,27 @@ fn names_empty_and_other_formats() {
     let cases: &[(&[u8], &str)] = &[
         (
             b"\xff\xd8\xff\xe0\0\x10JFIF\0",
-            "this is a JPEG image, not a PNG (only PNG files are taken)",
+            "this is a JPEG image, not a PNG (drawdrop takes PNG, JPEG, WebP, HEIC and TIFF)",
         ),
         (
             b"GIF89a\x10\0\x10\0",
-            "this is a GIF image, not a PNG (only PNG files are taken)",
+            "this is a GIF image, not a PNG (drawdrop takes PNG, JPEG, WebP, HEIC and TIFF)",
         ),
         (
             b"RIFF\x24\0\0\0WEBPVP8 ",
-            "this is a WebP image, not a PNG (only PNG files are taken)",
+            "this is a WebP image, not a PNG (drawdrop takes PNG, JPEG, WebP, HEIC and TIFF)",
         ),
         (
             b"\0\0\0\x18ftypheic\0\0\0\0mif1",
-            "this is a HEIC/HEIF image, not a PNG (only PNG files are taken)",
+            "this is a HEIC/HEIF image, not a PNG (drawdrop takes PNG, JPEG, WebP, HEIC and TIFF)",
         ),
         (
             b"just some notes\nsecond line\n",
-            "this is a text file, not a PNG (only PNG files are taken)",
+            "this is a text file, not a PNG (drawdrop takes PNG, JPEG, WebP, HEIC and TIFF)",
         ),
         (
             b"%PDF-1.4\n%\xe2\xe3",
-            "this is a PDF document, not a PNG (only PNG files are taken)",
+            "this is a PDF document, not a PNG (drawdrop takes PNG, JPEG, WebP, HEIC and TIFF)",
         ),
     ];
     for (bytes, want) in cases {

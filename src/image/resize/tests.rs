@@ -231,3 +231,25 @@ fn center_crop_rectangles() {
         );
     }
 }
+
+#[test]
+fn a_picture_many_times_the_target_is_shrunk_in_two_steps_to_nearly_the_same_pixels() {
+    let big = RgbImage::from_fn(1200, 900, |x, y| {
+        Rgb([
+            (x * 255 / 1200) as u8,
+            (y * 255 / 900) as u8,
+            ((x / 40 + y / 40) % 2 * 200) as u8,
+        ])
+    });
+    let two_steps = fit(&big, (128, 96));
+    let direct = imageops::resize(&big, 128, 96, FilterType::Lanczos3);
+    assert_eq!(two_steps.dimensions(), (128, 96));
+    let total: u64 = two_steps
+        .as_raw()
+        .iter()
+        .zip(direct.as_raw())
+        .map(|(a, b)| u64::from(a.abs_diff(*b)))
+        .sum();
+    let mean = total as f64 / two_steps.as_raw().len() as f64;
+    assert!(mean < 2.0, "mean difference {mean}");
+}

@@ -77,7 +77,8 @@ impl Client {
                 PathAndQuery::from_static(ECHO),
                 codec,
             )
-            .await?;
+            .await
+            .map_err(connection_lost)?;
         Ok(response.into_inner())
     }
 
@@ -95,7 +96,8 @@ impl Client {
                 PathAndQuery::from_static(GENERATE_IMAGE),
                 codec,
             )
-            .await?;
+            .await
+            .map_err(connection_lost)?;
         Ok(response.into_inner())
     }
 
@@ -103,6 +105,25 @@ impl Client {
         self.grpc.ready().await.map_err(|failure| {
             Status::unavailable(format!("the gRPC server cannot be reached: {failure}"))
         })
+    }
+}
+
+/// A call that failed on a connection that broke before any answer (the server went away
+/// while the channel still held its connection) is UNAVAILABLE, as a refused one is; tonic
+/// reports it as UNKNOWN "transport error" or CANCELLED "connection closed", with the
+/// transport error as its source.
+fn connection_lost(status: Status) -> Status {
+    let transport = std::error::Error::source(&status)
+        .is_some_and(|source| source.is::<tonic::transport::Error>());
+    let code = status.code();
+    if transport && (code == tonic::Code::Unknown || code == tonic::Code::Cancelled) {
+        let cause = std::error::Error::source(&status)
+            .and_then(std::error::Error::source)
+            .map(|cause| format!(": {cause}"))
+            .unwrap_or_default();
+        Status::unavailable(format!("the connection to the gRPC server broke{cause}"))
+    } else {
+        status
     }
 }
 

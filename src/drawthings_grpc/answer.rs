@@ -23,6 +23,8 @@ pub struct Answer {
 pub enum AnswerError {
     #[error("the server failed the generation: {0}")]
     Status(#[from] Status),
+    #[error("the connection to the server broke in the middle of the answer: {0}")]
+    ConnectionLost(String),
     #[error("the answer ended in the middle of an image ({received} bytes of its slices received)")]
     CutShort { received: usize },
     #[error("the answer's images take {bytes} bytes, over the limit of {limit}")]
@@ -123,12 +125,22 @@ pub async fn collect(
     mut on_signpost: impl FnMut(&Signpost),
 ) -> Result<Answer, AnswerError> {
     let mut assembler = Assembler::new(limit);
-    while let Some(message) = stream.message().await? {
+    while let Some(message) = stream.message().await.map_err(broken_or_failed)? {
         if let Some(signpost) = assembler.push(message)? {
             on_signpost(&signpost);
         }
     }
     assembler.finish()
+}
+
+/// A stream error that comes from the connection (the server went away, or cut it), not
+/// from the server: statuses the server sends are read from its trailers and have no source
+/// error, those of a broken connection carry the transport's error.
+fn broken_or_failed(status: Status) -> AnswerError {
+    match std::error::Error::source(&status) {
+        Some(cause) => AnswerError::ConnectionLost(format!("{}: {cause}", status.message())),
+        None => AnswerError::Status(status),
+    }
 }
 
 #[cfg(test)]

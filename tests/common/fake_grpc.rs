@@ -147,7 +147,7 @@ pub enum Answering {
 /// A scripted misbehaviour for the next `GenerateImage`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// Fail with INTERNAL and this message (a generation error), before any message.
+    /// Send the signposts, then fail with INTERNAL and this message (a generation error).
     Internal(String),
     /// Send the signposts, then cut the connection before the images.
     CutBeforeImages,
@@ -536,9 +536,6 @@ fn generate(
     if !violations.is_empty() {
         return Err(Status::invalid_argument(violations.join("; ")));
     }
-    if let Some(Fault::Internal(message)) = &fault {
-        return Err(Status::internal(message.clone()));
-    }
     let (sender, receiver) = mpsc::channel::<Outgoing>(16);
     let answering = shared
         .answering
@@ -555,9 +552,16 @@ fn generate(
                 return;
             }
         }
-        if fault == Some(Fault::CutBeforeImages) {
-            let _ = sender.send(Outgoing::Cut).await;
-            return;
+        match fault {
+            Some(Fault::CutBeforeImages) => {
+                let _ = sender.send(Outgoing::Cut).await;
+                return;
+            }
+            Some(Fault::Internal(message)) => {
+                let _ = sender.send(Outgoing::Fail(Status::internal(message))).await;
+                return;
+            }
+            _ => {}
         }
         let image = encode_answer(&answering, &inverted(&tensor));
         let images = vec![image; batch as usize];
@@ -573,6 +577,7 @@ fn generate(
     });
     let stream = ReceiverStream::new(receiver).map(move |outgoing| match outgoing {
         Outgoing::Message(message) => Ok(message),
+        Outgoing::Fail(status) => Err(status),
         Outgoing::Cut => {
             if let Some(switch) = &switch {
                 switch.cut();
@@ -585,6 +590,8 @@ fn generate(
 
 enum Outgoing {
     Message(GenerateResponse),
+    /// End the answer with this status.
+    Fail(Status),
     /// Cut the connection here.
     Cut,
 }

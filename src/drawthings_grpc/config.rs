@@ -871,6 +871,42 @@ mod tests {
     }
 
     #[test]
+    fn damaged_buffers_are_refused_or_read_never_overrun() {
+        let config = GenerationConfig {
+            model: Some("m.ckpt".into()),
+            loras: vec![Lora {
+                file: "l.ckpt".into(),
+                weight: 0.5,
+                mode: LoraMode::Base,
+            }],
+            extra: BTreeMap::from([("t5_text".to_string(), json!("words"))]),
+            ..basic()
+        };
+        let good = encode(&config).unwrap();
+        for at in 0..good.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut damaged = good.clone();
+                damaged[at] ^= flip;
+                if let Ok(reader) = ConfigReader::new(&damaged) {
+                    for field in FIELDS
+                        .iter()
+                        .filter(|f| !matches!(f.kind, Controls | Loras))
+                    {
+                        let _ = reader.get(field.name).unwrap();
+                    }
+                    let _ = reader.loras();
+                }
+            }
+        }
+        for len in 0..good.len() {
+            if let Ok(reader) = ConfigReader::new(&good[..len]) {
+                let _ = reader.get("model").unwrap();
+                let _ = reader.loras();
+            }
+        }
+    }
+
+    #[test]
     fn the_reader_refuses_what_is_not_a_configuration() {
         assert!(matches!(
             ConfigReader::new(&[1, 2, 3]),

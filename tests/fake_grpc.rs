@@ -372,10 +372,13 @@ async fn a_connection_cut_before_the_images_is_an_error_not_an_empty_answer() {
     fake.push_fault(Fault::CutBeforeImages);
     let mut client = client(&fake);
     let result = generate(&mut client, request(&picture(64, 64), &sized(64, 64))).await;
-    assert!(
-        matches!(result, Err(AnswerError::ConnectionLost(_))),
-        "{result:?}"
-    );
+    // Cut after the answer began, or (on a loaded machine) before its headers got out.
+    let broken = match &result {
+        Err(AnswerError::ConnectionLost(_)) => true,
+        Err(AnswerError::Status(status)) => status.code() == Code::Unavailable,
+        _ => false,
+    };
+    assert!(broken, "{result:?}");
     assert_eq!(fake.received().len(), 1);
     assert_eq!(fake.image_messages(), 0);
     // A new connection serves the next call; the first may still meet the cut one, which is

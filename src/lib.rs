@@ -23,6 +23,7 @@
 //! tests) · `logging` · `desktop` (notifications) · `service` (launchd, systemd) · `tally`
 //! and `progress` (`--once`) · `last_start` (how the last start went, for `status`) ·
 //! `daemon` (the whole pipeline). `fpzip` is the float codec of Draw Things' gRPC image tensors.
+//! `drawthings_grpc` is the wire of Draw Things' gRPC API (messages, client, configuration, tensors).
 
 pub mod api;
 pub mod claim;
@@ -31,6 +32,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod desktop;
+pub mod drawthings_grpc;
 pub mod durable;
 pub mod failpoint;
 pub mod finish;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod fake_grpc;
 pub mod fake_server;
 pub mod faults;
 pub mod hostile;

@@ -1,0 +1,160 @@
+//! A gRPC client of `ImageGenerationService`, written against tonic's generic client (no
+//! generated code): `Echo` and `GenerateImage` over one HTTP/2 channel, plain `http://` only
+//! for now.
+
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use tonic::client::Grpc;
+use tonic::codec::Streaming;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{IntoRequest, Status};
+use tonic_prost::ProstCodec;
+
+use super::messages::{EchoReply, EchoRequest, ImageGenerationRequest, ImageGenerationResponse};
+
+/// The largest message the client takes. A 4 MiB image slice plus its framing is already over
+/// gRPC's customary 4 MiB, and an unchunked answer holds whole images (a 2048x2048 f16 tensor
+/// is 24 MiB); Draw Things' own client allows 1 GiB.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// The largest message the client sends: a request holds the init image (8192x8192 f16 is
+/// 384 MiB, but a real picture stays far below this).
+const MAX_SENT_BYTES: usize = 512 * 1024 * 1024;
+
+const ECHO: &str = "/ImageGenerationService/Echo";
+const GENERATE_IMAGE: &str = "/ImageGenerationService/GenerateImage";
+
+/// Why a client cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("`{0}` is not a server address drawdrop can reach over gRPC: {1}")]
+    BadAddress(String, String),
+    #[error("`{0}`: gRPC over TLS (https://) is not supported yet; use http://")]
+    TlsUnsupported(String),
+}
+
+/// A client of one server. Cloning shares the connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    grpc: Grpc<Channel>,
+}
+
+impl Client {
+    /// A client of the server at `url` (`http://host:port`). It connects on first use, so a
+    /// server that is down shows as an UNAVAILABLE status of the call, not here.
+    pub fn new(url: &str, connect_timeout: Duration) -> Result<Client, ClientError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|failure| ClientError::BadAddress(url.to_string(), failure.to_string()))?;
+        match parsed.scheme() {
+            "http" => {}
+            "https" => return Err(ClientError::TlsUnsupported(url.to_string())),
+            other => {
+                return Err(ClientError::BadAddress(
+                    url.to_string(),
+                    format!("the scheme is `{other}`, not http"),
+                ));
+            }
+        }
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|failure| ClientError::BadAddress(url.to_string(), failure.to_string()))?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true);
+        let grpc = Grpc::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_SENT_BYTES);
+        Ok(Client { grpc })
+    }
+
+    /// `Echo`: the probe. A server that wants a shared secret and did not get the right one
+    /// answers OK with `shared_secret_missing`.
+    pub async fn echo(&mut self, request: EchoRequest) -> Result<EchoReply, Status> {
+        self.ready().await?;
+        let codec = ProstCodec::<EchoRequest, EchoReply>::default();
+        let response = self
+            .grpc
+            .unary(
+                request.into_request(),
+                PathAndQuery::from_static(ECHO),
+                codec,
+            )
+            .await
+            .map_err(connection_lost)?;
+        Ok(response.into_inner())
+    }
+
+    /// `GenerateImage`: the answer stream, to read with [`super::answer::collect`] or by hand.
+    pub async fn generate(
+        &mut self,
+        request: ImageGenerationRequest,
+    ) -> Result<Streaming<ImageGenerationResponse>, Status> {
+        self.ready().await?;
+        let codec = ProstCodec::<ImageGenerationRequest, ImageGenerationResponse>::default();
+        let response = self
+            .grpc
+            .server_streaming(
+                request.into_request(),
+                PathAndQuery::from_static(GENERATE_IMAGE),
+                codec,
+            )
+            .await
+            .map_err(connection_lost)?;
+        Ok(response.into_inner())
+    }
+
+    async fn ready(&mut self) -> Result<(), Status> {
+        self.grpc.ready().await.map_err(|failure| {
+            Status::unavailable(format!("the gRPC server cannot be reached: {failure}"))
+        })
+    }
+}
+
+/// A call that failed on a connection that broke before any answer (the server went away
+/// while the channel still held its connection) is UNAVAILABLE, as a refused one is; tonic
+/// reports it as UNKNOWN "transport error" or CANCELLED "connection closed", with the
+/// transport error as its source.
+fn connection_lost(status: Status) -> Status {
+    let transport = std::error::Error::source(&status)
+        .is_some_and(|source| source.is::<tonic::transport::Error>());
+    let code = status.code();
+    if transport && (code == tonic::Code::Unknown || code == tonic::Code::Cancelled) {
+        let cause = std::error::Error::source(&status)
+            .and_then(std::error::Error::source)
+            .map(|cause| format!(": {cause}"))
+            .unwrap_or_default();
+        Status::unavailable(format!("the connection to the gRPC server broke{cause}"))
+    } else {
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_plain_http_addresses_make_a_client() {
+        let second = Duration::from_secs(1);
+        assert!(Client::new("http://127.0.0.1:7859", second).is_ok());
+        assert!(matches!(
+            Client::new("https://127.0.0.1:7859", second),
+            Err(ClientError::TlsUnsupported(_))
+        ));
+        let message = Client::new("ftp://host", second).unwrap_err().to_string();
+        assert!(message.contains("`ftp`"), "{message}");
+        assert!(matches!(
+            Client::new("not a url", second),
+            Err(ClientError::BadAddress(..))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_down_is_unavailable_at_the_call() {
+        // A port that was just free: nothing listens there once the listener is dropped.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let mut client = Client::new(&format!("http://{address}"), Duration::from_secs(5)).unwrap();
+        let status = client.echo(EchoRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+}

@@ -185,7 +185,7 @@ impl FakeComfyUi {
 
     /// Lets hung prompts go on.
     pub fn release_hung(&self) {
-        self.shared().release.notify_waiters();
+        self.shared().release.send_modify(|n| *n += 1);
     }
 
     /// Websockets opened from now on are cut (TCP closed, no close frame) right after
@@ -389,8 +389,8 @@ pub(crate) struct Shared {
     changes: watch::Sender<u64>,
     /// Wakes the prompt worker.
     wake: Notify,
-    /// Lets hung prompts go on.
-    release: Notify,
+    /// Bumped to let hung prompts go on.
+    release: watch::Sender<u64>,
     /// The fake is gone.
     shutdown: CancellationToken,
 }
@@ -453,7 +453,7 @@ impl Shared {
             }),
             changes: watch::channel(0).0,
             wake: Notify::new(),
-            release: Notify::new(),
+            release: watch::channel(0).0,
             shutdown: CancellationToken::new(),
         }
     }
@@ -490,8 +490,13 @@ impl Shared {
 
     /// Sends `{"type", "data"}` to the sockets `to` names.
     fn send(&self, to: To<'_>, kind: &str, data: Value) {
+        Shared::send_locked(&self.state(), to, kind, data);
+    }
+
+    /// [`Shared::send`] with the state already locked (so that a queue change and its
+    /// `status` message are one step, as ComfyUI sends it under the queue's mutex).
+    fn send_locked(state: &State, to: To<'_>, kind: &str, data: Value) {
         let text = json!({"type": kind, "data": data}).to_string();
-        let state = self.state();
         let target = match to {
             To::Client(None) => return,
             To::Client(Some(id)) | To::ClientOrAll(Some(id)) => Some(id),
@@ -517,8 +522,12 @@ impl Shared {
 
     /// `queue_updated`: a `status` broadcast.
     fn queue_updated(&self) {
-        let info = Shared::queue_info(&self.state());
-        self.send(To::All, "status", json!({"status": info}));
+        Shared::queue_updated_locked(&self.state());
+    }
+
+    fn queue_updated_locked(state: &State) {
+        let info = Shared::queue_info(state);
+        Shared::send_locked(state, To::All, "status", json!({"status": info}));
     }
 
     /// Registers a socket under `sid` (replacing the one before) and queues its greeting;
@@ -646,6 +655,7 @@ async fn prompt_worker(shared: Arc<Shared>) {
                     let item = state.pending.remove(0);
                     state.running = Some(item.clone());
                     state.current = Some((item.client_id(), None));
+                    Shared::queue_updated_locked(&state);
                     Some(item)
                 }
             };
@@ -657,7 +667,6 @@ async fn prompt_worker(shared: Arc<Shared>) {
                 () = shared.shutdown.cancelled() => return,
             }
         };
-        shared.queue_updated();
         let Some(outcome) = execute(&shared, &item).await else {
             return;
         };
@@ -679,8 +688,8 @@ async fn prompt_worker(shared: Arc<Shared>) {
             state.history.insert(item.prompt_id.clone(), entry);
             state.history_order.push(item.prompt_id.clone());
             state.counters.prompts_executed += 1;
+            Shared::queue_updated_locked(&state);
         }
-        shared.queue_updated();
         shared.send(
             To::Client(client.as_deref()),
             "executing",
@@ -721,8 +730,9 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
         state
             .cache
             .retain(|key, _| signatures.values().any(|s| s == key));
-        let hang = state.hangs > 0;
-        if hang {
+        // A hung prompt waits for a release that comes after it started.
+        let hang = (state.hangs > 0).then(|| shared.release.subscribe());
+        if hang.is_some() {
             state.hangs -= 1;
         }
         (state.execution_failures.pop_front(), hang, state.step_delay)
@@ -791,10 +801,9 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
             });
         }
         shared.bump();
-        if hang {
-            hang = false;
+        if let Some(mut released) = hang.take() {
             tokio::select! {
-                () = shared.release.notified() => {}
+                _ = released.changed() => {}
                 () = shared.shutdown.cancelled() => return None,
             }
         }
@@ -1267,8 +1276,8 @@ fn post_prompt(shared: &Arc<Shared>, body: &[u8]) -> Response {
             .unwrap_or(state.pending.len());
         state.pending.insert(at, item);
         state.counters.prompts_queued += 1;
+        Shared::queue_updated_locked(&state);
     }
-    shared.queue_updated();
     shared.wake.notify_one();
     shared.bump();
     Response::json(

@@ -37,6 +37,8 @@ mod graph;
 mod http;
 pub mod nodes;
 pub mod python;
+#[path = "../serving.rs"]
+mod serving;
 mod ws;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -47,14 +49,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use http::{Incoming, Request, Response};
 use nodes::{Catalog, Files, Folder, Given, Inputs, Ran};
+use serving::{Running, lock};
 
 /// The checkpoints `CheckpointLoaderSimple` lists unless [`FakeComfyUi::set_checkpoints`].
 pub const DEFAULT_CHECKPOINTS: &[&str] = &[
@@ -208,8 +211,7 @@ impl FakeComfyUi {
     pub async fn stop(&self) {
         let running = lock(&self.handle.running).take();
         if let Some(running) = running {
-            running.token.cancel();
-            let _ = running.task.await;
+            running.stop().await;
         }
     }
 
@@ -289,18 +291,7 @@ impl FakeComfyUi {
         timeout: Duration,
         condition: impl Fn(&FakeComfyUi) -> bool,
     ) -> bool {
-        let mut changes = self.shared().changes.subscribe();
-        let wait = async {
-            loop {
-                if condition(self) {
-                    return;
-                }
-                if changes.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        tokio::time::timeout(timeout, wait).await.is_ok() && condition(self)
+        serving::wait_until(&self.shared().changes, timeout, || condition(self)).await
     }
 
     /// Waits until `n` prompts finished. Panics after `timeout`.
@@ -339,11 +330,6 @@ impl Drop for Handle {
         self.shared.shutdown.cancel();
         self.worker.abort();
     }
-}
-
-struct Running {
-    token: CancellationToken,
-    task: JoinHandle<()>,
 }
 
 /// A websocket's queue of outgoing messages.
@@ -607,12 +593,6 @@ fn normalize(subfolder: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `str(uuid.uuid4())`.
@@ -1012,34 +992,9 @@ impl Progress {
 // ---------------------------------------------------------------------------------------------
 
 fn spawn_listener(shared: Arc<Shared>, listener: TcpListener) -> Running {
-    let token = CancellationToken::new();
-    let task = tokio::spawn(accept_loop(shared, listener, token.clone()));
-    Running { token, task }
-}
-
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, token: CancellationToken) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = token.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let (shared, token) = (shared.clone(), token.clone());
-                    connections.spawn(async move {
-                        tokio::select! {
-                            () = token.cancelled() => {}
-                            () = serve_connection(shared, stream) => {}
-                        }
-                    });
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
+    serving::spawn_listener(listener, move |stream| {
+        serve_connection(shared.clone(), stream)
+    })
 }
 
 /// What a route wants done with the connection.
@@ -1073,12 +1028,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
             }
             Reply::Drop => return,
             Reply::Hang => {
-                let mut scratch = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut scratch).await {
-                    if n == 0 {
-                        return;
-                    }
-                }
+                serving::wait_for_eof(&mut stream).await;
                 return;
             }
             Reply::Upgrade(client_id) => {
@@ -1286,30 +1236,38 @@ fn post_prompt(shared: &Arc<Shared>, body: &[u8]) -> Response {
     )
 }
 
-/// `POST /queue`: `{"clear": true}` and `{"delete": [ids]}` on the pending prompts.
-fn post_queue(shared: &Arc<Shared>, body: &[u8]) -> Response {
+/// A `{"clear": true, "delete": [ids]}` body (`POST /queue`, `POST /history`); `None` when
+/// it is not a JSON object (aiohttp's 500).
+fn clear_and_delete(body: &[u8]) -> Option<(bool, Vec<String>)> {
     let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    let clear = request
+        .get("clear")
+        .is_some_and(|c| python::to_bool(c) == json!(true));
+    let delete = request
+        .get("delete")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().map(python::str).collect())
+        .unwrap_or_default();
+    Some((clear, delete))
+}
+
+/// `POST /queue`: clears or deletes pending prompts.
+fn post_queue(shared: &Arc<Shared>, body: &[u8]) -> Response {
+    let Some((clear, delete)) = clear_and_delete(body) else {
         return Response::internal_error();
     };
     {
         let mut state = shared.state();
-        if request
-            .get("clear")
-            .is_some_and(|c| python::to_bool(c) == json!(true))
-        {
+        if clear {
             state.pending.clear();
         }
-        for id in request
-            .get("delete")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let id = python::str(id);
-            state.pending.retain(|item| item.prompt_id != id);
-        }
+        state
+            .pending
+            .retain(|item| !delete.contains(&item.prompt_id));
+        Shared::queue_updated_locked(&state);
     }
-    shared.queue_updated();
     shared.bump();
     Response::empty(200)
 }
@@ -1344,29 +1302,20 @@ fn get_history(shared: &Shared, request: &Request) -> Response {
     Response::json(200, &Value::Object(out))
 }
 
-/// `POST /history`: `{"clear": true}` and `{"delete": [ids]}`.
+/// `POST /history`: clears or deletes entries.
 fn post_history(shared: &Shared, body: &[u8]) -> Response {
-    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
+    let Some((clear, delete)) = clear_and_delete(body) else {
         return Response::internal_error();
     };
     let mut state = shared.state();
-    if request
-        .get("clear")
-        .is_some_and(|c| python::to_bool(c) == json!(true))
-    {
+    if clear {
         state.history.clear();
         state.history_order.clear();
     }
-    for id in request
-        .get("delete")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let id = python::str(id);
-        state.history.remove(&id);
-        state.history_order.retain(|kept| *kept != id);
+    for id in &delete {
+        state.history.remove(id);
     }
+    state.history_order.retain(|kept| !delete.contains(kept));
     Response::empty(200)
 }
 

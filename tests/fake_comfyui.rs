@@ -285,6 +285,13 @@ async fn every_route_is_also_under_api_and_the_probe_answers() {
             json!({})
         );
     }
+    let head = client()
+        .head(format!("{}/system_stats", fake.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty());
     assert_eq!(get(&fake, "/nothing/here").await.status, 404);
     assert_eq!(get(&fake, "/upload/image").await.status, 405);
     assert_eq!(
@@ -1055,6 +1062,38 @@ async fn an_execution_error_is_reported_and_the_next_prompt_succeeds() {
         "cannot identify image file '/ComfyUI/input/broken.png'\n"
     );
     assert_eq!(fake.counters().prompts_executed, 3);
+}
+
+#[tokio::test]
+async fn a_scripted_failure_waits_for_a_prompt_that_runs_something() {
+    let fake = FakeComfyUi::start().await;
+    let (mut ws, _) = connect(&fake, Some("c")).await;
+    let name = upload_ok(&fake, "in.png", &png_util::png(8, 8, 1)).await;
+    let first = queue_ok(&fake, &invert_graph(&name), "c").await;
+    until_done(&mut ws, &first).await;
+    fake.fail_next_prompts(1, "boom");
+    // Wholly cached: nothing runs, nothing can raise.
+    let cached = queue_ok(&fake, &invert_graph(&name), "c").await;
+    until_done(&mut ws, &cached).await;
+    assert_eq!(
+        fake.history(&cached).unwrap()["status"]["status_str"],
+        "success"
+    );
+    let mut graph = invert_graph(&name);
+    graph["3"]["inputs"]["filename_prefix"] = json!("other");
+    let id = queue_ok(&fake, &graph, "c").await;
+    let messages = until_done(&mut ws, &id).await;
+    let error = &messages
+        .iter()
+        .find(|m| m["type"] == "execution_error")
+        .unwrap()["data"];
+    assert_eq!(
+        error["node_id"], "3",
+        "the first node not served from the cache"
+    );
+    assert_eq!(error["executed"], json!([]));
+    assert_eq!(error["current_outputs"], json!(["1", "2"]));
+    assert_eq!(fake.history(&id).unwrap()["status"]["status_str"], "error");
 }
 
 #[tokio::test]

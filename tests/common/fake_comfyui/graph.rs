@@ -3,9 +3,10 @@
 //! value conversions written back into the prompt), the cache signature of each node, and the
 //! order nodes run in.
 //!
-//! Simplified: nodes are visited in the order of their ids as strings (ComfyUI follows the
-//! JSON's order and Python's set order, which is not stable either), and a node's inputs in
-//! the order its type declares them.
+//! Simplified: nodes are visited in the order of their ids as strings, and a node's linked
+//! inputs in the order of their names (ComfyUI follows the JSON's order and Python's set
+//! order, which is not stable either); a node's errors come in the order its type declares
+//! its inputs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

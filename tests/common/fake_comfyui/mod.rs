@@ -171,8 +171,8 @@ impl FakeComfyUi {
         self.shared().state().step_delay = delay;
     }
 
-    /// The next `count` prompts fail when they start their first node: `execution_error`
-    /// with `exception_type` `RuntimeError` and this message.
+    /// The next `count` prompts fail at their first node that runs (not served from the
+    /// cache): `execution_error` with `exception_type` `RuntimeError` and this message.
     pub fn fail_next_prompts(&self, count: usize, message: &str) {
         let mut state = self.shared().state();
         state
@@ -180,8 +180,8 @@ impl FakeComfyUi {
             .extend(std::iter::repeat_n(message.to_string(), count));
     }
 
-    /// The next `count` prompts stop after their first `executing` message and go on only at
-    /// [`FakeComfyUi::release_hung`] (or never, if the fake is dropped first).
+    /// The next `count` prompts stop after the `executing` message of their first node that
+    /// runs, and go on only at [`FakeComfyUi::release_hung`] (or never, if the fake is dropped).
     pub fn hang_next_prompts(&self, count: usize) {
         self.shared().state().hangs += count;
     }
@@ -705,17 +705,12 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
         json!({"prompt_id": prompt_id}),
     );
     let signatures = graph::signatures(&item.prompt, shared.as_ref());
-    let (failure, hang, step_delay) = {
+    let step_delay = {
         let mut state = shared.state();
         state
             .cache
             .retain(|key, _| signatures.values().any(|s| s == key));
-        // A hung prompt waits for a release that comes after it started.
-        let hang = (state.hangs > 0).then(|| shared.release.subscribe());
-        if hang.is_some() {
-            state.hangs -= 1;
-        }
-        (state.execution_failures.pop_front(), hang, state.step_delay)
+        state.step_delay
     };
     let cached_result = |id: &str| {
         let key = signatures.get(id)?;
@@ -741,8 +736,7 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
     });
     let mut progress = Progress::new(prompt_id);
     let mut executed: Vec<String> = Vec::new();
-    let mut failure = failure;
-    let mut hang = hang;
+    let mut first_to_run = true;
     let mut success = true;
     for id in &order {
         let node = &item.prompt[id.as_str()];
@@ -771,7 +765,9 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
             "executing",
             json!({"node": id, "display_node": id, "prompt_id": prompt_id}),
         );
-        {
+        // Scripted faults act on a prompt's first node that really runs (a wholly cached
+        // prompt leaves them for the next one).
+        let (failure, hang) = {
             let mut state = shared.state();
             state.executed.push(ExecutedNode {
                 prompt_id: prompt_id.to_string(),
@@ -779,15 +775,25 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
                 class_type: class.clone(),
                 inputs: node["inputs"].as_object().cloned().unwrap_or_default(),
             });
-        }
+            if std::mem::take(&mut first_to_run) {
+                // A hung prompt waits for a release that comes after it started.
+                let hang = (state.hangs > 0).then(|| shared.release.subscribe());
+                if hang.is_some() {
+                    state.hangs -= 1;
+                }
+                (state.execution_failures.pop_front(), hang)
+            } else {
+                (None, None)
+            }
+        };
         shared.bump();
-        if let Some(mut released) = hang.take() {
+        if let Some(mut released) = hang {
             tokio::select! {
                 _ = released.changed() => {}
                 () = shared.shutdown.cancelled() => return None,
             }
         }
-        let result = match (failure.take(), given) {
+        let result = match (failure, given) {
             (Some(message), _) => Err(nodes::Raised {
                 exception_type: "RuntimeError".into(),
                 message,
@@ -1022,7 +1028,11 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
         let close = request.close;
         match route(&shared, &request).await {
             Reply::Send(response) => {
-                if stream.write_all(&response.to_bytes(close)).await.is_err() || close {
+                let mut bytes = response.to_bytes(close);
+                if request.method == "HEAD" {
+                    bytes.truncate(bytes.len() - response.body.len());
+                }
+                if stream.write_all(&bytes).await.is_err() || close {
                     return;
                 }
             }

@@ -1124,6 +1124,42 @@ async fn a_websocket_cut_after_n_messages_leaves_the_prompt_running() {
 }
 
 #[tokio::test]
+async fn the_websocket_pongs_closes_cleanly_and_tells_a_returning_client_its_node() {
+    use futures_util::SinkExt as _;
+    let fake = FakeComfyUi::start().await;
+    let (mut ws, _) = connect(&fake, Some("c")).await;
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(LONG, ws.next()).await.unwrap();
+    assert!(matches!(pong, Some(Ok(Message::Pong(ref p))) if p.as_ref() == b"are you there"));
+
+    let name = upload_ok(&fake, "in.png", &png_util::png(8, 8, 1)).await;
+    fake.hang_next_prompts(1);
+    let id = queue_ok(&fake, &invert_graph(&name), "c").await;
+    assert!(
+        fake.wait_until(LONG, |f| !f.executed_nodes().is_empty())
+            .await
+    );
+    ws.close(None).await.unwrap();
+    // What was sent before the close arrives, then the server's close answer ends it.
+    while next_message(&mut ws).await.is_some() {}
+    assert!(fake.wait_until(LONG, |f| f.counters().ws_open == 0).await);
+
+    // Back under the same id while the prompt runs: the greeting, then the node it is on.
+    let (mut ws, greeting) = connect(&fake, Some("c")).await;
+    assert_eq!(
+        greeting["data"]["status"]["exec_info"]["queue_remaining"],
+        1
+    );
+    let current = next_message(&mut ws).await.unwrap();
+    assert_eq!(current, json!({"type": "executing", "data": {"node": "1"}}));
+    fake.release_hung();
+    let rest = until_done(&mut ws, &id).await;
+    assert!(outline(&rest).contains(&"executed \"3\"".to_string()));
+}
+
+#[tokio::test]
 async fn a_stopped_server_refuses_and_comes_back_on_the_same_port_with_its_history() {
     let fake = FakeComfyUi::start().await;
     let name = upload_ok(&fake, "in.png", &png_util::png(8, 8, 1)).await;
@@ -1185,11 +1221,13 @@ async fn a_saved_picture_carries_extra_pnginfo_as_comfyui_writes_it() {
     let name = upload_ok(&fake, "in.png", &png_util::png(8, 8, 1)).await;
     let body = json!({
         "prompt": invert_graph(&name),
+        "prompt_id": "chosen-by-the-client",
         "client_id": "c",
         "extra_data": {"extra_pnginfo": {"workflow": {"nodes": [], "version": 0.4}}},
     });
     let answer = post_raw(&fake, "/prompt", serde_json::to_vec(&body).unwrap()).await;
     let id = answer.json()["prompt_id"].as_str().unwrap().to_string();
+    assert_eq!(id, "chosen-by-the-client");
     assert_eq!(answer.json()["number"], 0);
     fake.wait_executed(1, LONG).await;
     let entry = fake.history(&id).unwrap();

@@ -1160,6 +1160,34 @@ async fn the_websocket_pongs_closes_cleanly_and_tells_a_returning_client_its_nod
 }
 
 #[tokio::test]
+async fn previews_come_as_binary_frames_after_each_step() {
+    let fake = FakeComfyUi::start().await;
+    fake.set_previews(true);
+    let (mut ws, _) = connect(&fake, Some("c")).await;
+    let id = queue_ok(&fake, &txt2img_graph(1, 2), "c").await;
+    let mut frames = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(LONG, ws.next()).await.unwrap();
+        match frame.unwrap().unwrap() {
+            Message::Binary(bytes) => frames.push(format!("binary {:02x?}", &bytes[..12])),
+            Message::Text(text) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if message["type"] == "progress" {
+                    frames.push("progress".into());
+                }
+                if message["type"] == "executing" && message["data"]["node"].is_null() {
+                    assert_eq!(message["data"]["prompt_id"], id.as_str());
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let preview = "binary [00, 00, 00, 01, 00, 00, 00, 02, 89, 50, 4e, 47]";
+    assert_eq!(frames, ["progress", preview, "progress", preview]);
+}
+
+#[tokio::test]
 async fn a_stopped_server_refuses_and_comes_back_on_the_same_port_with_its_history() {
     let fake = FakeComfyUi::start().await;
     let name = upload_ok(&fake, "in.png", &png_util::png(8, 8, 1)).await;

@@ -27,7 +27,9 @@
 //! Where it simplifies: nodes are visited in id order (ComfyUI follows the JSON's order and
 //! Python's set order); the `prompt` PNG chunk has its keys sorted; only PNG uploads decode
 //! (drawdrop sends PNG); ImageScale's bicubic and lanczos are bilinear; `/view` ignores
-//! `preview` and `channel`; no `/interrupt`, no previews, no custom nodes; a stopped fake keeps
+//! `preview` and `channel`; previews (off by default, as in ComfyUI) are a fixed small PNG;
+//! 16-bit PNGs are cut to 8 bits as the `image` crate does (PIL reads them otherwise); no
+//! `/interrupt`, no custom nodes; a stopped fake keeps
 //! its queue, history and files (the network went away, ComfyUI did not restart).
 //!
 //! Use it from an integration test with `#[path = "common/fake_comfyui/mod.rs"] mod fake_comfyui;`.
@@ -53,6 +55,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use http::{Incoming, Request, Response};
@@ -189,6 +192,12 @@ impl FakeComfyUi {
     /// Lets hung prompts go on.
     pub fn release_hung(&self) {
         self.shared().release.send_modify(|n| *n += 1);
+    }
+
+    /// Sends a binary preview frame after each KSampler step (ComfyUI with a preview method
+    /// set): big-endian u32 event 1, u32 image type 2, then a small PNG.
+    pub fn set_previews(&self, on: bool) {
+        self.shared().state().previews = on;
     }
 
     /// Websockets opened from now on are cut (TCP closed, no close frame) right after
@@ -334,7 +343,7 @@ impl Drop for Handle {
 
 /// A websocket's queue of outgoing messages.
 pub(crate) struct Socket {
-    sender: mpsc::UnboundedSender<String>,
+    sender: mpsc::UnboundedSender<Message>,
 }
 
 /// A prompt in the queue: `[number, prompt_id, prompt, extra_data, outputs_to_execute]`.
@@ -399,6 +408,7 @@ struct State {
     execution_failures: VecDeque<String>,
     hangs: usize,
     cut_after: Option<usize>,
+    previews: bool,
     http_faults: VecDeque<(String, HttpFault)>,
     counters: Counters,
     executed: Vec<ExecutedNode>,
@@ -433,6 +443,7 @@ impl Shared {
                 execution_failures: VecDeque::new(),
                 hangs: 0,
                 cut_after: None,
+                previews: false,
                 http_faults: VecDeque::new(),
                 counters: Counters::default(),
                 executed: Vec::new(),
@@ -483,6 +494,11 @@ impl Shared {
     /// `status` message are one step, as ComfyUI sends it under the queue's mutex).
     fn send_locked(state: &State, to: To<'_>, kind: &str, data: Value) {
         let text = json!({"type": kind, "data": data}).to_string();
+        Shared::deliver(state, to, &Message::text(text));
+    }
+
+    /// Queues one frame on the sockets `to` names.
+    fn deliver(state: &State, to: To<'_>, frame: &Message) {
         let target = match to {
             To::Client(None) => return,
             To::Client(Some(id)) | To::ClientOrAll(Some(id)) => Some(id),
@@ -491,12 +507,12 @@ impl Shared {
         match target {
             Some(id) => {
                 if let Some(socket) = state.sockets.get(id) {
-                    let _ = socket.sender.send(text);
+                    let _ = socket.sender.send(frame.clone());
                 }
             }
             None => {
                 for socket in state.sockets.values() {
-                    let _ = socket.sender.send(text.clone());
+                    let _ = socket.sender.send(frame.clone());
                 }
             }
         }
@@ -984,6 +1000,13 @@ impl Progress {
             "progress",
             json!({"value": step, "max": steps, "prompt_id": self.prompt_id, "node": id}),
         );
+        let state = shared.state();
+        if state.previews {
+            // `send_image`: event PREVIEW_IMAGE (1), then the image type (2: PNG), then the PNG.
+            let mut frame = vec![0, 0, 0, 1, 0, 0, 0, 2];
+            frame.extend_from_slice(&nodes::preview_png());
+            Shared::deliver(&state, To::ClientOrAll(client), &Message::binary(frame));
+        }
     }
 
     fn finish(&mut self, shared: &Shared, client: Option<&str>, id: &str) {

@@ -1105,6 +1105,7 @@ fn save_images(
         })
         .max()
         .map_or(1, |highest| highest + 1);
+    let texts = text_chunks(ctx);
     let mut saved = Vec::new();
     for (batch_number, frame) in frames.iter().enumerate() {
         let name = format!(
@@ -1112,15 +1113,34 @@ fn save_images(
             filename.replace("%batch_num%", &batch_number.to_string()),
             counter + batch_number as u64
         );
-        let png = encode_png(frame, ctx)?;
+        let png = encode_png(frame, &texts)?;
         ctx.files.write(folder, &subfolder, &name, png);
         saved.push(json!({"filename": name, "subfolder": subfolder, "type": folder.name()}));
     }
     Ok(saved)
 }
 
-/// An 8-bit RGB PNG of `clip(255 * x)` truncated, with the `prompt` and `extra_pnginfo` chunks.
-fn encode_png(frame: &Frame, ctx: &Context<'_>) -> Result<Vec<u8>, Raised> {
+/// The picture of a preview frame: 8 x 8 mid grey.
+pub fn preview_png() -> Vec<u8> {
+    let frame = Frame {
+        width: 8,
+        height: 8,
+        rgb: vec![0.5; 8 * 8 * 3],
+    };
+    encode_png(&frame, &[]).unwrap_or_default()
+}
+
+/// The text chunks SaveImage writes: `prompt`, then one per `extra_pnginfo` key (as JSON).
+fn text_chunks(ctx: &Context<'_>) -> Vec<(String, String)> {
+    let mut chunks = vec![("prompt".to_string(), python::json_dumps(ctx.prompt))];
+    for (key, value) in ctx.extra_pnginfo.into_iter().flatten() {
+        chunks.push((key.clone(), python::json_dumps(value)));
+    }
+    chunks
+}
+
+/// An 8-bit RGB PNG of `clip(255 * x)` truncated, with these text chunks.
+fn encode_png(frame: &Frame, texts: &[(String, String)]) -> Result<Vec<u8>, Raised> {
     let bytes: Vec<u8> = frame
         .rgb
         .iter()
@@ -1133,12 +1153,9 @@ fn encode_png(frame: &Frame, ctx: &Context<'_>) -> Result<Vec<u8>, Raised> {
     encoder.set_depth(png::BitDepth::Eight);
     // ComfyUI uses zlib level 4; the fast level keeps the fake quick for benchmarks.
     encoder.set_compression(png::Compression::Fast);
-    encoder
-        .add_text_chunk("prompt".into(), python::json_dumps(ctx.prompt))
-        .map_err(failed)?;
-    for (key, value) in ctx.extra_pnginfo.into_iter().flatten() {
+    for (key, text) in texts {
         encoder
-            .add_text_chunk(key.clone(), python::json_dumps(value))
+            .add_text_chunk(key.clone(), text.clone())
             .map_err(failed)?;
     }
     let mut writer = encoder.write_header().map_err(failed)?;

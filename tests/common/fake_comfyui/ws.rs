@@ -1,5 +1,5 @@
 //! The fake ComfyUI's websocket, `/ws?clientId=ID`: the upgrade answer, then one task per
-//! socket sending the JSON messages queued for its id (text frames), answering pings and a
+//! socket sending the JSON messages queued for its id (text frames; previews as binary frames), answering pings and a
 //! close, and the `feature_flags` handshake a client may open with. A socket registered under an
 //! id replaces the one before it, and a socket that ends unregisters its id — even when a newer
 //! socket took the id meanwhile, as ComfyUI's `websocket_handler` does.
@@ -33,7 +33,7 @@ pub async fn serve(
         return;
     }
     let mut socket = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
-    let (sender, mut queued) = mpsc::unbounded_channel::<String>();
+    let (sender, mut queued) = mpsc::unbounded_channel::<Message>();
     let sid = client_id
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| super::uuid4().replace('-', ""));
@@ -43,8 +43,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             message = queued.recv() => {
-                let Some(text) = message else { break };
-                if socket.send(Message::text(text)).await.is_err() {
+                let Some(frame) = message else { break };
+                if socket.send(frame).await.is_err() {
                     break;
                 }
                 sent += 1;

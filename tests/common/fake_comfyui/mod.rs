@@ -342,7 +342,7 @@ impl Drop for Handle {
 }
 
 /// A websocket's queue of outgoing messages.
-pub(crate) struct Socket {
+struct Socket {
     sender: mpsc::UnboundedSender<Message>,
 }
 
@@ -372,13 +372,7 @@ impl QueueItem {
     }
 }
 
-/// A node result kept by the cache.
-#[derive(Clone)]
-struct Cached {
-    ran: Ran,
-}
-
-pub(crate) struct Shared {
+struct Shared {
     state: Mutex<State>,
     /// Bumped at every change the tests may wait for.
     changes: watch::Sender<u64>,
@@ -401,7 +395,8 @@ struct State {
     history: BTreeMap<String, Value>,
     /// History ids in the order they were written.
     history_order: Vec<String>,
-    cache: HashMap<String, Cached>,
+    /// Node results by signature (the nodes of the last prompt only, as ComfyUI's classic cache).
+    cache: HashMap<String, Ran>,
     sockets: HashMap<String, Socket>,
     /// The running prompt's client and the node it is on (for a socket that reconnects).
     current: Option<(Option<String>, Option<String>)>,
@@ -762,7 +757,7 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
                 shared.send(
                     To::Client(client),
                     "executed",
-                    json!({"node": id, "display_node": id, "output": hit.ran.ui, "prompt_id": prompt_id}),
+                    json!({"node": id, "display_node": id, "output": hit.ui, "prompt_id": prompt_id}),
                 );
             }
             progress.finish(shared, client, id);
@@ -846,10 +841,7 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
         match result {
             Ok(ran) => {
                 if let Some(key) = signatures.get(id) {
-                    shared
-                        .state()
-                        .cache
-                        .insert(key.clone(), Cached { ran: ran.clone() });
+                    shared.state().cache.insert(key.clone(), ran.clone());
                 }
                 if let Some(ui) = &ran.ui
                     && client.is_some()
@@ -894,7 +886,7 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
     let mut outputs = Map::new();
     let mut meta = Map::new();
     for id in &graph_nodes {
-        if let Some(ui) = cached_result(id).and_then(|hit| hit.ran.ui) {
+        if let Some(ui) = cached_result(id).and_then(|hit| hit.ui) {
             outputs.insert(id.clone(), ui);
             meta.insert(
                 id.clone(),
@@ -924,7 +916,7 @@ fn gather_inputs(node: &Value, signatures: &HashMap<String, String>, shared: &Sh
                 let data = signatures
                     .get(from)
                     .and_then(|key| shared.state().cache.get(key).cloned())
-                    .and_then(|hit| hit.ran.outputs.get(slot).cloned());
+                    .and_then(|hit| hit.outputs.get(slot).cloned());
                 match data {
                     Some(data) => Given::Data(data),
                     None => {

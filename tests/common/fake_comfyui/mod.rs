@@ -67,6 +67,8 @@ pub const DEFAULT_CHECKPOINTS: &[&str] = &[
     "sd_xl_base_1.0.safetensors",
     "v1-5-pruned-emaonly.safetensors",
 ];
+/// Most prompts the history keeps (`execution.MAXIMUM_HISTORY_SIZE`).
+const MAXIMUM_HISTORY_SIZE: usize = 10000;
 /// The version `/system_stats` reports.
 pub const COMFYUI_VERSION: &str = "0.3.64";
 
@@ -676,8 +678,19 @@ async fn prompt_worker(shared: Arc<Shared>) {
                 },
                 "meta": outcome.meta,
             });
-            state.history.insert(item.prompt_id.clone(), entry);
-            state.history_order.push(item.prompt_id.clone());
+            // `task_done`: past MAXIMUM_HISTORY_SIZE the oldest entry goes; an id seen
+            // before keeps its place.
+            if state.history.len() > MAXIMUM_HISTORY_SIZE {
+                let oldest = state.history_order.remove(0);
+                state.history.remove(&oldest);
+            }
+            if state
+                .history
+                .insert(item.prompt_id.clone(), entry)
+                .is_none()
+            {
+                state.history_order.push(item.prompt_id.clone());
+            }
             state.counters.prompts_executed += 1;
             Shared::queue_updated_locked(&state);
         }

@@ -17,6 +17,11 @@
 //! `#[path = "../tests/common/fake_server.rs"] mod fake_server;`.
 #![allow(dead_code)]
 
+#[path = "serving.rs"]
+mod serving;
+
+use serving::{Running, lock};
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -32,8 +37,6 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_util::sync::CancellationToken;
 
 /// Keyword of the `tEXt` chunk the fake adds to every image it returns.
 pub const TAG_KEYWORD: &str = "fake-server";
@@ -333,8 +336,7 @@ impl FakeServer {
     pub async fn stop(&self) {
         let running = lock(&self.handle.running).take();
         if let Some(running) = running {
-            running.token.cancel();
-            let _ = running.task.await;
+            running.stop().await;
         }
     }
 
@@ -401,18 +403,7 @@ impl FakeServer {
         timeout: Duration,
         condition: impl Fn(&FakeServer) -> bool,
     ) -> bool {
-        let mut changes = self.shared().changes.subscribe();
-        let wait = async {
-            loop {
-                if condition(self) {
-                    return;
-                }
-                if changes.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        tokio::time::timeout(timeout, wait).await.is_ok() && condition(self)
+        serving::wait_until(&self.shared().changes, timeout, || condition(self)).await
     }
 
     fn shared(&self) -> &Shared {
@@ -437,12 +428,6 @@ impl Drop for Handle {
             running.token.cancel();
         }
     }
-}
-
-/// A listening server: cancel the token to close the listener and every connection.
-struct Running {
-    token: CancellationToken,
-    task: JoinHandle<()>,
 }
 
 /// State shared by the handles and the connection tasks.
@@ -540,45 +525,11 @@ impl Drop for InFlight {
     }
 }
 
-/// Locks a std mutex, ignoring poisoning (a panicking test must not wedge the fake).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn spawn_listener(shared: Arc<Shared>, listener: TcpListener) -> Running {
-    let token = CancellationToken::new();
-    let task = tokio::spawn(accept_loop(shared, listener, token.clone()));
-    Running { token, task }
-}
-
-/// Accepts connections until cancelled, then closes the listener and every connection.
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, token: CancellationToken) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = token.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-                    let (shared, token) = (shared.clone(), token.clone());
-                    connections.spawn(async move {
-                        tokio::select! {
-                            () = token.cancelled() => {}
-                            () = serve_connection(shared, stream, id) => {}
-                        }
-                    });
-                }
-                // E.g. too many open files: try again a bit later.
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
+    serving::spawn_listener(listener, move |stream| {
+        let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        serve_connection(shared.clone(), stream, id)
+    })
 }
 
 /// What a handler wants done on the connection.
@@ -637,20 +588,10 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, conn: u64)
             }
             Reply::Drop => return,
             Reply::Hang(in_flight) => {
-                wait_for_eof(&mut stream).await;
+                serving::wait_for_eof(&mut stream).await;
                 drop(in_flight);
                 return;
             }
-        }
-    }
-}
-
-/// Reads (and discards) until the peer closes.
-async fn wait_for_eof(stream: &mut TcpStream) {
-    let mut scratch = [0u8; 4096];
-    while let Ok(n) = stream.read(&mut scratch).await {
-        if n == 0 {
-            return;
         }
     }
 }

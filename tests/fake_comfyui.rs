@@ -1,5 +1,5 @@
 //! Tests of the fake ComfyUI (tests/common/fake_comfyui), spoken to over real HTTP (reqwest)
-//! and real websockets (tokio-tungstenite) the way PROTOCOL.md describes ComfyUI, so that
+//! and real websockets (tokio-tungstenite) the way docs/protocols.md describes ComfyUI, so that
 //! tests of drawdrop's ComfyUI backend can trust it.
 
 #[path = "common/fake_comfyui/mod.rs"]
@@ -84,7 +84,7 @@ async fn post_raw(fake: &FakeComfyUi, path: &str, body: Vec<u8>) -> Answer {
     .await
 }
 
-/// `POST /prompt` as PROTOCOL.md says: the graph and the client id.
+/// `POST /prompt` as docs/protocols.md says: the graph and the client id.
 async fn queue(fake: &FakeComfyUi, graph: &Value, client_id: &str) -> Answer {
     let body = json!({"prompt": graph, "client_id": client_id});
     post_raw(fake, "/prompt", serde_json::to_vec(&body).unwrap()).await

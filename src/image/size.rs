@@ -1,7 +1,7 @@
 //! The size rule: what width and height drawdrop sends for an input and a profile.
 //!
 //! Draw Things wants the init image exactly at the requested size, in multiples of 64 within
-//! 128..=8192 (see shared/PROTOCOL.md), so every size drawdrop sends follows this rule.
+//! 128..=8192 (see docs/protocols.md), so every size drawdrop sends follows this rule.
 
 /// Smallest side drawdrop sends.
 pub const MIN_SIDE: u32 = 128;

@@ -2,7 +2,7 @@
 //! AUTOMATIC1111's — for tests, and for trying drawdrop without a GPU.
 //!
 //! It is an independent re-implementation of how the real servers speak img2img (see
-//! shared/PROTOCOL.md, taken from the servers' own source) and deliberately does not use the
+//! docs/protocols.md, taken from the servers' own source) and deliberately does not use the
 //! `drawdrop` crate, so that it can check it. It owns a small HTTP/1.1 layer (keep-alive,
 //! `Content-Length` bodies, one write per answer, `TCP_NODELAY`) so that faults can be injected
 //! precisely: a status, a dropped connection, a hang, a broken or cut body.

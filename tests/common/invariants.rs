@@ -1,4 +1,4 @@
-//! The crash-safety invariants of drawdrop's Guarantees (shared/SPEC.md), checked on the
+//! The crash-safety invariants of drawdrop's guarantees (README, "How it keeps its promises"), checked on the
 //! final state of an inbox and an outbox after any number of crashes and restarts.
 //!
 //! Given what was dropped (relative path -> bytes, which inputs are known-bad, how many images

@@ -1,6 +1,6 @@
 //! A fake ComfyUI server for tests: an independent re-implementation of how ComfyUI 0.3.64
 //! speaks (its `server.py`, `execution.py`, `main.py` and `nodes.py`, read for the facts; see
-//! PROTOCOL.md), deliberately without the `drawdrop` crate so that it can check it.
+//! docs/protocols.md), deliberately without the `drawdrop` crate so that it can check it.
 //!
 //! What it reproduces:
 //! - every route also under `/api/`: `POST /upload/image` (multipart; a clash with other bytes

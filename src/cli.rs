@@ -1,4 +1,4 @@
-//! The command line (clap): `drawdrop run|check|service` and their options.
+//! The command line (clap): `drawdrop run|check|init|status|gallery|service` and their options.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -33,6 +33,12 @@ pub enum Command {
     Init,
     /// Pending, in progress, done and failed counts, the last jobs, the server and the service.
     Status,
+    /// Make outbox/gallery/ again from logs/jobs.jsonl and the outbox (and open it).
+    Gallery {
+        /// Open the gallery in the default browser.
+        #[arg(long)]
+        open: bool,
+    },
     /// The login service: a launchd LaunchAgent on macOS, a systemd user unit on Linux.
     Service {
         #[command(subcommand)]

@@ -8,8 +8,10 @@ use crate::config::{Config, Located};
 use crate::desktop::Notifications;
 use crate::finish::Finisher;
 use crate::folders;
+use crate::gallery::{Gallery, Keeper};
 use crate::health::Unreachable;
 use crate::image::Limits;
+use crate::live::InFlight;
 use crate::logging::LogHandle;
 use crate::outbox::Outbox;
 use crate::outbox_gate::OutboxGate;
@@ -109,6 +111,12 @@ pub async fn run(
         .enumerate()
         .map(|(index, server)| (index, server.concurrency))
         .collect();
+    let live = Arc::new(Live::new(config.clone(), reload::clients(&config)?));
+    let keeper = Arc::new(Keeper::new(Gallery::new(&outbox), {
+        let live = live.clone();
+        move || live.get().config.gallery
+    }));
+    let in_flight = InFlight::new(&config.outbox);
     let shared = Arc::new(Shared {
         // `--once` gives up when no server answered for the longest of their timeouts.
         give_up_after: options.once.then(|| {
@@ -119,7 +127,7 @@ pub async fn run(
                 .max()
                 .unwrap_or_default()
         }),
-        live: Arc::new(Live::new(config.clone(), reload::clients(&config)?)),
+        live,
         outbox_gate: Arc::new(OutboxGate::new(outbox.staging_root())),
         finisher,
         queue: queue.clone(),
@@ -130,6 +138,8 @@ pub async fn run(
         cancel: cancel.clone(),
         notifications: Notifications::platform(),
         applying: TaskTracker::new(),
+        gallery: keeper.feed(),
+        in_flight: in_flight.clone(),
     });
     for job in recovered {
         if job.commit_file().is_file() {
@@ -203,6 +213,17 @@ pub async fn run(
             );
         })
     };
+    // The gallery and the in-flight list stop only once every job is in place.
+    let reporters = CancellationToken::new();
+    let reporting = {
+        let (keeper, reporters) = (keeper.clone(), reporters.clone());
+        tokio::spawn(async move {
+            tokio::join!(
+                keeper.run(reporters.clone()),
+                in_flight.run_writer(reporters.clone()),
+            );
+        })
+    };
     for (server, concurrency) in slots {
         for _ in 0..concurrency {
             tasks.spawn(worker::run(shared.clone(), server));
@@ -227,6 +248,13 @@ pub async fn run(
         );
     }
     cancel.cancel();
+    reporters.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), reporting).await;
+    // What the last jobs added: all of it after `--once`, what a second allows on shutdown.
+    let deadline = shutdown
+        .is_cancelled()
+        .then(|| tokio::time::Instant::now() + Duration::from_secs(1));
+    keeper.last_update(deadline).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), helpers).await;
     outcome?;
     Ok(Summary {

@@ -11,7 +11,7 @@
 //! the inbox's sight, durably — before it is sent, and finished in two phases (stage, then
 //! commit and apply), so a crash at any moment loses nothing and writes nothing twice.
 //!
-//! Layout: `cli` (clap) · `commands` (run, check, init, status, service) · `config` (files ->
+//! Layout: `cli` (clap) · `commands` (run, check, init, status, service, gallery) · `config` (files ->
 //! validated types) · `reload` (the settings in force, hot reload) · `folders` · `watch`
 //! (events, scans, settle) · `queue` · `claim` (durable claims, lock, recovery) · `pool`
 //! (servers, who takes what) · `worker` (prepare, send, decide; retries and hand-overs) ·
@@ -21,7 +21,8 @@
 //! (stage, commit, apply) · `outbox` (names, placing, jobs.jsonl) · `durable` (crash-safe
 //! file operations) · `mutex` (locks that outlive a panic) · `failpoint` (crash points for
 //! tests) · `logging` · `desktop` (notifications) · `service` (launchd, systemd) · `tally`
-//! and `progress` (`--once`) · `daemon` (the whole pipeline).
+//! and `progress` (`--once`) · `gallery` (the outbox's pages of what was made, thumbnails) ·
+//! `live` (jobs in flight, for `status`) · `daemon` (the whole pipeline).
 
 pub mod api;
 pub mod claim;
@@ -34,10 +35,12 @@ pub mod durable;
 pub mod failpoint;
 pub mod finish;
 pub mod folders;
+pub mod gallery;
 pub mod health;
 pub mod image;
 pub mod image_settings;
 pub mod inbox_names;
+pub mod live;
 pub mod logging;
 pub mod metadata;
 pub mod mutex;

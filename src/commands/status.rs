@@ -41,6 +41,12 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
         ),
     }
     println!("{:<12} {}", "in progress", claims.count());
+    if let Some(pid) = claims.holder() {
+        let now = jiff::Timestamp::now().as_millisecond();
+        for job in crate::live::read(&config.outbox, pid) {
+            println!("{:<12} {}", "  in flight", crate::live::describe(&job, now));
+        }
+    }
     let jobs = read_jobs(&Outbox::new(config.outbox.clone()).jobs_log());
     let count = |outcome: &str| jobs.iter().filter(|job| job["outcome"] == outcome).count();
     println!("{:<12} {}", "done", count("done"));

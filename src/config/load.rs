@@ -89,6 +89,7 @@ impl Config {
             after: After::Archive,
             max_file_bytes: DEFAULT_MAX_FILE_MB * MEGABYTE,
             notifications: false,
+            gallery: true,
             servers: vec![default_server()],
             profiles: [(DEFAULT_PROFILE_NAME.to_owned(), Profile::built_in_default())].into(),
             file,
@@ -176,6 +177,7 @@ impl Config {
             after,
             max_file_bytes,
             notifications: raw.notifications.unwrap_or(false),
+            gallery: raw.gallery.unwrap_or(true),
             servers,
             profiles,
         })

@@ -273,6 +273,7 @@ pub(super) fn apply_in_background(
         };
         shared.queue.job_ended();
         if let Some(placed) = placed {
+            shared.gallery.job_logged();
             tell(&shared, &current, &job, &placed, told);
         }
     });

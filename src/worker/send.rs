@@ -6,6 +6,7 @@ use super::Shared;
 use super::outcome::Report;
 use super::prepare::Prepared;
 use crate::api::answer::BadAnswer;
+use crate::api::progress;
 use crate::api::{Disposition, SendError};
 use crate::claim::Job;
 use crate::health::Unreachable;
@@ -54,6 +55,7 @@ pub(super) async fn send(
     let shared_pool = shared.pool.is_shared();
     let mut waits_in_a_row = 0u32;
     let mut attempts_here = 0u32;
+    let reporter = shared.in_flight.start(&job.relative, &server.name);
     loop {
         if shared_pool && !health.is_up() {
             // Gone while this job waited for it: another server of the pool should have it.
@@ -87,8 +89,10 @@ pub(super) async fn send(
             Err(reason) => return Sent::Failed(reason),
         };
         let started = Instant::now();
+        let client = current.client(index);
+        let request = client.img2img(body, prepared.expected_images, &shared.limits);
         let answer = tokio::select! {
-            answer = current.client(index).img2img(body, prepared.expected_images, &shared.limits) => answer,
+            answer = progress::watching(client, &reporter, request) => answer,
             _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,
         };
         report.server_time += started.elapsed();

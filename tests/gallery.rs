@@ -231,8 +231,8 @@ fn a_real_run_makes_a_gallery_that_chromium_shows_whole() {
     }
     let url = format!("file://{}", index.display());
     runtime.block_on(async {
-        let mut browser = Browser::open(&url, 1280, 900).await;
-        browser.set_viewport(1280, 900, 1.0, false).await;
+        let mut browser = Browser::open(&url, 1280, 1200).await;
+        browser.set_viewport(1280, 1200, 1.0, false).await;
         browser.wait_for("document.readyState === 'complete'").await;
         let found = browser.evaluate(CHECKS).await;
         assert_eq!(found["broken"], Value::Array(vec![]), "every thumbnail loads: {found:#}");
@@ -290,7 +290,7 @@ fn a_real_run_makes_a_gallery_that_chromium_shows_whole() {
         assert_eq!(phone_checks["overflow"], false, "fits a phone's width");
         browser.screenshot(&shots.join("gallery-phone.png")).await;
         browser.call("Emulation.setEmulatedMedia", serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]})).await;
-        browser.set_viewport(1280, 900, 1.0, false).await;
+        browser.set_viewport(1280, 1200, 1.0, false).await;
         browser.screenshot(&shots.join("gallery-dark.png")).await;
         if std::env::var_os("DRAWDROP_UPDATE_SCREENSHOT").is_some() {
             let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");

@@ -5,18 +5,19 @@
 //! Ratios are taken within one run on the same machine (the floor and the Python baseline are
 //! measured beside drawdrop), so a noisy machine moves both sides together.
 //!
-//! Scenarios: overhead, python, latency, idle, burst, scan, large (default: all).
+//! Scenarios: overhead, python, latency, idle, burst, scan, large, gallery (default: all).
 //! Sizes can be scaled down for a quick look: DRAWDROP_BENCH_QUICK=1.
 
 #[path = "../../tests/common/fake_server.rs"]
 mod fake_server;
+mod gallery;
 mod harness;
 mod scenarios;
 
 use harness::Row;
 
-const ALL: [&str; 7] = [
-    "overhead", "python", "latency", "idle", "burst", "scan", "large",
+const ALL: [&str; 8] = [
+    "overhead", "python", "latency", "idle", "burst", "scan", "large", "gallery",
 ];
 
 fn main() {
@@ -49,6 +50,7 @@ fn main() {
                 "burst" => scenarios::burst().await,
                 "scan" => scenarios::scan().await,
                 "large" => scenarios::large().await,
+                "gallery" => gallery::gallery().await,
                 _ => Vec::new(),
             }
         });

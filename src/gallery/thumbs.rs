@@ -1,5 +1,6 @@
 //! Thumbnails: a picture of the outbox made small (longest side [`SIDE`]) as a JPEG of a few
-//! tens of KB, turned upright by its EXIF orientation, transparency laid on white.
+//! tens of KB, turned upright by its EXIF orientation, transparency laid on white. Made in a
+//! few milliseconds: pixels averaged (no filter), encoded by `jpeg-encoder`.
 
 use crate::durable;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
@@ -24,6 +25,8 @@ pub enum ThumbError {
     Decode(#[from] image::ImageError),
     #[error("it is too large to preview ({0} x {1})")]
     TooLarge(u32, u32),
+    #[error("cannot encode its thumbnail: {0}")]
+    Encode(String),
 }
 
 /// Makes the thumbnail of the picture at `source` and writes it whole at `destination`.
@@ -48,15 +51,63 @@ pub fn thumbnail_jpeg(bytes: &[u8]) -> Result<Vec<u8>, ThumbError> {
     let orientation = decoder.orientation()?;
     let mut picture = DynamicImage::from_decoder(decoder)?;
     picture.apply_orientation(orientation);
-    let small = if picture.width().max(picture.height()) > SIDE {
-        picture.thumbnail(SIDE, SIDE)
+    let rgb = on_white(&picture);
+    let (width, height) = rgb.dimensions();
+    let scale = f64::from(SIDE) / f64::from(width.max(height));
+    let small = if scale < 1.0 {
+        let side = |n: u32| ((f64::from(n) * scale).round() as u32).max(1);
+        shrink(&rgb, side(width), side(height))
     } else {
-        picture
+        rgb
     };
-    let rgb = on_white(&small);
     let mut jpeg = Vec::with_capacity(32 * 1024);
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, QUALITY).encode_image(&rgb)?;
+    let (width, height) = small.dimensions();
+    jpeg_encoder::Encoder::new(&mut jpeg, QUALITY)
+        .encode(
+            small.as_raw(),
+            u16::try_from(width).unwrap_or(u16::MAX),
+            u16::try_from(height).unwrap_or(u16::MAX),
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .map_err(|error| ThumbError::Encode(error.to_string()))?;
     Ok(jpeg)
+}
+
+/// `picture` made `width` x `height` (smaller) by averaging the source pixels each target
+/// pixel covers: sharp enough for a thumbnail, and a few times faster than a filter.
+fn shrink(picture: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let (source_width, source_height) = picture.dimensions();
+    let raw = picture.as_raw();
+    let stride = source_width as usize * 3;
+    let span = |i: u32, to: u32, from: u32| {
+        let start = (u64::from(i) * u64::from(from) / u64::from(to)) as usize;
+        let end = ((u64::from(i + 1) * u64::from(from) / u64::from(to)) as usize).max(start + 1);
+        start..end
+    };
+    let columns: Vec<_> = (0..width).map(|x| span(x, width, source_width)).collect();
+    // The rows a target row covers are summed first, then each column's span of that sum.
+    let mut sums = vec![0u32; stride];
+    let mut out = Vec::with_capacity(width as usize * height as usize * 3);
+    for y in 0..height {
+        let rows = span(y, height, source_height);
+        sums.fill(0);
+        for row in rows.clone() {
+            for (sum, &value) in sums.iter_mut().zip(&raw[row * stride..(row + 1) * stride]) {
+                *sum += u32::from(value);
+            }
+        }
+        for xs in &columns {
+            let count = (rows.len() * xs.len()) as u32;
+            let mut total = [0u32; 3];
+            for pixel in sums[xs.start * 3..xs.end * 3].chunks_exact(3) {
+                total[0] += pixel[0];
+                total[1] += pixel[1];
+                total[2] += pixel[2];
+            }
+            out.extend(total.map(|total| ((total + count / 2) / count) as u8));
+        }
+    }
+    RgbImage::from_raw(width, height, out).unwrap_or_else(|| RgbImage::new(width, height))
 }
 
 /// The picture without transparency: see-through parts become white, as on a page.

@@ -246,6 +246,9 @@ impl Checker<'_> {
                     self.violation(format!("temporary file in the gallery: {file}"));
                 }
                 self.remaining.remove(&file);
+            } else if file == ".drawdrop/in-flight.json" {
+                // The jobs in flight, for `status`: no job's file.
+                self.remaining.remove(&file);
             } else if file.starts_with(".drawdrop/") {
                 self.violation(format!("left in the outbox's staging area: {file}"));
                 self.remaining.remove(&file);

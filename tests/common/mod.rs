@@ -148,11 +148,16 @@ impl Setup {
         }
     }
 
-    /// Every file under the outbox except logs and the gallery, relative.
+    /// Every file under the outbox except logs, the gallery and the list of jobs in flight
+    /// (for `status`), relative.
     pub fn outbox_files(&self) -> BTreeSet<String> {
         files_under(&self.outbox)
             .into_iter()
-            .filter(|f| !f.starts_with("logs/") && !f.starts_with("gallery/"))
+            .filter(|f| {
+                !f.starts_with("logs/")
+                    && !f.starts_with("gallery/")
+                    && f != ".drawdrop/in-flight.json"
+            })
             .collect()
     }
 

@@ -101,8 +101,7 @@ impl InFlight {
     /// second, until `cancel`; then removes it.
     pub async fn run_writer(self: Arc<Self>, cancel: CancellationToken) {
         let pause = Duration::from_secs(1) / WRITES_PER_SECOND;
-        // One left by a daemon that was killed.
-        let _ = durable::remove_file(&self.file);
+        self.remove_leftovers();
         loop {
             tokio::select! {
                 _ = self.changed.notified() => {}
@@ -128,6 +127,22 @@ impl InFlight {
             }
         }
         let _ = durable::remove_file(&self.file);
+    }
+
+    /// The file (and a temporary of it) left by a daemon that was killed.
+    fn remove_leftovers(&self) {
+        let _ = durable::remove_file(&self.file);
+        let (Some(folder), Some(name)) = (self.file.parent(), self.file.file_name()) else {
+            return;
+        };
+        let prefix = format!(".{}.", name.to_string_lossy());
+        for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+            let entry_name = entry.file_name();
+            let entry_name = entry_name.to_string_lossy();
+            if entry_name.starts_with(&prefix) && entry_name.ends_with(".tmp") {
+                let _ = durable::remove_file(&entry.path());
+            }
+        }
     }
 
     fn change(&self, id: u64, event: Progress) {
@@ -207,6 +222,8 @@ mod tests {
     async fn the_state_file_follows_the_jobs_and_is_gone_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let list = InFlight::new(dir.path());
+        let leftover = dir.path().join(".drawdrop/.in-flight.json.drawdrop-1.tmp");
+        durable::write_whole(&leftover, b"{").unwrap();
         let cancel = CancellationToken::new();
         let writer = tokio::spawn(list.clone().run_writer(cancel.clone()));
         let reporter = list.start(Path::new("w/cat.png"), "mini");
@@ -221,6 +238,7 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(!leftover.exists(), "what a killed daemon left is gone");
         assert_eq!(seen[0].steps, Some(20));
         assert!(
             read(dir.path(), pid + 1).is_empty(),

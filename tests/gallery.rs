@@ -233,7 +233,9 @@ fn a_real_run_makes_a_gallery_that_chromium_shows_whole() {
     runtime.block_on(async {
         let mut browser = Browser::open(&url, 1280, 1200).await;
         browser.set_viewport(1280, 1200, 1.0, false).await;
-        browser.wait_for("document.readyState === 'complete'").await;
+        browser
+            .wait_for("location.protocol === 'file:' && document.readyState === 'complete'")
+            .await;
         let found = browser.evaluate(CHECKS).await;
         assert_eq!(found["broken"], Value::Array(vec![]), "every thumbnail loads: {found:#}");
         assert_eq!(found["images"], 9);

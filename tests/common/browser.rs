@@ -92,6 +92,14 @@ impl Browser {
 
     /// Sends one DevTools command and waits for its result.
     pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params).await {
+            Ok(result) => result,
+            Err(error) => panic!("{method} failed: {error}"),
+        }
+    }
+
+    /// One DevTools command: its result, or the error it answered.
+    async fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let message = json!({"id": id, "method": method, "params": params}).to_string();
@@ -111,9 +119,9 @@ impl Browser {
             let answer: Value = serde_json::from_str(&text).expect("DevTools JSON");
             if answer["id"] == id {
                 if let Some(error) = answer.get("error") {
-                    panic!("{method} failed: {error}");
+                    return Err(error.clone());
                 }
-                return answer["result"].clone();
+                return Ok(answer["result"].clone());
             }
         }
     }
@@ -132,10 +140,16 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
-    /// Polls `expression` until it is true.
+    /// Polls `expression` until it is true (while a page loads, an evaluation may fail).
     pub async fn wait_for(&mut self, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.evaluate(expression).await != Value::Bool(true) {
+        let params = json!({"expression": expression, "returnByValue": true});
+        while self
+            .try_call("Runtime.evaluate", params.clone())
+            .await
+            .map(|result| result["result"]["value"].clone())
+            != Ok(Value::Bool(true))
+        {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {expression}"

@@ -1,4 +1,4 @@
-//! The command line (clap): `drawdrop run|check|service` and their options, and the help's
+//! The command line (clap): `drawdrop run|check|init|status|gallery|service` and their options, and the help's
 //! footer, written for this machine when help is asked for: the config file in use, where
 //! `run` writes, the log variables and the exit codes.
 
@@ -40,6 +40,12 @@ pub enum Command {
     Init,
     /// Pending, in progress, done and failed counts, the last jobs, the server and the service.
     Status,
+    /// Make outbox/gallery/ again from logs/jobs.jsonl and the outbox (and open it).
+    Gallery {
+        /// Open the gallery in the default browser.
+        #[arg(long)]
+        open: bool,
+    },
     /// The login service: a launchd LaunchAgent on macOS, a systemd user unit on Linux.
     Service {
         #[command(subcommand)]

@@ -8,9 +8,11 @@ use crate::config::{Config, ConfigSource, Located};
 use crate::desktop::Notifications;
 use crate::finish::Finisher;
 use crate::folders;
+use crate::gallery::{Gallery, Keeper};
 use crate::health::{Patience, Unreachable};
 use crate::image::Limits;
 use crate::last_start::LastStart;
+use crate::live::InFlight;
 use crate::logging::LogHandle;
 use crate::outbox::Outbox;
 use crate::outbox_gate::OutboxGate;
@@ -131,12 +133,18 @@ pub async fn run(
                 .unwrap_or_default(),
         )
     });
+    let live = Arc::new(Live::new(
+        config.clone(),
+        reload::clients(&config)?,
+        Notifications::platform(),
+    ));
+    let keeper = Arc::new(Keeper::new(Gallery::new(&outbox), {
+        let live = live.clone();
+        move || live.get().config.gallery
+    }));
+    let in_flight = InFlight::new(&config.outbox);
     let shared = Arc::new(Shared {
-        live: Arc::new(Live::new(
-            config.clone(),
-            reload::clients(&config)?,
-            Notifications::platform(),
-        )),
+        live,
         outbox_gate: Arc::new(OutboxGate::new(outbox.staging_root())),
         finisher,
         queue: queue.clone(),
@@ -147,6 +155,8 @@ pub async fn run(
         cancel: cancel.clone(),
         notifications: Notifications::platform(),
         applying: TaskTracker::new(),
+        gallery: keeper.feed(),
+        in_flight: in_flight.clone(),
     });
     for job in recovered {
         if job.commit_file().is_file() {
@@ -234,6 +244,17 @@ pub async fn run(
             );
         })
     };
+    // The gallery and the in-flight list stop only once every job is in place.
+    let reporters = CancellationToken::new();
+    let reporting = {
+        let (keeper, reporters) = (keeper.clone(), reporters.clone());
+        tokio::spawn(async move {
+            tokio::join!(
+                keeper.run(reporters.clone()),
+                in_flight.run_writer(reporters.clone()),
+            );
+        })
+    };
     for (server, concurrency) in slots {
         for _ in 0..concurrency {
             tasks.spawn(worker::run(shared.clone(), server));
@@ -258,6 +279,13 @@ pub async fn run(
         );
     }
     cancel.cancel();
+    reporters.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), reporting).await;
+    // What the last jobs added: all of it after `--once`, what a second allows on shutdown.
+    let deadline = shutdown
+        .is_cancelled()
+        .then(|| tokio::time::Instant::now() + Duration::from_secs(1));
+    keeper.last_update(deadline).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), helpers).await;
     outcome?;
     Ok(Summary {

@@ -63,13 +63,25 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
 /// name only when whole and on disk (written to a temporary sibling, fsynced, renamed),
 /// replacing what was there.
 pub fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_through_temporary(path, bytes, true)
+}
+
+/// Like [`write_whole`] (a reader sees the old file or the new one, never half of one), but
+/// without waiting for the disk: for files that can be made again (the gallery).
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_through_temporary(path, bytes, false)
+}
+
+fn write_through_temporary(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let parent = parent_of(path)?;
     create_dir_all(parent)?;
     let temporary = temporary_sibling(path);
     let result = (|| {
         let mut file = File::create(&temporary)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         drop(file);
         fs::rename(&temporary, path)
     })();

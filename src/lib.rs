@@ -11,7 +11,7 @@
 //! the inbox's sight, durably — before it is sent, and finished in two phases (stage, then
 //! commit and apply), so a crash at any moment loses nothing and writes nothing twice.
 //!
-//! Layout: `cli` (clap) · `commands` (run, check, init, status, service) · `config` (files ->
+//! Layout: `cli` (clap) · `commands` (run, check, init, status, service, gallery) · `config` (files ->
 //! validated types) · `reload` (the settings in force, hot reload) · `folders` · `watch`
 //! (events, scans, settle) · `queue` · `claim` (durable claims, lock, recovery) · `pool`
 //! (servers, who takes what) · `worker` (prepare, send, decide; retries and hand-overs) ·
@@ -22,8 +22,10 @@
 //! file operations) · `mutex` (locks that outlive a panic) · `failpoint` (crash points for
 //! tests) · `logging` · `desktop` (notifications) · `service` (launchd, systemd) · `tally`
 //! and `progress` (`--once`) · `last_start` (how the last start went, for `status`) ·
-//! `daemon` (the whole pipeline). `fpzip` is the float codec of Draw Things' gRPC image tensors.
-//! `drawthings_grpc` is the wire of Draw Things' gRPC API (messages, client, configuration, tensors).
+//! `gallery` (the outbox's pages of what was made, thumbnails) · `live` (jobs in flight, for
+//! `status`) · `daemon` (the whole pipeline). `fpzip` is the float codec of Draw Things' gRPC
+//! image tensors; `drawthings_grpc` is the wire of Draw Things' gRPC API (messages, client,
+//! configuration, tensors).
 
 pub mod api;
 pub mod claim;
@@ -38,11 +40,13 @@ pub mod failpoint;
 pub mod finish;
 pub mod folders;
 pub mod fpzip;
+pub mod gallery;
 pub mod health;
 pub mod image;
 pub mod image_settings;
 pub mod inbox_names;
 pub mod last_start;
+pub mod live;
 pub mod logging;
 pub mod metadata;
 pub mod mutex;

@@ -7,6 +7,7 @@
 //! outbox/failed/<relative path>         an input that could not be done ...
 //! outbox/failed/<file name>.error.txt   ... and why
 //! outbox/logs/drawdrop.log, jobs.jsonl
+//! outbox/gallery/index.html, thumbs/   what was made, before and after
 //! outbox/.drawdrop/staging/<job id>/    files being prepared, moved into place when whole
 //! ```
 //! A name already taken gets ` (2)`, ` (3)` ... before its extension.
@@ -22,8 +23,9 @@ use std::sync::Mutex;
 pub const ORIGINALS: &str = "originals";
 pub const FAILED: &str = "failed";
 pub const LOGS: &str = "logs";
+pub const GALLERY: &str = "gallery";
 /// Top-level outbox folders that belong to drawdrop, not to results.
-pub const RESERVED: [&str; 3] = [ORIGINALS, FAILED, LOGS];
+pub const RESERVED: [&str; 4] = [ORIGINALS, FAILED, LOGS, GALLERY];
 
 /// Whether `name` is one of [`RESERVED`], in any case (macOS folders ignore case).
 pub fn is_reserved(name: &str) -> bool {
@@ -89,6 +91,10 @@ impl Outbox {
 
     pub fn logs(&self) -> PathBuf {
         self.root.join(LOGS)
+    }
+
+    pub fn gallery(&self) -> PathBuf {
+        self.root.join(GALLERY)
     }
 
     pub fn jobs_log(&self) -> PathBuf {

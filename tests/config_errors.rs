@@ -124,7 +124,7 @@ fn unknown_top_level_key() {
         &format!("{FOLDERS}settle = 5\n"),
         3,
         1,
-        "unknown key `settle` (allowed: `inbox`, `outbox`, `default_profile`, `settle_ms`, `after`, `max_file_mb`, `notifications`, `server`, `servers`)",
+        "unknown key `settle` (allowed: `inbox`, `outbox`, `default_profile`, `settle_ms`, `after`, `max_file_mb`, `notifications`, `gallery`, `server`, `servers`)",
     );
 }
 
@@ -329,7 +329,7 @@ fn extra_key_drawdrop_sends() {
 
 #[test]
 fn reserved_profile_names() {
-    for name in ["originals", "Failed", "LOGS"] {
+    for name in ["originals", "Failed", "LOGS", "Gallery"] {
         let setup = Setup::with_profile(FOLDERS, name, "steps = 4\n");
         let error = setup.broken(name);
         let file = setup.path(&format!("profiles/{name}.toml"));

@@ -323,7 +323,12 @@ async fn odd_names_and_deep_folders_keep_their_names_and_nothing_escapes_the_out
     // Hidden names are left alone wherever they are.
     let hidden = ["..png", ".../cat.png", "sub/..png"];
     // Folders with the name of an outbox folder cannot be mirrored there: they fail.
-    let reserved = ["originals/cat.png", "logs/cat.png", "failed/cat.png"];
+    let reserved = [
+        "originals/cat.png",
+        "logs/cat.png",
+        "failed/cat.png",
+        "gallery/cat.png",
+    ];
 
     let daemon = setup.start_daemon();
     daemon.wait_for_output("watching");

@@ -94,6 +94,11 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(url: &str, settle_ms: u64) -> Setup {
+        Setup::with(url, settle_ms, "")
+    }
+
+    /// A setup whose config also has the `top` lines (top-level keys).
+    pub fn with(url: &str, settle_ms: u64, top: &str) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         let inbox = dir.path().join("in");
         let outbox = dir.path().join("out");
@@ -102,7 +107,7 @@ impl Setup {
         std::fs::write(
             &config,
             format!(
-                "inbox = {:?}\noutbox = {:?}\nsettle_ms = {settle_ms}\n[server]\nurl = \"{url}\"\n",
+                "inbox = {:?}\noutbox = {:?}\nsettle_ms = {settle_ms}\n{top}\n[server]\nurl = \"{url}\"\n",
                 inbox.to_string_lossy(),
                 outbox.to_string_lossy()
             ),
@@ -285,4 +290,29 @@ pub fn stop(child: &mut Child) {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
     let _ = child.wait();
+}
+
+/// Copies every file of `from` into `to`; `aged`: old enough for `run --once` to take at once.
+pub fn copy_all(from: &Path, to: &Path, aged: bool) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().filter_map(Result::ok) {
+        let target = to.join(entry.file_name());
+        std::fs::copy(entry.path(), &target).unwrap();
+        if aged {
+            age(&target);
+        }
+    }
+}
+
+/// `count` pictures of 1 MB each (`p0000.png` ...) in a new temporary folder.
+pub fn megabyte_pictures(count: usize) -> tempfile::TempDir {
+    let sources = tempfile::tempdir().unwrap();
+    for i in 0..count {
+        std::fs::write(
+            sources.path().join(format!("p{i:04}.png")),
+            noise_png(576, 576, i as u64),
+        )
+        .unwrap();
+    }
+    sources
 }

@@ -5,11 +5,12 @@
 //! Ratios are taken within one run on the same machine (the floor and the Python baseline are
 //! measured beside drawdrop), so a noisy machine moves both sides together.
 //!
-//! Scenarios: overhead, python, latency, idle, burst, scan, large, photo (default: all).
+//! Scenarios: overhead, python, latency, idle, burst, scan, large, photo, gallery (default: all).
 //! Sizes can be scaled down for a quick look: DRAWDROP_BENCH_QUICK=1.
 
 #[path = "../../tests/common/fake_server.rs"]
 mod fake_server;
+mod gallery;
 mod harness;
 #[path = "../../tests/common/pictures.rs"]
 mod pictures;
@@ -17,8 +18,8 @@ mod scenarios;
 
 use harness::Row;
 
-const ALL: [&str; 8] = [
-    "overhead", "python", "latency", "idle", "burst", "scan", "large", "photo",
+const ALL: [&str; 9] = [
+    "overhead", "python", "latency", "idle", "burst", "scan", "large", "photo", "gallery",
 ];
 
 fn main() {
@@ -52,6 +53,7 @@ fn main() {
                 "scan" => scenarios::scan().await,
                 "large" => scenarios::large().await,
                 "photo" => scenarios::photo().await,
+                "gallery" => gallery::gallery().await,
                 _ => Vec::new(),
             }
         });

@@ -1,7 +1,8 @@
 //! The scenarios of the performance table, one function each.
 
 use crate::harness::{
-    Row, Server, Setup, age, median, noise_png, percentile, proc_stats, quick, stop, wait_until,
+    Row, Server, Setup, age, copy_all, median, megabyte_pictures, noise_png, percentile,
+    proc_stats, quick, stop, wait_until,
 };
 use base64::Engine;
 use std::path::Path;
@@ -66,14 +67,7 @@ pub async fn overhead() -> Vec<Row> {
 pub async fn python() -> Vec<Row> {
     let server = Server::start().await;
     let count = if quick() { 40 } else { 200 };
-    let sources = tempfile::tempdir().unwrap();
-    for i in 0..count {
-        std::fs::write(
-            sources.path().join(format!("p{i:04}.png")),
-            noise_png(576, 576, i as u64),
-        )
-        .unwrap();
-    }
+    let sources = megabyte_pictures(count);
     let mut python = Vec::new();
     let mut drawdrop = Vec::new();
     for _ in 0..2 {
@@ -523,15 +517,4 @@ fn wait_for_probe(server: &Server) {
     wait_until("the daemon's first probe", Duration::from_secs(60), || {
         server.fake.requests().iter().any(|r| r.method == "GET")
     });
-}
-
-fn copy_all(from: &Path, to: &Path, aged: bool) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().filter_map(Result::ok) {
-        let target = to.join(entry.file_name());
-        std::fs::copy(entry.path(), &target).unwrap();
-        if aged {
-            age(&target);
-        }
-    }
 }

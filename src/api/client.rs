@@ -198,10 +198,16 @@ impl Client {
         serde_json::from_slice(&body).map_err(|error| error.to_string())
     }
 
+    /// The server's URL with `path` (and the query after a `?` in it) under its own path.
     fn endpoint(&self, path: &str) -> reqwest::Url {
         let mut url = self.server.url.clone();
         let base = url.path().trim_end_matches('/').to_owned();
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
         url.set_path(&format!("{base}/{path}"));
+        url.set_query(query);
         url
     }
 

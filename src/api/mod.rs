@@ -1,11 +1,13 @@
 //! Talking to img2img servers: Draw Things' strict API and AUTOMATIC1111-compatible ones.
 //!
 //! `request` builds bodies in either dialect, `client` sends them and sorts failures,
-//! `answer` reads images and error reasons out of what comes back.
+//! `answer` reads images and error reasons out of what comes back, `progress` asks how far a
+//! request is.
 
 pub mod answer;
 pub mod client;
 pub mod drawthings;
+pub mod progress;
 pub mod request;
 pub mod stream;
 

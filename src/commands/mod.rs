@@ -1,6 +1,7 @@
 //! The commands behind the CLI, each returning the process exit status.
 
 mod check;
+mod gallery;
 mod init;
 mod profile_check;
 mod run;
@@ -26,6 +27,7 @@ pub fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
         Command::Check => check::check(flag),
         Command::Init => init::init(flag),
         Command::Status => status::status(flag),
+        Command::Gallery { open } => gallery::gallery(flag, open),
         Command::Service {
             action,
             launchd,

@@ -84,6 +84,12 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
         println!("not taken  {}: {}", not_taken.len(), not_taken.join(", "));
     }
     println!("{:<12} {}", "in progress", claims.count());
+    if let Some(pid) = claims.holder() {
+        let now = jiff::Timestamp::now().as_millisecond();
+        for job in crate::live::read(&outbox, pid) {
+            println!("{:<12} {}", "  in flight", crate::live::describe(&job, now));
+        }
+    }
     let jobs = read_jobs(&Outbox::new(outbox).jobs_log());
     let count = |outcome: &str| jobs.iter().filter(|job| job["outcome"] == outcome).count();
     println!("{:<12} {}", "done", count("done"));

@@ -57,6 +57,8 @@ pub struct Config {
     pub max_file_bytes: u64,
     /// Desktop notifications when a batch finishes or a file fails.
     pub notifications: bool,
+    /// `outbox/gallery/`: a page of what was made, kept up to date after every job.
+    pub gallery: bool,
     /// The image server and how to talk to it.
     /// The image servers: one (`[server]`), or a pool (`[[servers]]`); never empty.
     pub servers: Vec<Server>,

@@ -19,6 +19,7 @@ pub(crate) struct RawConfig {
     pub after: Option<Spanned<String>>,
     pub max_file_mb: Option<Spanned<Integer>>,
     pub notifications: Option<bool>,
+    pub gallery: Option<bool>,
     /// The single server (`[server]`); absent with a pool.
     pub server: Option<Spanned<RawServer>>,
     /// A pool of servers (`[[servers]]`), instead of `[server]`.

@@ -68,6 +68,10 @@ pub struct Shared {
     pub notifications: Notifications,
     /// Decided jobs being moved into place in the background; waited for at the end.
     pub applying: TaskTracker,
+    /// Told after every job's `jobs.jsonl` line: the gallery is brought up to date.
+    pub gallery: crate::gallery::Feed,
+    /// The jobs being sent now, for `drawdrop status`.
+    pub in_flight: Arc<crate::live::InFlight>,
 }
 
 impl Shared {

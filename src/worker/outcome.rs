@@ -309,6 +309,7 @@ pub(super) fn apply_in_background(
             // Before the log line: once it says "done", the folder is gone if it is to go.
             remove_emptied_folders(&shared, &current, &job);
             shared.queue.job_ended();
+            shared.gallery.job_logged();
             tell(&shared, &current, &job, &placed, told);
         } else {
             shared.queue.job_ended();

@@ -6,6 +6,7 @@ use super::Shared;
 use super::outcome::Report;
 use super::prepare::Prepared;
 use crate::api::answer::BadAnswer;
+use crate::api::progress;
 use crate::api::{Disposition, SendError, request};
 use crate::claim::Job;
 use crate::health::Unreachable;
@@ -55,6 +56,7 @@ pub(super) async fn send(
     let mut waits_in_a_row = 0u32;
     let mut told_sending = false;
     let mut attempts_here = 0u32;
+    let reporter = shared.in_flight.start(&job.relative, &server.name);
     loop {
         if shared_pool && !health.is_up() {
             // Gone while this job waited for it: another server of the pool should have it.
@@ -93,8 +95,10 @@ pub(super) async fn send(
             told_sending = true;
         }
         report.first_sent.get_or_insert(started);
+        let client = current.client(index);
+        let request = client.img2img(body, prepared.expected_images, &shared.limits);
         let answer = tokio::select! {
-            answer = current.client(index).img2img(body, prepared.expected_images, &shared.limits) => answer,
+            answer = progress::watching(client, &reporter, request) => answer,
             _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,
         };
         report.server_time += started.elapsed();

@@ -314,6 +314,12 @@ impl FakeServer {
         self.shared().state().delay = delay;
     }
 
+    /// Answer pictures that look made from the init image (posterized, tinted, one tint per
+    /// image) instead of its bytes: for the gallery's screenshot.
+    pub fn set_stylize(&self, on: bool) {
+        self.shared().state().stylize = on;
+    }
+
     /// Draw Things: the model files it knows; a request naming another gets 422
     /// `Unrecognized model name`. An empty list (the default) accepts any model.
     pub fn set_models(&self, models: &[&str]) {
@@ -454,6 +460,11 @@ struct State {
     instant: bool,
     fault_source: Option<FaultSource>,
     answers: Vec<Answered>,
+    /// A1111: the generation in its delay now (when it began, how long, its steps), for
+    /// `GET /sdapi/v1/progress`.
+    generating: Option<(std::time::Instant, Duration, u32)>,
+    /// Answer a picture that looks made (see [`stylized`]) instead of the init image's bytes.
+    stylize: bool,
 }
 
 impl Shared {
@@ -472,6 +483,8 @@ impl Shared {
                 instant: false,
                 fault_source: None,
                 answers: Vec::new(),
+                generating: None,
+                stylize: false,
             }),
             queue: tokio::sync::Mutex::new(()),
             changes: watch::channel(0).0,
@@ -954,7 +967,14 @@ async fn generation(shared: &Arc<Shared>, rec: &Recorded, route: Route, number: 
         .await
         .unwrap_or_else(|_| (Reply::Send(Response::empty(500)), false));
     if generated {
+        let steps = rec
+            .json()
+            .get("steps")
+            .and_then(Value::as_u64)
+            .map_or(20, |steps| steps as u32);
+        shared.state().generating = Some((std::time::Instant::now(), delay, steps));
         tokio::time::sleep(delay).await;
+        shared.state().generating = None;
     }
     record_answer(reply.status());
     drop(in_flight);
@@ -1096,8 +1116,14 @@ impl Job {
             Some(init) if init.is_png && (init.width, init.height) == size => init.bytes.clone(),
             _ => encode_png(size.0, size.1, self.number as u32),
         };
+        let stylize = self.shared.state().stylize;
         (1..=count)
             .map(|i| {
+                let base = if stylize {
+                    stylized(&base, i).unwrap_or_else(|| base.clone())
+                } else {
+                    base.clone()
+                };
                 let mut chunks = extra(i);
                 chunks.push((TAG_KEYWORD.to_string(), self.tag(i)));
                 insert_text_chunks(&base, &chunks).unwrap_or_else(|| base.clone())
@@ -1763,7 +1789,9 @@ async fn route_a1111(
 ) -> Reply {
     let known = matches!(
         (rec.method.as_str(), rec.route()),
-        ("POST", "/sdapi/v1/img2img") | ("GET", "/sdapi/v1/options")
+        ("POST", "/sdapi/v1/img2img")
+            | ("GET", "/sdapi/v1/options")
+            | ("GET", "/sdapi/v1/progress")
     );
     if !known {
         return Reply::Send(Response::json(404, br#"{"detail":"Not Found"}"#.to_vec()));
@@ -1773,10 +1801,50 @@ async fn route_a1111(
     {
         return Reply::Send(denied);
     }
+    if rec.route() == "/sdapi/v1/progress" {
+        return Reply::Send(a1111_progress(&shared.state()));
+    }
     if rec.method == "GET" {
         return Reply::Send(a1111_options());
     }
     generation(shared, rec, Route::Img2Img, number).await
+}
+
+/// `GET /sdapi/v1/progress` as A1111's `ProgressResponse` (modules/api/models.py): the
+/// fraction done, the time left relative to it, and the shared state's counters; the steps
+/// advance evenly through the delay of the generation in progress.
+fn a1111_progress(state: &State) -> Response {
+    let (progress, step, steps, jobs) = match state.generating {
+        Some((started, delay, steps)) if !delay.is_zero() => {
+            let done = (started.elapsed().as_secs_f64() / delay.as_secs_f64()).min(1.0);
+            (done, (done * f64::from(steps)) as u32, steps, 1)
+        }
+        _ => (0.0, 0, 0, 0),
+    };
+    let eta = if progress > 0.0 {
+        (1.0 - progress) / progress
+    } else {
+        0.0
+    };
+    let body = json!({
+        "progress": progress,
+        "eta_relative": eta,
+        "state": {
+            "skipped": false,
+            "interrupted": false,
+            "stopping_generation": false,
+            "job": if jobs > 0 { "task(fake)" } else { "" },
+            "job_count": jobs,
+            "job_timestamp": "20261201000000",
+            "job_no": 0,
+            "sampling_step": step,
+            "sampling_steps": steps,
+        },
+        "current_image": null,
+        "textinfo": null,
+        "current_task": null,
+    });
+    Response::json(200, body.to_string().into_bytes())
 }
 
 /// `None` when the request carries the right basic credentials, else the 401.
@@ -2158,6 +2226,41 @@ fn push_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 
 /// A fresh RGB8 PNG of `width` x `height` (a gradient varying with `seed`), stored
 /// uncompressed so that it is fast to make even in debug builds.
+/// The init image as if a style had been applied: colours posterized to a few inks and
+/// tinted (`variant` picks the tint), edges darkened. `None` when it cannot be decoded.
+fn stylized(png: &[u8], variant: usize) -> Option<Vec<u8>> {
+    let picture = image::load_from_memory(png).ok()?.to_rgb8();
+    let tints: [[f32; 3]; 3] = [[1.15, 0.95, 0.75], [0.75, 0.95, 1.2], [0.95, 1.15, 0.8]];
+    let tint = tints[(variant - 1) % tints.len()];
+    let (width, height) = picture.dimensions();
+    let styled = image::RgbImage::from_fn(width, height, |x, y| {
+        let pixel = picture.get_pixel(x, y).0;
+        let right = picture.get_pixel((x + 1).min(width - 1), y).0;
+        let below = picture.get_pixel(x, (y + 1).min(height - 1)).0;
+        let edge: i32 = (0..3)
+            .map(|c| {
+                (i32::from(pixel[c]) - i32::from(right[c])).abs()
+                    + (i32::from(pixel[c]) - i32::from(below[c])).abs()
+            })
+            .sum();
+        let mut out = [0u8; 3];
+        for c in 0..3 {
+            let level = (f32::from(pixel[c]) / 64.0).round() * 64.0;
+            let value = (level * tint[c] + 18.0 - (edge as f32) * 0.6).clamp(0.0, 255.0);
+            out[c] = value as u8;
+        }
+        image::Rgb(out)
+    });
+    let mut bytes = Vec::new();
+    styled
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .ok()?;
+    Some(bytes)
+}
+
 fn encode_png(width: u32, height: u32, seed: u32) -> Vec<u8> {
     let row = 1 + 3 * width as usize;
     let mut raw = Vec::with_capacity(row * height as usize);

@@ -10,7 +10,7 @@
 //! - known-bad inputs fail and are never sent; a good input fails only because its retries ran
 //!   out (the server faults are random);
 //! - no ` (N)` copy of any input's result, original or failed name exists (a result written
-//!   twice), and no other file than those appears in the outbox (besides `logs/`);
+//!   twice), and no other file than those appears in the outbox (besides `logs/` and `gallery/`);
 //! - every result is a complete PNG (signature, `IEND` last, decodes with `image`) carrying
 //!   the fake's tag and the input's pixels (the fake answers an image of the right size with
 //!   its own bytes plus a `tEXt` chunk, so inputs whose sides are multiples of 64 come back
@@ -240,7 +240,16 @@ impl Checker<'_> {
     fn outbox_hygiene(&mut self) {
         let files: Vec<String> = self.remaining.iter().cloned().collect();
         for file in files {
-            if file.starts_with(".drawdrop/") {
+            if let Some(own) = file.strip_prefix("gallery/") {
+                // The gallery's pages, thumbnails and state; never a temporary.
+                if own.ends_with(".tmp") {
+                    self.violation(format!("temporary file in the gallery: {file}"));
+                }
+                self.remaining.remove(&file);
+            } else if file == ".drawdrop/in-flight.json" {
+                // The jobs in flight, for `status`: no job's file.
+                self.remaining.remove(&file);
+            } else if file.starts_with(".drawdrop/") {
                 self.violation(format!("left in the outbox's staging area: {file}"));
                 self.remaining.remove(&file);
             } else if file.split('/').any(|part| part.starts_with('.')) || file.ends_with(".tmp") {

@@ -3,6 +3,7 @@
 //! synchronisation: tests must pass on a loaded 2-core machine).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod chaos;
 pub mod fake_grpc;
 pub mod fake_server;
@@ -164,11 +165,16 @@ impl Setup {
         }
     }
 
-    /// Every file under the outbox except logs and drawdrop's hidden state, relative.
+    /// Every file under the outbox except logs, the gallery and the list of jobs in flight
+    /// (for `status`), relative.
     pub fn outbox_files(&self) -> BTreeSet<String> {
         files_under(&self.outbox)
             .into_iter()
-            .filter(|f| !f.starts_with("logs/"))
+            .filter(|f| {
+                !f.starts_with("logs/")
+                    && !f.starts_with("gallery/")
+                    && f != ".drawdrop/in-flight.json"
+            })
             .collect()
     }
 
@@ -216,10 +222,15 @@ impl Setup {
         !waiting && claimed == 0
     }
 
-    /// Files left in drawdrop's claimed-jobs and staging areas.
+    /// Files left in drawdrop's claimed-jobs and staging areas (the list of jobs in flight,
+    /// for `status`, is no job's).
     pub fn leftovers(&self) -> BTreeSet<String> {
         let mut left: BTreeSet<String> = files_under(&self.inbox.join(".drawdrop/jobs"));
-        left.extend(files_under(&self.outbox.join(".drawdrop")));
+        left.extend(
+            files_under(&self.outbox.join(".drawdrop"))
+                .into_iter()
+                .filter(|file| file != "in-flight.json"),
+        );
         left
     }
 }

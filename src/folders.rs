@@ -48,7 +48,20 @@ pub fn prepare(config: &Config) -> Result<PathBuf, FolderError> {
     for name in config.profiles.keys() {
         create(&inbox.join(name))?;
     }
+    // A broken profile's folder is where its files wait until it is fixed.
+    for name in config.broken.keys().filter(|name| waits_in_a_folder(name)) {
+        create(&inbox.join(name))?;
+    }
     Ok(inbox)
+}
+
+/// Whether broken profile `name` has an inbox folder of its own: not when the name itself is
+/// what is wrong (one of the outbox's own folder names, or not a plain folder name).
+pub fn waits_in_a_folder(name: &str) -> bool {
+    !crate::outbox::is_reserved(name)
+        && !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
 }
 
 /// Whether two folders are on one file system (where renames between them work and one
@@ -110,6 +123,14 @@ mod tests {
         assert!(inbox.join("default").is_dir());
         for part in ["originals", "failed", "logs"] {
             assert!(dir.path().join("out").join(part).is_dir(), "{part}");
+        }
+    }
+
+    #[test]
+    fn a_broken_profile_has_a_folder_unless_its_name_is_what_is_wrong() {
+        assert!(waits_in_a_folder("watercolor"));
+        for name in ["originals", "Gallery", "logs", ".hidden", "a/b", ""] {
+            assert!(!waits_in_a_folder(name), "{name}");
         }
     }
 

@@ -285,9 +285,19 @@ fn keep_fixed_settings(old: &Config, new: &mut Config) {
     }
 }
 
-/// Creates the inbox folder of each profile new to `new`, or fixed in it; a profile never
-/// seen before is announced.
+/// Creates the inbox folder of each profile new to `new`, or fixed in it (a profile never
+/// seen before is announced), and of each profile newly broken in it: its files wait there.
 fn create_profile_folders(old: &Config, new: &Config) {
+    for name in new.broken.keys().filter(|name| {
+        !old.profiles.contains_key(*name)
+            && !old.broken.contains_key(*name)
+            && crate::folders::waits_in_a_folder(name)
+    }) {
+        let folder = new.inbox.join(name);
+        if let Err(error) = crate::durable::create_dir_all(&folder) {
+            tracing::warn!("cannot create {}: {error}", folder.display());
+        }
+    }
     for name in new
         .profiles
         .keys()

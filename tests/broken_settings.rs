@@ -42,10 +42,13 @@ async fn a_broken_profile_at_start_waits_beside_a_good_one_and_goes_after_the_fi
     let setup = Setup::new(&server.url(), "drawthings");
     setup.profile("w", "prompt = \"water\"\n");
     setup.profile("ink", "prompt = \"ink\"\nsteps = 0\nwidth = 1000\n");
+    setup.profile("pencil", "steps = 0\n");
     let broken = png(128, 128, 2);
     setup.drop_file("ink/b.png", &broken);
     let daemon = setup.start_daemon();
     daemon.wait_for_output("watching");
+    // A broken profile's folder is there for its files to wait in, as every profile's is.
+    assert!(setup.inbox.join("pencil").is_dir());
     setup.drop_file("w/a.png", &png(128, 128, 1));
     wait_until("a is done", || setup.outbox.join("w/a.png").exists());
     wait_until("b is said to wait", || {
@@ -253,6 +256,7 @@ async fn the_desktop_is_told_once_per_breakage() {
     // A brand-new broken profile had no good settings to keep: its folder waits.
     let output = daemon.output();
     assert!(output.contains("profile y is broken: files in"), "{output}");
+    assert!(setup.inbox.join("y").is_dir(), "its folder, to wait in");
     assert!(
         !output.contains("keeping the last good settings"),
         "{output}"

@@ -125,6 +125,12 @@ fn made_gallery(runtime: &tokio::runtime::Runtime) -> (FakeServer, Setup) {
         "one job fails:\n{}",
         stderr_of(&output)
     );
+    // `--once` waits for the gallery to be whole: nothing is left for a next start.
+    assert!(
+        !stderr_of(&output).contains("the rest is added at the next start"),
+        "{}",
+        stderr_of(&output)
+    );
     (server, setup)
 }
 

@@ -85,7 +85,7 @@ impl Keeper {
         let mut first = true;
         loop {
             let stop = Arc::new(AtomicBool::new(false));
-            let updating = self.update(stop.clone(), std::mem::take(&mut first));
+            let updating = self.update(stop.clone(), std::mem::take(&mut first), false);
             tokio::pin!(updating);
             tokio::select! {
                 _ = &mut updating => {}
@@ -110,7 +110,7 @@ impl Keeper {
     /// The last update before drawdrop exits: what is left, until `deadline` if there is one.
     pub async fn last_update(self: &Arc<Self>, deadline: Option<Instant>) {
         let stop = Arc::new(AtomicBool::new(false));
-        let updating = self.update(stop.clone(), false);
+        let updating = self.update(stop.clone(), false, true);
         match deadline {
             None => updating.await,
             Some(deadline) => {
@@ -127,8 +127,9 @@ impl Keeper {
     }
 
     /// One update; the `first` of a run also clears what a crash left and says what it
-    /// caught up on.
-    async fn update(self: &Arc<Self>, stop: Arc<AtomicBool>, first: bool) {
+    /// caught up on, and the `last` says when it had to stop before the end. (An update of
+    /// the run stopped by its end is no news: the last update follows it.)
+    async fn update(self: &Arc<Self>, stop: Arc<AtomicBool>, first: bool, last: bool) {
         if !(self.enabled)() {
             return;
         }
@@ -144,7 +145,7 @@ impl Keeper {
             })
             .await;
         match updated {
-            Some(Ok(updated)) if updated.behind => tracing::info!(
+            Some(Ok(updated)) if updated.behind && last => tracing::info!(
                 "the gallery has {} jobs; the rest is added at the next start",
                 updated.total
             ),

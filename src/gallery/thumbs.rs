@@ -1,6 +1,6 @@
 //! Thumbnails: a picture of the outbox made small (longest side [`SIDE`]) as a JPEG of a few
 //! tens of KB, turned upright by its EXIF orientation, transparency laid on white. Made in
-//! about a millisecond: a PNG is decoded row by row (checksums unchecked: a thumbnail is no
+//! a millisecond or two: a PNG is decoded row by row (checksums unchecked: a thumbnail is no
 //! proof of the file) and each row goes straight into the small picture, so the full-size
 //! picture is never held; other formats are decoded whole, in their own layout. Pixels are
 //! averaged (integer box sums, no filter) and encoded by `jpeg-encoder`.

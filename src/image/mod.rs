@@ -29,6 +29,9 @@ mod text;
 #[cfg(test)]
 mod test_png;
 
+#[cfg(test)]
+pub(crate) use orientation::exif_block;
+
 use std::fmt;
 
 pub use check::{PixelLimit, PngProblem, inspect};

@@ -282,6 +282,17 @@ async fn heic_goes_through_the_converter_on_path_and_its_png_is_turned_upright()
         ])
     );
     assert_eq!(setup.read_out("originals/IMG_0001.HEIC"), heic);
+    // The gallery shows the HEIC originals too, upright, made through the same converter.
+    let originals: Vec<_> = std::fs::read_dir(setup.outbox.join("gallery/thumbs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with("-o.jpg"))
+        .collect();
+    assert_eq!(originals.len(), 2, "{originals:?}");
+    for thumbnail in originals {
+        let picture = image::open(&thumbnail).unwrap();
+        assert_eq!((picture.width(), picture.height()), (256, 192));
+    }
     for request in server.img2img_requests() {
         assert_eq!(sent_size(&request), (256, 192));
         assert_eq!(corners(&request.init_image().unwrap()), UPRIGHT);

@@ -34,6 +34,8 @@ pub enum ThumbError {
     TooLarge(u32, u32),
     #[error("cannot encode its thumbnail: {0}")]
     Encode(String),
+    #[error("cannot convert it: {0}")]
+    Heic(#[from] crate::image::heic::HeicProblem),
 }
 
 /// Makes the thumbnail of the picture at `source` and writes it whole at `destination`.
@@ -46,6 +48,11 @@ pub fn make(source: &Path, destination: &Path) -> Result<(), ThumbError> {
 
 /// The JPEG thumbnail of an encoded picture (any format the image crate reads here).
 pub fn thumbnail_jpeg(bytes: &[u8]) -> Result<Vec<u8>, ThumbError> {
+    if crate::image::Format::of(bytes) == Some(crate::image::Format::Heic) {
+        // A HEIC original: through the system's converter, as its job read it.
+        let png = crate::image::heic::to_png(bytes, MAX_DECODE_BYTES)?;
+        return thumbnail_jpeg(&png);
+    }
     let shrunk = match image::guess_format(bytes) {
         Ok(image::ImageFormat::Png) => shrink_png(bytes)?,
         _ => None,

@@ -20,21 +20,13 @@ use common::chaos::{self, Plan};
 use common::fake_server::{FakeServer, Fault, Flavor};
 use common::invariants::{self, Checked, Dropped};
 use common::png::{png, truncated};
-use common::{Daemon, PATIENCE, Setup, wait_until};
+use common::{Daemon, PATIENCE, Setup, runtime, wait_until};
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const CRASH_AT: &str = "DRAWDROP_CRASH_AT";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// A fake Draw Things and a drawdrop set-up with a `duo` profile (two images per input).
 fn start() -> (tokio::runtime::Runtime, FakeServer, Setup) {

@@ -10,7 +10,7 @@ mod common;
 
 use common::browser::Browser;
 use common::fake_server::{FakeServer, Fault, Flavor};
-use common::{PATIENCE, Setup, stderr_of, wait_until};
+use common::{PATIENCE, Setup, runtime, stderr_of, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
@@ -20,14 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// A small painted scene (sky, sun, hills, water), so that the pictures read as pictures.
 fn scene(width: u32, height: u32, variant: u32) -> Vec<u8> {

@@ -338,6 +338,16 @@ fn signal(pid: u32, signal: i32) {
     }
 }
 
+/// A multi-threaded tokio runtime of two workers, for tests that drive the binary from plain
+/// `#[test]` functions.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// Polls `condition` until it holds, failing the test after `PATIENCE`.
 pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
     wait_until_within(what, PATIENCE, condition);

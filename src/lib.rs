@@ -52,6 +52,7 @@ pub mod metadata;
 pub mod mutex;
 pub mod outbox;
 pub mod outbox_gate;
+pub mod pipeline;
 pub mod pool;
 pub mod progress;
 pub mod queue;

@@ -15,6 +15,7 @@ pub mod source;
 
 use crate::image::TAKEN_FORMATS;
 use crate::inbox_names::{self, Kind, is_candidate, is_visible_dir, shown};
+use crate::pipeline::timing::rescan_every;
 use crate::queue::{Queue, Work};
 use crate::reload::Current;
 use notify::RecommendedWatcher;
@@ -27,9 +28,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// How often the whole inbox is scanned even when no event says anything changed.
-pub const RESCAN_EVERY: Duration = Duration::from_secs(30);
 
 /// The watch stage's state.
 pub struct WatchStage {
@@ -101,7 +99,8 @@ impl WatchStage {
             None => (None, None),
         };
         self.rescan();
-        let mut periodic = tokio::time::interval_at(Instant::now() + RESCAN_EVERY, RESCAN_EVERY);
+        let every = rescan_every();
+        let mut periodic = tokio::time::interval_at(Instant::now() + every, every);
         periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let queue = self.queue.clone();
         loop {
@@ -215,7 +214,7 @@ impl WatchStage {
                 Ok(new) => *watcher = Some(new),
                 Err(error) => tracing::error!(
                     "cannot watch the new inbox ({error}); it is scanned every {} s instead",
-                    RESCAN_EVERY.as_secs()
+                    rescan_every().as_secs()
                 ),
             }
             self.watched = folder_id(&self.inbox);

@@ -11,13 +11,14 @@ use crate::api::{Disposition, SendError, request};
 use crate::claim::Job;
 use crate::health::Unreachable;
 use crate::inbox_names::shown;
+use crate::pipeline::timing;
 use crate::reload::Current;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Pause before the second attempt; doubled each time, up to `LONGEST_BACKOFF`.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The pause before the second attempt ([`timing::first_backoff`]) doubles each time, up to
+/// `LONGEST_BACKOFF`.
 const LONGEST_BACKOFF: Duration = Duration::from_secs(60);
 /// A `Retry-After` longer than this is not honoured in full.
 const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(600);
@@ -177,7 +178,7 @@ pub(super) async fn send(
                 tracing::warn!(
                     "retrying {}{on} in {} s because {reason} (attempt {} of {})",
                     shown(&job.relative),
-                    wait.as_secs(),
+                    seconds(wait),
                     attempts_here,
                     server.max_attempts
                 );
@@ -242,11 +243,23 @@ fn gave_up(attempts: u32, reason: &str) -> String {
     )
 }
 
-/// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s ... up to a minute.
+/// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s ... up to a minute, each made up to a
+/// quarter longer at random, so that jobs which failed together (a server restarting under
+/// a pool's load) are not all sent again in the same instant.
 fn backoff(attempt: u32) -> Duration {
-    FIRST_BACKOFF
+    let pause = timing::first_backoff()
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-        .min(LONGEST_BACKOFF)
+        .min(LONGEST_BACKOFF);
+    pause + pause.mul_f64(fastrand::f64() / 4.0)
+}
+
+/// A pause as the log says it: whole seconds (`2`), or a fraction of one (`0.05`).
+fn seconds(pause: Duration) -> String {
+    if pause >= Duration::from_secs(1) {
+        pause.as_secs().to_string()
+    } else {
+        format!("{:.2}", pause.as_secs_f64())
+    }
 }
 
 /// Sleeps unless cancelled first; false when cancelled.
@@ -267,9 +280,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_a_minute() {
-        let waits: Vec<u64> = (1..=8).map(|a| backoff(a).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(backoff(1000), LONGEST_BACKOFF);
+    fn backoff_doubles_up_to_a_minute_with_up_to_a_quarter_more() {
+        for _ in 0..100 {
+            let waits: Vec<u64> = (1..=8).map(|a| backoff(a).as_millis() as u64).collect();
+            let nominal = [1, 2, 4, 8, 16, 32, 60, 60].map(|s| s * 1000);
+            for (wait, nominal) in waits.iter().zip(nominal) {
+                assert!((nominal..nominal + nominal / 4).contains(wait), "{waits:?}");
+            }
+            assert!(backoff(1000) < LONGEST_BACKOFF + LONGEST_BACKOFF / 4);
+        }
+        // The log names them in whole seconds, as they were before the quarter was added.
+        assert_eq!(seconds(backoff(1)), "1");
+        assert_eq!(seconds(backoff(2)), "2");
+        assert_eq!(seconds(Duration::from_millis(50)), "0.05");
     }
 }

@@ -1,0 +1,3 @@
+//! The pipeline: watch -> queue -> workers.
+
+pub mod timing;

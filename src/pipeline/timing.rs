@@ -1,0 +1,34 @@
+//! The periods the pipeline waits out on a real clock, settable for tests the way
+//! `DRAWDROP_CRASH_AT` sets a crash point: `DRAWDROP_RESCAN_MS` (how often the whole inbox
+//! is scanned although no event said anything; 30 s) and `DRAWDROP_BACKOFF_MS` (the pause
+//! before a job's second attempt, doubled for each further one; 1 s). A value that is not
+//! a whole number of milliseconds above zero is ignored. Read once; without the variables
+//! they cost one load of a cached value.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The environment variable that sets [`rescan_every`].
+pub const RESCAN_ENV: &str = "DRAWDROP_RESCAN_MS";
+/// The environment variable that sets [`first_backoff`].
+pub const BACKOFF_ENV: &str = "DRAWDROP_BACKOFF_MS";
+
+const RESCAN_EVERY: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How often the whole inbox is scanned even when no event says anything changed.
+pub fn rescan_every() -> Duration {
+    static PERIOD: OnceLock<Duration> = OnceLock::new();
+    *PERIOD.get_or_init(|| from_env(RESCAN_ENV).unwrap_or(RESCAN_EVERY))
+}
+
+/// The pause before a job's second attempt (doubled for each further one).
+pub fn first_backoff() -> Duration {
+    static PAUSE: OnceLock<Duration> = OnceLock::new();
+    *PAUSE.get_or_init(|| from_env(BACKOFF_ENV).unwrap_or(FIRST_BACKOFF))
+}
+
+fn from_env(name: &str) -> Option<Duration> {
+    let millis: u64 = std::env::var(name).ok()?.trim().parse().ok()?;
+    (millis > 0).then(|| Duration::from_millis(millis))
+}

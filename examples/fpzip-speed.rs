@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use drawdrop::fpzip::{self, Dims};
+use drawdrop::backends::drawthings_grpc::fpzip::{self, Dims};
 
 /// The script's picture: 1 x size x size x 3 values (b - 128) / 128 from integer shapes and
 /// a hashed noise, HWC order.

@@ -3,8 +3,8 @@
 //! `run` writes, the log variables and the exit codes.
 
 use crate::config::{CONFIG_ENV, Config, ConfigSource, Located, locate};
-use crate::logging::{FILTER_VARIABLE, STDERR_FILTER_VARIABLE};
-use crate::outbox;
+use crate::jobs::outbox;
+use crate::report::logging::{FILTER_VARIABLE, STDERR_FILTER_VARIABLE};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

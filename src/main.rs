@@ -4,6 +4,6 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = drawdrop::cli::parse();
-    let logs = drawdrop::logging::init();
+    let logs = drawdrop::report::logging::init();
     drawdrop::commands::execute(cli, logs)
 }

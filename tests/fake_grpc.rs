@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_grpc::{Answering, FakeGrpc, Fault, Options, SECRET_REFUSED, SLICE};
-use drawdrop::drawthings_grpc::answer::{self, Answer, AnswerError};
-use drawdrop::drawthings_grpc::client::Client;
-use drawdrop::drawthings_grpc::config::{self, GenerationConfig, Lora, LoraMode};
-use drawdrop::drawthings_grpc::messages::{
+use drawdrop::backends::drawthings_grpc::answer::{self, Answer, AnswerError};
+use drawdrop::backends::drawthings_grpc::client::Client;
+use drawdrop::backends::drawthings_grpc::config::{self, GenerationConfig, Lora, LoraMode};
+use drawdrop::backends::drawthings_grpc::messages::{
     DeviceType, EchoRequest, ImageGenerationRequest, SamplingStep, Signpost, SignpostMark,
 };
-use drawdrop::drawthings_grpc::tensor::{self, Rgb8};
+use drawdrop::backends::drawthings_grpc::tensor::{self, Rgb8};
 use tonic::Code;
 
 const LIMIT: u64 = 1 << 30;
@@ -291,8 +291,11 @@ async fn deflate_and_fpzip_answers_decode_to_the_same_pixels() {
             .chunks_exact(2)
             .map(|h| u16::from_le_bytes([h[0], h[1]]))
             .collect();
-        let stream =
-            drawdrop::fpzip::encode_f16(&halves, drawdrop::fpzip::Dims::image(64, 128, 3)).unwrap();
+        let stream = drawdrop::backends::drawthings_grpc::fpzip::encode_f16(
+            &halves,
+            drawdrop::backends::drawthings_grpc::fpzip::Dims::image(64, 128, 3),
+        )
+        .unwrap();
         let mut out = raw[..68].to_vec();
         out[..4].copy_from_slice(&0xf7217u32.to_le_bytes());
         out.extend(stream);

@@ -2,12 +2,12 @@
 //! fpzip (benches/fpzip_vectors.py); our decoder must give back their inputs bit for bit and
 //! our encoder must write their streams byte for byte. Then round trips of random arrays, and
 //! hostile streams, which must give errors, never panics, and quickly (headers no encoder
-//! writes, absurd sizes among them, are tested beside the decoder, in src/fpzip/tests.rs).
+//! writes, absurd sizes among them, are tested beside the decoder, in src/backends/drawthings_grpc/fpzip/tests.rs).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use drawdrop::fpzip::{self, Dims, FpzipError};
+use drawdrop::backends::drawthings_grpc::fpzip::{self, Dims, FpzipError};
 
 const LIMIT: usize = 1 << 22;
 

@@ -3,8 +3,8 @@
 //! what keeping the gallery costs `run --once` (gallery = true against gallery = false).
 
 use crate::harness::{Row, Server, Setup, copy_all, median, megabyte_pictures, noise_png, quick};
-use drawdrop::gallery::{Gallery, thumbs};
-use drawdrop::outbox::Outbox;
+use drawdrop::jobs::outbox::Outbox;
+use drawdrop::report::gallery::{Gallery, thumbs};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;

@@ -131,8 +131,9 @@ fn durability_cost(pictures: &Path, count: usize) -> f64 {
     let commit = vec![b'x'; 400];
     let started = Instant::now();
     for i in 0..count {
-        drawdrop::durable::write_new(&scratch.path().join(format!("r{i}.png")), &picture).unwrap();
-        drawdrop::durable::write_whole(&scratch.path().join(format!("c{i}.json")), &commit)
+        drawdrop::jobs::durable::write_new(&scratch.path().join(format!("r{i}.png")), &picture)
+            .unwrap();
+        drawdrop::jobs::durable::write_whole(&scratch.path().join(format!("c{i}.json")), &commit)
             .unwrap();
     }
     started.elapsed().as_secs_f64()

@@ -3,7 +3,7 @@
 //! 2 when the config itself cannot be read.
 
 use super::{EXIT_START, load_config, profile_check, runtime};
-use crate::api::{Client, Probe};
+use crate::backends::{Client, Probe};
 use crate::config::{Config, ConfigSource};
 use std::path::Path;
 use std::process::ExitCode;

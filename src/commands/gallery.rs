@@ -3,8 +3,8 @@
 //! `xdg-open`).
 
 use super::{EXIT_START, load_config};
-use crate::gallery::Gallery;
-use crate::outbox::Outbox;
+use crate::jobs::outbox::Outbox;
+use crate::report::gallery::Gallery;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 

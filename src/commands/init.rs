@@ -3,8 +3,8 @@
 
 use super::EXIT_START;
 use crate::config::{Config, DEFAULT_CONFIG_TOML, DEFAULT_PROFILE_TOML, locate};
-use crate::durable;
-use crate::folders;
+use crate::jobs::durable;
+use crate::pipeline::folders;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -10,7 +10,7 @@ mod status;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError, Located, locate};
-use crate::logging::LogHandle;
+use crate::report::logging::LogHandle;
 use std::process::ExitCode;
 
 /// Exit status for a config or start-up error.

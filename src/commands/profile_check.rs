@@ -1,10 +1,10 @@
 //! Names in profiles that the server would refuse: a sampler or request key Draw Things does
 //! not know, or (when an A1111 server lists them) a model, sampler or LoRA it does not have.
 
-use crate::api::Client;
-use crate::api::drawthings::{KNOWN_KEYS, SAMPLERS};
+use crate::backends::Client;
+use crate::backends::drawthings_http::known::{KNOWN_KEYS, SAMPLERS};
 use crate::config::{Api, Config, Profile};
-use crate::metadata::lora_name;
+use crate::image::parameters::lora_name;
 use serde_json::Value;
 
 /// One finding per line, each naming the profile, for the profiles server `index` takes;
@@ -19,7 +19,7 @@ pub async fn findings(
         config
             .profiles
             .values()
-            .filter(move |profile| crate::pool::accepts(config, index, profile))
+            .filter(move |profile| crate::pipeline::pool::accepts(config, index, profile))
     };
     match client.server().api {
         Api::DrawThings => profiles().flat_map(draw_things_findings).collect(),

@@ -2,11 +2,11 @@
 
 use super::{EXIT_START, runtime};
 use crate::config::{Config, locate};
-use crate::daemon::{self, Options};
-use crate::last_start::LastStart;
-use crate::logging::LogHandle;
-use crate::progress::{BarProgress, terminal_bar};
-use crate::tally::Tally;
+use crate::pipeline::daemon::{self, Options};
+use crate::report::last_start::LastStart;
+use crate::report::logging::LogHandle;
+use crate::report::progress::{BarProgress, terminal_bar};
+use crate::report::tally::Tally;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;

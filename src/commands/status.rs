@@ -5,14 +5,14 @@
 //! the folders of the daemon's last start (see `last_start`), and why that start failed.
 
 use super::{EXIT_START, runtime};
-use crate::api::{Client, Probe};
-use crate::claim::Claims;
+use crate::backends::{Client, Probe};
 use crate::config::{Config, Server, locate};
-use crate::inbox_names::shown;
-use crate::last_start::LastStart;
-use crate::outbox::Outbox;
+use crate::jobs::claim::Claims;
+use crate::jobs::names::shown;
+use crate::jobs::outbox::Outbox;
+use crate::pipeline::watch::scan;
+use crate::report::last_start::LastStart;
 use crate::service;
-use crate::watch::scan;
 use serde_json::Value;
 use std::path::Path;
 use std::process::ExitCode;
@@ -86,8 +86,12 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
     println!("{:<12} {}", "in progress", claims.count());
     if let Some(pid) = claims.holder() {
         let now = jiff::Timestamp::now().as_millisecond();
-        for job in crate::live::read(&outbox, pid) {
-            println!("{:<12} {}", "  in flight", crate::live::describe(&job, now));
+        for job in crate::report::live::read(&outbox, pid) {
+            println!(
+                "{:<12} {}",
+                "  in flight",
+                crate::report::live::describe(&job, now)
+            );
         }
     }
     let jobs = read_jobs(&Outbox::new(outbox).jobs_log());

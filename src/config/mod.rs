@@ -17,7 +17,7 @@ mod extra;
 mod files;
 mod load;
 mod location;
-mod paths;
+pub mod paths;
 mod profiles;
 mod raw;
 mod server;

@@ -1,7 +1,23 @@
 //! Paths in the config file: `~` expansion, paths relative to the config file's folder, lexical
-//! normalization, and the rule that inbox and outbox must not contain each other.
+//! normalization, the rule that inbox and outbox must not contain each other, and the names of
+//! the outbox's own folders (which no profile may take).
 
 use std::path::{Component, Path, PathBuf};
+
+/// The outbox's own folders, beside the results.
+pub const ORIGINALS: &str = "originals";
+pub const FAILED: &str = "failed";
+pub const LOGS: &str = "logs";
+pub const GALLERY: &str = "gallery";
+/// Top-level outbox folders that belong to drawdrop, not to results.
+pub const RESERVED: [&str; 4] = [ORIGINALS, FAILED, LOGS, GALLERY];
+
+/// Whether `name` is one of [`RESERVED`], in any case (macOS folders ignore case).
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(name))
+}
 
 /// The user's home folder: `$HOME` when set (as on every Unix), else the account's home.
 pub fn home_dir() -> Option<PathBuf> {

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use super::diagnostic::error_in_file;
 use super::files::read_text;
 use super::{Config, ConfigError, Profile, Settings};
-use crate::outbox;
+use crate::config::paths as outbox;
 
 /// The profile every config has; empty unless `profiles/default.toml` defines it.
 pub const DEFAULT_PROFILE_NAME: &str = "default";

@@ -21,6 +21,7 @@ mod decode;
 mod format;
 pub mod heic;
 mod orientation;
+pub mod parameters;
 mod resize;
 mod size;
 mod sniff;

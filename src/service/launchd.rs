@@ -37,7 +37,7 @@ pub(crate) fn install(
             .push(format!("unloaded the old agent ({})", env.target()));
     }
     let log_dir = env.log_dir();
-    crate::durable::create_dir_all(&log_dir).map_err(|source| ServiceError::Io {
+    crate::jobs::durable::create_dir_all(&log_dir).map_err(|source| ServiceError::Io {
         what: format!("cannot create the log folder {}", log_dir.display()),
         source,
     })?;

@@ -258,7 +258,7 @@ fn write_service_file(path: &Path, text: &str) -> Result<(), ServiceError> {
         what: format!("cannot write {}", path.display()),
         source,
     };
-    crate::durable::write_whole(path, text.as_bytes()).map_err(io_error)?;
+    crate::jobs::durable::write_whole(path, text.as_bytes()).map_err(io_error)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -272,7 +272,7 @@ fn remove_file(path: &Path) -> Result<bool, ServiceError> {
     match std::fs::remove_file(path) {
         Ok(()) => {
             if let Some(parent) = path.parent() {
-                let _ = crate::durable::sync_dir(parent);
+                let _ = crate::jobs::durable::sync_dir(parent);
             }
             Ok(true)
         }

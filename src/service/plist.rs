@@ -178,7 +178,7 @@ mod tests {
         assert!(path_variable.split(':').all(|dir| dir.starts_with('/')));
         assert!(path_variable.split(':').any(|dir| dir == "/usr/bin"));
         assert_eq!(
-            string(environment, crate::logging::STDERR_FILTER_VARIABLE),
+            string(environment, crate::report::logging::STDERR_FILTER_VARIABLE),
             "warn"
         );
         for (key, value) in [

@@ -1,0 +1,3 @@
+//! AUTOMATIC1111-compatible servers.
+
+pub mod progress;

@@ -1,0 +1,597 @@
+//! Image tensors as Draw Things sends and takes them: a 68-byte header, then the values.
+//!
+//! The header is 17 little-endian u32 words: the codec (0 raw, 0x217 zip, 0xf7217 fpzip),
+//! then the tensor's parameters as the tensor library keeps them in memory: memory type
+//! (1 = CPU), format (2 = NHWC), data type (0x20000 f16, 0x4000 f32, 0x1000 u8), a reserved
+//! word (0), and 12 dimension words, `[1, height, width, 3]` followed by zeros. The values are
+//! HWC, RGB, in [-1, 1]: a byte b is sent as `b * 2 / 255 - 1` and a value v read back as
+//! `(v + 1) * 127.5`, rounded and clamped.
+//!
+//! After the header: raw, the values themselves (little-endian); zip, the raw values as a raw
+//! deflate stream (no zlib header or checksum); fpzip, an fpzip stream of f32 values (f16
+//! tensors widened, see [`crate::backends::drawthings_grpc::fpzip`]) with nx = channels, ny = width, nz = height. drawdrop
+//! sends raw f16 and reads all three.
+
+use crate::backends::drawthings_grpc::fpzip::{self, FpzipError};
+
+/// Bytes of the header before the values.
+pub const HEADER_LEN: usize = 68;
+/// The codec words.
+pub const CODEC_RAW: u32 = 0;
+pub const CODEC_ZIP: u32 = 0x217;
+pub const CODEC_FPZIP: u32 = 0xf7217;
+/// The memory type and format words drawdrop sends.
+const MEMORY_CPU: u32 = 1;
+const FORMAT_NHWC: u32 = 2;
+/// How many dimension words the header holds.
+const DIMENSION_WORDS: usize = 12;
+/// RGB: the only channel count of an image tensor.
+const CHANNELS: u32 = 3;
+
+/// The element types of a tensor, by their header word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    F16,
+    F32,
+    U8,
+}
+
+impl DataType {
+    pub const fn word(self) -> u32 {
+        match self {
+            DataType::F16 => 0x20000,
+            DataType::F32 => 0x4000,
+            DataType::U8 => 0x1000,
+        }
+    }
+
+    fn from_word(word: u32) -> Option<DataType> {
+        [DataType::F16, DataType::F32, DataType::U8]
+            .into_iter()
+            .find(|kind| kind.word() == word)
+    }
+
+    fn size(self) -> usize {
+        match self {
+            DataType::F16 => 2,
+            DataType::F32 => 4,
+            DataType::U8 => 1,
+        }
+    }
+}
+
+/// What a tensor's header says, once checked to be an RGB image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorHeader {
+    pub codec: u32,
+    pub data_type: DataType,
+    pub height: u32,
+    pub width: u32,
+}
+
+impl TensorHeader {
+    /// Bytes of the values when raw.
+    fn raw_len(self) -> usize {
+        self.width as usize * self.height as usize * CHANNELS as usize * self.data_type.size()
+    }
+}
+
+/// An 8-bit RGB picture, rows top to bottom, 3 bytes a pixel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rgb8 {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// Why a tensor cannot be made or read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TensorError {
+    #[error("the image tensor is cut short: {got} bytes where at least {needed} are needed")]
+    Truncated { needed: usize, got: usize },
+    #[error("the image tensor's header is not an RGB image's: {0}")]
+    BadHeader(String),
+    #[error(
+        "the image tensor uses codec {0:#x}, which drawdrop cannot read (raw, zip and fpzip it can)"
+    )]
+    UnknownCodec(u32),
+    #[error("the image tensor holds {data_type:?} values; only f16 and f32 images can be read")]
+    UnsupportedDataType { data_type: DataType },
+    #[error("the image is {width}x{height}, over the limit of {limit} pixels")]
+    TooLarge { width: u32, height: u32, limit: u64 },
+    #[error("the image tensor's values take {got} bytes where its header announces {expected}")]
+    LengthMismatch { expected: usize, got: usize },
+    #[error("the image tensor's zip stream is damaged")]
+    BadZip,
+    #[error("the image tensor's fpzip stream cannot be read: {0}")]
+    Fpzip(#[from] FpzipError),
+}
+
+/// Reads and checks the header of `tensor`.
+pub fn read_header(tensor: &[u8]) -> Result<TensorHeader, TensorError> {
+    let Some(header) = tensor.get(..HEADER_LEN) else {
+        return Err(TensorError::Truncated {
+            needed: HEADER_LEN,
+            got: tensor.len(),
+        });
+    };
+    let words: Vec<u32> = header
+        .chunks_exact(4)
+        .map(|word| u32::from_le_bytes([word[0], word[1], word[2], word[3]]))
+        .collect();
+    let [codec, _memory, format, data_type, _reserved] = [0, 1, 2, 3, 4].map(|at| words[at]);
+    let dims = &words[5..];
+    if ![CODEC_RAW, CODEC_ZIP, CODEC_FPZIP].contains(&codec) {
+        return Err(TensorError::UnknownCodec(codec));
+    }
+    if format != FORMAT_NHWC {
+        return Err(TensorError::BadHeader(format!(
+            "format {format} (an image is NHWC, 2)"
+        )));
+    }
+    let data_type = DataType::from_word(data_type)
+        .ok_or_else(|| TensorError::BadHeader(format!("unknown data type {data_type:#x}")))?;
+    if dims[0] != 1
+        || dims[1] == 0
+        || dims[2] == 0
+        || dims[3] != CHANNELS
+        || dims[4..].iter().any(|&d| d != 0)
+    {
+        return Err(TensorError::BadHeader(format!(
+            "dimensions {:?} (an image is [1, height, width, 3])",
+            trimmed_dims(dims)
+        )));
+    }
+    Ok(TensorHeader {
+        codec,
+        data_type,
+        height: dims[1],
+        width: dims[2],
+    })
+}
+
+/// The dimension words up to the last non-zero one, for messages.
+fn trimmed_dims(dims: &[u32]) -> &[u32] {
+    let used = dims
+        .iter()
+        .rposition(|&d| d != 0)
+        .map_or(0, |last| last + 1);
+    &dims[..used]
+}
+
+/// Makes the tensor drawdrop sends: `picture` as raw f16, NHWC, in [-1, 1].
+pub fn encode_rgb8(picture: &Rgb8) -> Result<Vec<u8>, TensorError> {
+    let header = TensorHeader {
+        codec: CODEC_RAW,
+        data_type: DataType::F16,
+        height: picture.height,
+        width: picture.width,
+    };
+    if picture.width == 0 || picture.height == 0 {
+        return Err(TensorError::BadHeader(format!(
+            "an empty picture ({}x{})",
+            picture.width, picture.height
+        )));
+    }
+    let expected = header.raw_len() / 2;
+    if picture.pixels.len() != expected {
+        return Err(TensorError::LengthMismatch {
+            expected,
+            got: picture.pixels.len(),
+        });
+    }
+    let mut tensor = Vec::with_capacity(HEADER_LEN + header.raw_len());
+    let mut dims = [0u32; DIMENSION_WORDS];
+    dims[..4].copy_from_slice(&[1, picture.height, picture.width, CHANNELS]);
+    for word in [
+        header.codec,
+        MEMORY_CPU,
+        FORMAT_NHWC,
+        header.data_type.word(),
+        0,
+    ]
+    .into_iter()
+    .chain(dims)
+    {
+        tensor.extend_from_slice(&word.to_le_bytes());
+    }
+    let table = byte_to_half_table();
+    for &byte in &picture.pixels {
+        tensor.extend_from_slice(&table[usize::from(byte)].to_le_bytes());
+    }
+    Ok(tensor)
+}
+
+/// The f16 bits each byte value is sent as.
+fn byte_to_half_table() -> [u16; 256] {
+    std::array::from_fn(|byte| f32_to_f16(byte as f32 * 2.0 / 255.0 - 1.0))
+}
+
+/// Reads an answer tensor back into an RGB picture, refusing pictures of more than
+/// `max_pixels` pixels before allocating them.
+pub fn decode_rgb8(tensor: &[u8], max_pixels: u64) -> Result<Rgb8, TensorError> {
+    let header = read_header(tensor)?;
+    let pixels = u64::from(header.width) * u64::from(header.height);
+    if pixels > max_pixels {
+        return Err(TensorError::TooLarge {
+            width: header.width,
+            height: header.height,
+            limit: max_pixels,
+        });
+    }
+    if header.data_type == DataType::U8 {
+        return Err(TensorError::UnsupportedDataType {
+            data_type: header.data_type,
+        });
+    }
+    let body = &tensor[HEADER_LEN..];
+    let bytes = match header.codec {
+        CODEC_FPZIP => from_fpzip(header, body)?,
+        CODEC_ZIP => {
+            let raw = miniz_oxide::inflate::decompress_to_vec_with_limit(body, header.raw_len())
+                .map_err(|failure| match failure.status {
+                    miniz_oxide::inflate::TINFLStatus::HasMoreOutput => {
+                        TensorError::LengthMismatch {
+                            expected: header.raw_len(),
+                            got: failure.output.len().saturating_add(1),
+                        }
+                    }
+                    _ => TensorError::BadZip,
+                })?;
+            from_raw(header, &raw)?
+        }
+        _ => from_raw(header, body)?,
+    };
+    Ok(Rgb8 {
+        width: header.width,
+        height: header.height,
+        pixels: bytes,
+    })
+}
+
+fn from_raw(header: TensorHeader, values: &[u8]) -> Result<Vec<u8>, TensorError> {
+    let expected = header.raw_len();
+    if values.len() < expected {
+        return Err(TensorError::Truncated {
+            needed: HEADER_LEN + expected,
+            got: HEADER_LEN + values.len(),
+        });
+    }
+    if values.len() != expected {
+        return Err(TensorError::LengthMismatch {
+            expected,
+            got: values.len(),
+        });
+    }
+    Ok(match header.data_type {
+        DataType::F16 => {
+            let table = half_to_byte_table();
+            values
+                .chunks_exact(2)
+                .map(|half| table[usize::from(u16::from_le_bytes([half[0], half[1]]))])
+                .collect()
+        }
+        _ => values
+            .chunks_exact(4)
+            .map(|word| value_to_byte(f32::from_le_bytes([word[0], word[1], word[2], word[3]])))
+            .collect(),
+    })
+}
+
+fn from_fpzip(header: TensorHeader, stream: &[u8]) -> Result<Vec<u8>, TensorError> {
+    let count = header.width as usize * header.height as usize * CHANNELS as usize;
+    let stream_header = fpzip::read_header(stream)?;
+    let expected = fpzip::Dims::image(header.height, header.width, CHANNELS);
+    if stream_header.dims != expected {
+        return Err(TensorError::LengthMismatch {
+            expected: count,
+            got: usize::try_from(stream_header.dims.count()).unwrap_or(usize::MAX),
+        });
+    }
+    let decoded = fpzip::decode(stream, count)?;
+    Ok(decoded.values.into_iter().map(value_to_byte).collect())
+}
+
+/// The byte every f16 value (by its bits) reads back as.
+fn half_to_byte_table() -> Vec<u8> {
+    (0..=u16::MAX)
+        .map(|half| value_to_byte(fpzip::f16_to_f32(half)))
+        .collect()
+}
+
+/// `(v + 1) * 127.5`, rounded, clamped to 0..=255 (NaN reads as 0).
+fn value_to_byte(value: f32) -> u8 {
+    ((value + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8
+}
+
+/// The f16 nearest to `value` (ties to even), infinities and NaN kept.
+pub fn f32_to_f16(value: f32) -> u16 {
+    let bits = value.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exponent = ((bits >> 23) & 0xff) as i32;
+    let mantissa = bits & 0x7f_ffff;
+    if exponent == 0xff {
+        let quiet = if mantissa != 0 { 0x200 } else { 0 };
+        return sign | 0x7c00 | quiet;
+    }
+    let half_exponent = exponent - 127 + 15;
+    if half_exponent >= 0x1f {
+        return sign | 0x7c00;
+    }
+    let (kept, dropped_bits, full) = if half_exponent <= 0 {
+        if half_exponent < -10 {
+            return sign;
+        }
+        let shift = (14 - half_exponent) as u32;
+        (0u32, shift, mantissa | 0x80_0000)
+    } else {
+        ((half_exponent as u32) << 10, 13, mantissa)
+    };
+    let truncated = kept | (full >> dropped_bits);
+    let rest = full & ((1 << dropped_bits) - 1);
+    let halfway = 1 << (dropped_bits - 1);
+    let round_up = rest > halfway || (rest == halfway && truncated & 1 == 1);
+    // A carry out of the significand moves into the exponent, up to infinity: still right.
+    sign | (truncated + u32::from(round_up)) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gradient(width: u32, height: u32) -> Rgb8 {
+        let pixels = (0..width * height * 3)
+            .map(|at| (at * 7 % 256) as u8)
+            .collect();
+        Rgb8 {
+            width,
+            height,
+            pixels,
+        }
+    }
+
+    fn words(tensor: &[u8]) -> Vec<u32> {
+        tensor[..HEADER_LEN]
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+            .collect()
+    }
+
+    /// A tensor with `codec`, `data_type` and the dims of a `width` x `height` image, then `body`.
+    fn tensor_with(
+        codec: u32,
+        data_type: DataType,
+        width: u32,
+        height: u32,
+        body: &[u8],
+    ) -> Vec<u8> {
+        let mut tensor = encode_rgb8(&Rgb8 {
+            width,
+            height,
+            pixels: vec![0; (width * height * 3) as usize],
+        })
+        .unwrap();
+        tensor.truncate(HEADER_LEN);
+        tensor[0..4].copy_from_slice(&codec.to_le_bytes());
+        tensor[12..16].copy_from_slice(&data_type.word().to_le_bytes());
+        tensor.extend_from_slice(body);
+        tensor
+    }
+
+    #[test]
+    fn the_header_is_68_bytes_of_codec_type_format_datatype_reserved_and_dims() {
+        let tensor = encode_rgb8(&gradient(64, 128)).unwrap();
+        assert_eq!(tensor.len(), 68 + 64 * 128 * 3 * 2);
+        let mut expected = vec![0, 1, 2, 0x20000, 0, 1, 128, 64, 3];
+        expected.resize(17, 0);
+        assert_eq!(words(&tensor), expected);
+    }
+
+    #[test]
+    fn bytes_are_sent_as_f16_in_minus_one_to_one() {
+        let picture = Rgb8 {
+            width: 1,
+            height: 1,
+            pixels: vec![0, 255, 128],
+        };
+        let tensor = encode_rgb8(&picture).unwrap();
+        let halves: Vec<u16> = tensor[HEADER_LEN..]
+            .chunks_exact(2)
+            .map(|h| u16::from_le_bytes([h[0], h[1]]))
+            .collect();
+        // -1.0, 1.0, and 128 * 2 / 255 - 1 = 0.00392 (nearest f16: 0x1c04).
+        assert_eq!(halves, vec![0xbc00, 0x3c00, 0x1c04]);
+    }
+
+    #[test]
+    fn every_byte_survives_the_round_trip_through_f16() {
+        let picture = Rgb8 {
+            width: 256,
+            height: 1,
+            pixels: (0..=255u8).flat_map(|b| [b, 255 - b, b]).collect(),
+        };
+        let back = decode_rgb8(&encode_rgb8(&picture).unwrap(), u64::MAX).unwrap();
+        assert_eq!(back, picture);
+    }
+
+    #[test]
+    fn f32_to_f16_inverts_the_widening_of_every_f16() {
+        for half in 0..=u16::MAX {
+            let wide = fpzip::f16_to_f32(half);
+            if wide.is_nan() {
+                assert!(fpzip::f16_to_f32(f32_to_f16(wide)).is_nan());
+            } else {
+                assert_eq!(f32_to_f16(wide), half, "{half:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn f32_to_f16_rounds_to_nearest_even_and_saturates() {
+        // 1 + 2^-11 is halfway between 1 and the next f16: ties to even (1.0).
+        assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11)), 0x3c00);
+        assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+        assert_eq!(f32_to_f16(70000.0), 0x7c00);
+        assert_eq!(f32_to_f16(-1e-9), 0x8000);
+        assert_eq!(f32_to_f16(2f32.powi(-24)), 0x0001);
+    }
+
+    #[test]
+    fn f32_answers_are_read_rounded_and_clamped() {
+        let values = [-1.0f32, 1.0, 0.0, 2.5, -3.0, f32::NAN];
+        let body: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let tensor = tensor_with(CODEC_RAW, DataType::F32, 2, 1, &body);
+        let picture = decode_rgb8(&tensor, 2).unwrap();
+        assert_eq!(picture.pixels, vec![0, 255, 128, 255, 0, 0]);
+    }
+
+    #[test]
+    fn zip_answers_are_raw_deflate_of_the_raw_values() {
+        let picture = gradient(64, 64);
+        let raw = encode_rgb8(&picture).unwrap();
+        let zipped = miniz_oxide::deflate::compress_to_vec(&raw[HEADER_LEN..], 6);
+        let tensor = tensor_with(CODEC_ZIP, DataType::F16, 64, 64, &zipped);
+        assert_eq!(decode_rgb8(&tensor, 4096).unwrap(), picture);
+        // A zlib stream (with its 2-byte header) is not what the server sends.
+        let zlib = miniz_oxide::deflate::compress_to_vec_zlib(&raw[HEADER_LEN..], 6);
+        let tensor = tensor_with(CODEC_ZIP, DataType::F16, 64, 64, &zlib);
+        assert!(decode_rgb8(&tensor, 4096).is_err());
+    }
+
+    #[test]
+    fn a_zip_answer_inflating_past_its_size_is_refused() {
+        let too_much = miniz_oxide::deflate::compress_to_vec(&vec![0u8; 64 * 64 * 6 + 10], 6);
+        let tensor = tensor_with(CODEC_ZIP, DataType::F16, 64, 64, &too_much);
+        assert!(matches!(
+            decode_rgb8(&tensor, 4096),
+            Err(TensorError::LengthMismatch { .. })
+        ));
+        let tensor = tensor_with(CODEC_ZIP, DataType::F16, 64, 64, &[0xff; 40]);
+        assert_eq!(decode_rgb8(&tensor, 4096), Err(TensorError::BadZip));
+    }
+
+    #[test]
+    fn fpzip_answers_of_f16_and_f32_tensors_decode() {
+        let picture = gradient(8, 4);
+        let raw = encode_rgb8(&picture).unwrap();
+        let halves: Vec<u16> = raw[HEADER_LEN..]
+            .chunks_exact(2)
+            .map(|h| u16::from_le_bytes([h[0], h[1]]))
+            .collect();
+        let dims = fpzip::Dims::image(4, 8, 3);
+        let stream = fpzip::encode_f16(&halves, dims).unwrap();
+        let tensor = tensor_with(CODEC_FPZIP, DataType::F16, 8, 4, &stream);
+        assert_eq!(decode_rgb8(&tensor, 32).unwrap(), picture);
+
+        let wide: Vec<f32> = halves.iter().map(|&h| fpzip::f16_to_f32(h)).collect();
+        let stream = fpzip::encode(&wide, dims, 32).unwrap();
+        let tensor = tensor_with(CODEC_FPZIP, DataType::F32, 8, 4, &stream);
+        assert_eq!(decode_rgb8(&tensor, 32).unwrap(), picture);
+    }
+
+    #[test]
+    fn an_fpzip_stream_of_other_sizes_than_the_header_is_refused() {
+        let stream = fpzip::encode(&[0.0; 12], fpzip::Dims::image(2, 2, 3), 32).unwrap();
+        let tensor = tensor_with(CODEC_FPZIP, DataType::F32, 4, 2, &stream);
+        assert_eq!(
+            decode_rgb8(&tensor, 100),
+            Err(TensorError::LengthMismatch {
+                expected: 24,
+                got: 12
+            })
+        );
+        let tensor = tensor_with(
+            CODEC_FPZIP,
+            DataType::F32,
+            2,
+            2,
+            &stream[..stream.len() / 2],
+        );
+        assert!(matches!(
+            decode_rgb8(&tensor, 100),
+            Err(TensorError::Fpzip(_))
+        ));
+    }
+
+    #[test]
+    fn damaged_tensors_get_typed_errors() {
+        let good = encode_rgb8(&gradient(4, 4)).unwrap();
+        assert_eq!(
+            decode_rgb8(&good[..40], 100),
+            Err(TensorError::Truncated {
+                needed: 68,
+                got: 40
+            })
+        );
+        assert_eq!(
+            decode_rgb8(&good[..good.len() - 1], 100),
+            Err(TensorError::Truncated {
+                needed: good.len(),
+                got: good.len() - 1
+            })
+        );
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(matches!(
+            decode_rgb8(&longer, 100),
+            Err(TensorError::LengthMismatch { .. })
+        ));
+        let mut unknown = good.clone();
+        unknown[0..4].copy_from_slice(&0x511u32.to_le_bytes());
+        assert_eq!(
+            decode_rgb8(&unknown, 100),
+            Err(TensorError::UnknownCodec(0x511))
+        );
+        let mut nchw = good.clone();
+        nchw[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(matches!(
+            decode_rgb8(&nchw, 100),
+            Err(TensorError::BadHeader(_))
+        ));
+        let mut four_channels = good.clone();
+        four_channels[32..36].copy_from_slice(&4u32.to_le_bytes());
+        let message = decode_rgb8(&four_channels, 100).unwrap_err().to_string();
+        assert!(message.contains("[1, 4, 4, 4]"), "{message}");
+        let mut bytes = good.clone();
+        bytes[12..16].copy_from_slice(&DataType::U8.word().to_le_bytes());
+        assert_eq!(
+            decode_rgb8(&bytes, 100),
+            Err(TensorError::UnsupportedDataType {
+                data_type: DataType::U8
+            })
+        );
+    }
+
+    #[test]
+    fn a_picture_over_the_limit_is_refused_before_reading_it() {
+        // The header claims 100000 x 100000; nothing after it.
+        let mut huge = encode_rgb8(&gradient(1, 1)).unwrap();
+        huge.truncate(HEADER_LEN);
+        huge[24..28].copy_from_slice(&100_000u32.to_le_bytes());
+        huge[28..32].copy_from_slice(&100_000u32.to_le_bytes());
+        assert_eq!(
+            decode_rgb8(&huge, 4096 * 4096),
+            Err(TensorError::TooLarge {
+                width: 100_000,
+                height: 100_000,
+                limit: 4096 * 4096
+            })
+        );
+    }
+
+    #[test]
+    fn a_picture_whose_bytes_do_not_match_its_size_is_not_encoded() {
+        let picture = Rgb8 {
+            width: 2,
+            height: 2,
+            pixels: vec![0; 11],
+        };
+        assert_eq!(
+            encode_rgb8(&picture),
+            Err(TensorError::LengthMismatch {
+                expected: 12,
+                got: 11
+            })
+        );
+    }
+}

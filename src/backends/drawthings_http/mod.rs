@@ -1,0 +1,3 @@
+//! Draw Things' HTTP API.
+
+pub mod known;

@@ -1,0 +1,12 @@
+//! The durable job store beneath the pipeline: crash-safe file operations (`durable`),
+//! claims with the lock and recovery (`claim`), finishing in two phases (`finish`: stage,
+//! commit, apply), the outbox's names and `jobs.jsonl` (`outbox`), which inbox names are
+//! taken and how they are shown (`names`), a file as seen (`seen`), and crash points for the fault tests (`failpoint`).
+
+pub mod claim;
+pub mod durable;
+pub mod failpoint;
+pub mod finish;
+pub mod names;
+pub mod outbox;
+pub mod seen;

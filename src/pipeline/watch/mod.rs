@@ -1,0 +1,442 @@
+//! The watch stage: finds files in the inbox, waits until each has settled, and queues it.
+//!
+//! Sources of "look at this path": the startup scan, notify events (hints only), a rescan
+//! when events were lost, a periodic rescan, and paths a worker handed back because they
+//! changed after settling. The folder's content is the truth; every look is a fresh `stat`.
+//! With `once`, there are no events: the stage ends when every file found at start has
+//! settled and been taken, and then closes the queue.
+//! A settled file whose profile is broken is not queued: it waits in the inbox, and is
+//! queued as soon as new settings fix its profile.
+
+pub mod scan;
+pub mod settle;
+pub mod source;
+
+use crate::image::TAKEN_FORMATS;
+use crate::jobs::names::{self, Kind, is_candidate, is_visible_dir, shown};
+use crate::jobs::seen::{self, Observation};
+use crate::pipeline::queue::{Queue, Work};
+use crate::pipeline::reload::Current;
+use crate::pipeline::timing::rescan_every;
+use notify::RecommendedWatcher;
+use settle::{Settler, Verdict};
+use source::{Hint, Hints, Source};
+use std::collections::{HashMap, HashSet};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The watch stage's state.
+pub struct WatchStage {
+    inbox: PathBuf,
+    settler: Settler,
+    queue: Arc<Queue>,
+    once: bool,
+    /// Called with the number of new files found by each scan (progress for `--once`).
+    on_found: Box<dyn Fn(usize) + Send>,
+    /// Links, unreadable folders and files not taken already reported, so each is logged
+    /// once a run.
+    reported: HashSet<PathBuf>,
+    /// The event source and its live watcher; `None` with `once`.
+    events: Option<(Source, Option<RecommendedWatcher>)>,
+    /// New settings (hot reload) may bring a new settle window.
+    settings: Option<watch::Receiver<Arc<Current>>>,
+    /// Settled files whose profile is broken, as they were when they settled.
+    waiting: HashMap<PathBuf, Observation>,
+    /// Which folder is being watched: another one under the inbox's name (deleted and
+    /// created again, by a person, a sync tool, or a claim being finished) is watched anew.
+    watched: Option<FolderId>,
+}
+
+/// A folder's identity: device, inode and (where the file system keeps it) birth time, as
+/// inode numbers are reused at once.
+type FolderId = (u64, u64, Option<std::time::SystemTime>);
+
+impl WatchStage {
+    /// `inbox` should be canonical, as notify reports canonical paths.
+    pub fn new(inbox: PathBuf, settle: Duration, queue: Arc<Queue>, once: bool) -> Self {
+        WatchStage {
+            inbox,
+            settler: Settler::new(settle, once),
+            queue,
+            once,
+            on_found: Box::new(|_| {}),
+            reported: HashSet::new(),
+            events: None,
+            settings: None,
+            watched: None,
+            waiting: HashMap::new(),
+        }
+    }
+
+    /// Follows the settings in force: `settle_ms`, and which profiles are broken.
+    pub fn with_settle_updates(mut self, settings: watch::Receiver<Arc<Current>>) -> Self {
+        self.settings = Some(settings);
+        self
+    }
+
+    /// Watches with this source (whose watcher is already running), re-watching when the
+    /// inbox folder is created again after being deleted.
+    pub fn with_events(mut self, source: Source, watcher: RecommendedWatcher) -> Self {
+        self.events = Some((source, Some(watcher)));
+        self.watched = folder_id(&self.inbox);
+        self
+    }
+
+    pub fn on_found(mut self, callback: impl Fn(usize) + Send + 'static) -> Self {
+        self.on_found = Box::new(callback);
+        self
+    }
+
+    /// Runs until cancelled (or, with `once`, until everything found at start is queued).
+    /// Closes the queue when it ends.
+    pub async fn run(mut self, hints: Option<Hints>, cancel: CancellationToken) {
+        let (mut paths, rescan) = match hints {
+            Some(Hints { paths, rescan }) => (Some(paths), Some(rescan)),
+            None => (None, None),
+        };
+        self.rescan();
+        let every = rescan_every();
+        let mut periodic = tokio::time::interval_at(Instant::now() + every, every);
+        periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let queue = self.queue.clone();
+        loop {
+            if self.once && self.settler.is_empty() && self.queue.is_idle() {
+                break;
+            }
+            let deadline = self.settler.next_deadline();
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(hint) = next_hint(&mut paths) => {
+                    self.look_at_event(&hint);
+                    // Take what else is waiting without going round the loop.
+                    while let Some(Ok(hint)) = paths.as_mut().map(|p| p.try_recv()) {
+                        self.look_at_event(&hint);
+                    }
+                }
+                _ = rescan_requested(rescan.as_deref()) => self.rescan(),
+                _ = periodic.tick(), if !self.once => self.rescan(),
+                _ = sleep_until(deadline) => {
+                    for relative in self.settler.due(Instant::now()) {
+                        self.look_at(&relative);
+                    }
+                }
+                _ = queue.changed() => {
+                    for relative in self.queue.take_handed_back() {
+                        self.look_at(&relative);
+                    }
+                }
+                Some(settle) = settle_update(&mut self.settings) => {
+                    self.settler.set_window(settle);
+                    self.release_waiting();
+                }
+            }
+        }
+        self.queue.close();
+    }
+
+    /// Looks at every candidate in the inbox.
+    fn rescan(&mut self) {
+        self.notice_replaced_inbox();
+        let inbox = self.inbox.clone();
+        let reported = &mut self.reported;
+        let found = match scan::scan(&inbox, |notice| report(reported, notice)) {
+            Ok(found) => found,
+            Err(error) => {
+                self.inbox_missing(error);
+                return;
+            }
+        };
+        let mut new = 0;
+        for file in found {
+            let known = |stage: &Self| {
+                stage.queue.contains(&file.relative)
+                    || stage.settler.is_tracking(&file.relative)
+                    || stage.waiting.contains_key(&file.relative)
+            };
+            let before = known(self);
+            self.observe(file.relative.clone(), file.seen);
+            if !before && !self.waiting.contains_key(&file.relative) {
+                new += 1;
+            }
+        }
+        (self.on_found)(new);
+    }
+
+    fn inbox_missing(&mut self, error: std::io::Error) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            if self.reported.insert(self.inbox.clone()) {
+                tracing::error!("cannot read the inbox {}: {error}", self.inbox.display());
+            }
+            return;
+        }
+        if let Err(error) = std::fs::create_dir_all(&self.inbox) {
+            if self.reported.insert(self.inbox.clone()) {
+                tracing::error!(
+                    "the inbox {} is gone and cannot be created again: {error}; trying again at the next rescan",
+                    self.inbox.display()
+                );
+            }
+            return;
+        }
+        self.reported.remove(&self.inbox);
+        tracing::warn!(
+            "the inbox {} was gone; created it again",
+            self.inbox.display()
+        );
+        self.watch_again();
+    }
+
+    /// Another folder now has the inbox's name: the watcher still watches the old one.
+    fn notice_replaced_inbox(&mut self) {
+        if self.events.is_none() {
+            return;
+        }
+        let now = folder_id(&self.inbox);
+        if now.is_none() || now == self.watched {
+            return; // a missing inbox is created again by the scan
+        }
+        tracing::warn!(
+            "the inbox {} was replaced by another folder (deleted and created again?); watching the new one",
+            self.inbox.display()
+        );
+        self.watch_again();
+    }
+
+    /// Watches the folder now at the inbox's path (the old watcher watched a deleted one).
+    fn watch_again(&mut self) {
+        if let Some((source, watcher)) = &mut self.events {
+            *watcher = None;
+            match source.watch(&self.inbox) {
+                Ok(new) => *watcher = Some(new),
+                Err(error) => tracing::error!(
+                    "cannot watch the new inbox ({error}); it is scanned every {} s instead",
+                    rescan_every().as_secs()
+                ),
+            }
+            self.watched = folder_id(&self.inbox);
+        }
+    }
+
+    /// An event named `path` (absolute): look at it, or at everything in it if it is a folder.
+    fn look_at_event(&mut self, hint: &Hint) {
+        let path = hint.path.as_path();
+        let Ok(relative) = path.strip_prefix(&self.inbox) else {
+            return;
+        };
+        if relative.as_os_str().is_empty() {
+            // The inbox folder itself changed: it may be gone.
+            if !self.inbox.is_dir() {
+                self.rescan();
+            }
+            return;
+        }
+        if relative.components().any(|c| match c {
+            Component::Normal(name) => !is_visible_dir(name),
+            _ => true,
+        }) {
+            return; // hidden, or drawdrop's own state folder
+        }
+        let relative = relative.to_path_buf();
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => self.scan_folder(&relative),
+            Ok(meta) if meta.is_file() && names::kind(&relative) == Kind::NotTaken => {
+                report(&mut self.reported, scan::Notice::NotTaken(&relative));
+            }
+            _ if hint.closed_after_write => self.look_at_closed(&relative),
+            // The metadata just read is this look at the file.
+            found if is_candidate(&relative) => {
+                let seen = found.and_then(|meta| seen::observation(&meta));
+                self.take_in(relative, seen);
+            }
+            _ => {}
+        }
+    }
+
+    /// A writer closed this file: a whole picture is taken now, without the settle window
+    /// (the claim checks again that it did not change since).
+    fn look_at_closed(&mut self, relative: &Path) {
+        let path = self.inbox.join(relative);
+        if !is_candidate(relative)
+            || self.queue.contains(relative)
+            || !scan::ends_like_a_whole_picture(&path)
+        {
+            return self.look_at(relative);
+        }
+        match seen::observe(&path) {
+            Ok(seen) => {
+                self.settler.forget(relative);
+                self.admit(relative.to_path_buf(), seen);
+            }
+            Err(_) => self.settler.forget(relative),
+        }
+    }
+
+    /// A folder appeared (perhaps moved in whole, with files already inside).
+    fn scan_folder(&mut self, relative: &Path) {
+        let reported = &mut self.reported;
+        let Ok(found) = scan::scan(&self.inbox.join(relative), |notice| match notice {
+            scan::Notice::Link(path) => report(reported, scan::Notice::Link(&relative.join(path))),
+            scan::Notice::Unreadable(path, error) => report(
+                reported,
+                scan::Notice::Unreadable(&relative.join(path), error),
+            ),
+            scan::Notice::NotTaken(path) => {
+                report(reported, scan::Notice::NotTaken(&relative.join(path)))
+            }
+        }) else {
+            return;
+        };
+        let count = found.len();
+        for file in found {
+            self.observe(relative.join(file.relative), file.seen);
+        }
+        (self.on_found)(count);
+    }
+
+    /// Looks at one file again.
+    fn look_at(&mut self, relative: &Path) {
+        if is_candidate(relative) {
+            let seen = seen::observe(&self.inbox.join(relative));
+            self.take_in(relative.to_path_buf(), seen);
+        }
+    }
+
+    /// What a look at a candidate file found: it settles, or it is gone.
+    fn take_in(&mut self, relative: PathBuf, seen: std::io::Result<Observation>) {
+        match seen {
+            Ok(seen) => self.observe(relative, seen),
+            Err(_) => self.settler.forget(&relative),
+        }
+    }
+
+    fn observe(&mut self, relative: PathBuf, seen: Observation) {
+        if self.queue.contains(&relative) {
+            return;
+        }
+        if let Verdict::Settled = self.settler.observe(&relative, seen, Instant::now()) {
+            self.admit(relative, seen);
+        }
+    }
+
+    /// A settled file is queued, unless its profile is broken: then it waits in the inbox
+    /// (said once per file).
+    fn admit(&mut self, relative: PathBuf, seen: Observation) {
+        let Some((profile, file)) = self.broken_profile_of(&relative) else {
+            self.waiting.remove(&relative);
+            self.queue.push(Work::Settled { relative, seen });
+            return;
+        };
+        if !self.waiting.contains_key(&relative) {
+            tracing::info!(
+                "waiting: {} — its profile {profile} is broken ({}); it is taken once that file is fixed",
+                shown(&relative),
+                file.display()
+            );
+        }
+        self.waiting.insert(relative, seen);
+    }
+
+    /// The name and file of the broken profile a file at `relative` waits for, if any.
+    fn broken_profile_of(&self, relative: &Path) -> Option<(String, PathBuf)> {
+        let settings = self.settings.as_ref()?.borrow();
+        let (profile, error) = settings.config.waits_for(relative)?;
+        Some((profile.to_owned(), error.file.clone()))
+    }
+
+    /// New settings: the files that waited for a broken profile are looked at again, and
+    /// those unchanged since they settled are queued at once if their profile is fixed.
+    fn release_waiting(&mut self) {
+        let waiting: Vec<(PathBuf, Observation)> = self
+            .waiting
+            .iter()
+            .map(|(relative, seen)| (relative.clone(), *seen))
+            .collect();
+        for (relative, settled) in waiting {
+            match seen::observe(&self.inbox.join(&relative)) {
+                Ok(now) if now == settled => self.admit(relative, now),
+                seen => {
+                    self.waiting.remove(&relative);
+                    self.take_in(relative, seen);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn folder_id(path: &Path) -> Option<FolderId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino(), meta.created().ok()))
+}
+
+#[cfg(not(unix))]
+fn folder_id(_path: &Path) -> Option<FolderId> {
+    None
+}
+
+/// Logs what a scan left alone, once per path.
+fn report(reported: &mut HashSet<PathBuf>, notice: scan::Notice<'_>) {
+    match notice {
+        scan::Notice::Link(path) => {
+            if reported.insert(path.to_path_buf()) {
+                tracing::warn!(
+                    "left alone: {} is a symbolic link (drawdrop never follows links, which may point outside the inbox; copy the picture in instead)",
+                    shown(path)
+                );
+            }
+        }
+        scan::Notice::Unreadable(path, error) => {
+            if reported.insert(path.to_path_buf()) {
+                tracing::warn!("cannot read the inbox folder {}: {error}", shown(path));
+            }
+        }
+        scan::Notice::NotTaken(path) => {
+            if reported.insert(path.to_path_buf()) {
+                tracing::warn!(
+                    "not taken: {} \u{2014} drawdrop takes {TAKEN_FORMATS}",
+                    shown(path)
+                );
+            }
+        }
+    }
+}
+
+/// The settle window of new settings, when they come.
+async fn settle_update(settings: &mut Option<watch::Receiver<Arc<Current>>>) -> Option<Duration> {
+    match settings {
+        Some(receiver) => match receiver.changed().await {
+            Ok(()) => Some(receiver.borrow_and_update().config.settle),
+            Err(_) => {
+                *settings = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_hint(paths: &mut Option<tokio::sync::mpsc::Receiver<Hint>>) -> Option<Hint> {
+    match paths {
+        Some(paths) => paths.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn rescan_requested(rescan: Option<&source::RescanRequest>) {
+    match rescan {
+        Some(rescan) => rescan.requested().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

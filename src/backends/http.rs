@@ -1,12 +1,11 @@
-//! The HTTP client for one image server: sending img2img requests and probing readiness.
-//!
-//! Errors are sorted by what drawdrop should do about them: wait for the server (it is
-//! closed or refuses our credentials), retry (5xx, timeouts, dropped connections, broken
-//! answers), or fail the file (any other 4xx: the request itself is wrong).
+//! The HTTP client the HTTP kinds of server share: posting an img2img request and reading its
+//! pictures as they stream in, asking whether the server answers, `GET`ting its lists. Every
+//! failure comes back as a [`Trouble`].
 
-use super::answer::{BadAnswer, error_detail};
-use super::stream::AnswerDecoder;
-use crate::config::{Api, BasicAuth, Server};
+use super::Trouble;
+use super::sdapi::answer::error_detail;
+use super::sdapi::stream::AnswerDecoder;
+use crate::config::{BasicAuth, Server};
 use crate::image::Limits;
 use bytes::Bytes;
 use reqwest::StatusCode;
@@ -25,71 +24,8 @@ pub struct Client {
     server: Server,
 }
 
-/// Why a request did not produce an answer to read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// No connection (refused, no route, DNS): the server is closed or starting.
-    #[error("cannot reach the server ({0})")]
-    Unreachable(String),
-    /// The connection broke before the answer was complete (the server crashed or restarted).
-    #[error("the connection was lost before the answer came ({0})")]
-    Lost(String),
-    #[error("no answer within {} s", .0.as_secs())]
-    TimedOut(Duration),
-    /// An error status with the reason the server gave.
-    #[error("the server answered {code}: {detail}")]
-    Status {
-        code: u16,
-        detail: String,
-        retry_after: Option<Duration>,
-    },
-}
-
-/// What to do after a failed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Not the file's fault and not an attempt: wait until the server answers again.
-    WaitForServer,
-    /// May pass: count an attempt and try again after a pause (at least this long).
-    Retry(Option<Duration>),
-    /// The request itself is wrong: the file fails now.
-    Fail,
-}
-
-impl SendError {
-    pub fn disposition(&self) -> Disposition {
-        match self {
-            SendError::Unreachable(_) => Disposition::WaitForServer,
-            SendError::Lost(_) | SendError::TimedOut(_) => Disposition::Retry(None),
-            SendError::Status {
-                code, retry_after, ..
-            } => Disposition::of_status(*code, *retry_after),
-        }
-    }
-}
-
-impl Disposition {
-    /// What an error status (with its `Retry-After`) means for the file.
-    pub fn of_status(code: u16, retry_after: Option<Duration>) -> Disposition {
-        match code {
-            401 | 403 | 407 => Disposition::WaitForServer,
-            408 | 425 | 429 | 500..=599 => Disposition::Retry(retry_after),
-            _ => Disposition::Fail,
-        }
-    }
-}
-
-/// What a readiness probe found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Probe {
-    /// The server answers; Draw Things also tells its current settings.
-    Up(Option<serde_json::Value>),
-    /// It does not (yet): why, for a person.
-    Down(String),
-}
-
 impl Client {
-    pub fn new(server: &Server) -> Result<Client, reqwest::Error> {
+    pub fn new(server: &Server) -> Result<Client, super::Unusable> {
         install_tls_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -100,8 +36,11 @@ impl Client {
             // A proxy from the environment must not get between us and a local app.
             builder = builder.no_proxy();
         }
+        let http = builder
+            .build()
+            .map_err(|error| super::Unusable(error.to_string()))?;
         Ok(Client {
-            http: builder.build()?,
+            http,
             server: server.clone(),
         })
     }
@@ -110,18 +49,19 @@ impl Client {
         &self.server
     }
 
-    /// Sends one img2img request and reads a 200 answer's images as they arrive (see
-    /// [`AnswerDecoder`]). The outer error is the request's; the inner one an answer that
-    /// came but cannot be used.
+    /// Posts one img2img request (`body`, JSON) to `path` and reads a 200 answer's pictures as
+    /// they arrive (see [`AnswerDecoder`]): at least `expected`, after a leading grid of the
+    /// batch when `grid_first` may come.
     pub async fn img2img(
         &self,
+        path: &str,
         body: Bytes,
         expected: usize,
+        grid_first: bool,
         limits: &Limits,
-    ) -> Result<Result<Vec<Vec<u8>>, BadAnswer>, SendError> {
-        let url = self.endpoint("sdapi/v1/img2img");
+    ) -> Result<Vec<Vec<u8>>, Trouble> {
         let request = self
-            .with_auth(self.http.post(url))
+            .with_auth(self.http.post(self.endpoint(path)))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(self.server.timeout)
             .body(body);
@@ -130,7 +70,7 @@ impl Client {
         if status != StatusCode::OK {
             let retry_after = retry_after(&response);
             let answer = response.bytes().await.map_err(|e| self.classify(&e))?;
-            return Err(SendError::Status {
+            return Err(Trouble::Status {
                 code: status.as_u16(),
                 detail: error_detail(&answer),
                 retry_after,
@@ -138,28 +78,22 @@ impl Client {
         }
         let mut decoder = AnswerDecoder::new(response.content_length());
         while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(&e))? {
-            if let Err(bad) = decoder.feed(&chunk) {
-                return Ok(Err(bad));
-            }
+            decoder.feed(&chunk)?;
         }
-        Ok(decoder.finish(self.server.api, expected, limits))
+        Ok(decoder.finish(expected, grid_first, limits)?)
     }
 
-    /// Asks whether the server is ready: `GET /` for Draw Things (which answers its current
-    /// settings), `GET /sdapi/v1/options` for A1111-compatible servers.
-    pub async fn probe(&self) -> Probe {
-        let path = match self.server.api {
-            Api::DrawThings => "",
-            Api::A1111 => "sdapi/v1/options",
-        };
+    /// Asks whether the server is ready with `GET path`: its JSON answer (if it is JSON), or
+    /// why it is not, for a person.
+    pub async fn probe(&self, path: &str) -> Result<Option<serde_json::Value>, String> {
         let request = self
             .with_auth(self.http.get(self.endpoint(path)))
             .timeout(PROBE_TIMEOUT);
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
-                return Probe::Down(match self.classify(&error) {
-                    SendError::Unreachable(reason) => reason,
+                return Err(match self.classify(&error) {
+                    Trouble::Unreachable(reason) => reason,
                     other => other.to_string(),
                 });
             }
@@ -167,11 +101,11 @@ impl Client {
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
         match status.as_u16() {
-            200..=299 => Probe::Up(serde_json::from_slice(&body).ok()),
-            401 | 403 => Probe::Down(format!(
+            200..=299 => Ok(serde_json::from_slice(&body).ok()),
+            401 | 403 => Err(format!(
                 "the server refuses drawdrop's credentials ({status}): check `username` and `password_env` in the config"
             )),
-            _ => Probe::Down(format!(
+            _ => Err(format!(
                 "the server answered {status}: {}",
                 error_detail(&body)
             )),
@@ -218,14 +152,14 @@ impl Client {
         }
     }
 
-    fn classify(&self, error: &reqwest::Error) -> SendError {
+    fn classify(&self, error: &reqwest::Error) -> Trouble {
         let reason = describe(error);
         if error.is_timeout() && !error.is_connect() {
-            SendError::TimedOut(self.server.timeout)
+            Trouble::TimedOut(self.server.timeout)
         } else if error.is_connect() {
-            SendError::Unreachable(reason)
+            Trouble::Unreachable(reason)
         } else {
-            SendError::Lost(reason)
+            Trouble::Lost(reason)
         }
     }
 }
@@ -278,39 +212,6 @@ fn install_tls_provider() {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn status(code: u16, retry_after: Option<u64>) -> SendError {
-        SendError::Status {
-            code,
-            detail: String::new(),
-            retry_after: retry_after.map(Duration::from_secs),
-        }
-    }
-
-    #[test]
-    fn dispositions() {
-        assert_eq!(
-            SendError::Unreachable("x".into()).disposition(),
-            Disposition::WaitForServer
-        );
-        assert_eq!(
-            SendError::Lost("x".into()).disposition(),
-            Disposition::Retry(None)
-        );
-        assert_eq!(
-            SendError::TimedOut(Duration::from_secs(1)).disposition(),
-            Disposition::Retry(None)
-        );
-        assert_eq!(status(500, None).disposition(), Disposition::Retry(None));
-        assert_eq!(
-            status(503, Some(7)).disposition(),
-            Disposition::Retry(Some(Duration::from_secs(7)))
-        );
-        assert_eq!(status(429, None).disposition(), Disposition::Retry(None));
-        assert_eq!(status(401, None).disposition(), Disposition::WaitForServer);
-        assert_eq!(status(422, None).disposition(), Disposition::Fail);
-        assert_eq!(status(404, None).disposition(), Disposition::Fail);
-    }
 
     #[test]
     fn loopback_hosts() {

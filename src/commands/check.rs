@@ -3,7 +3,7 @@
 //! 2 when the config itself cannot be read.
 
 use super::{EXIT_START, load_config, profile_check, runtime};
-use crate::backends::{Client, Probe};
+use crate::backends::{self, Probe};
 use crate::config::{Config, ConfigSource};
 use std::path::Path;
 use std::process::ExitCode;
@@ -108,20 +108,17 @@ impl Report {
             } else {
                 format!("{}: {} ({api})", server.name, server.url)
             };
-            let client = match Client::new(server) {
-                Ok(client) => client,
+            let backend = match backends::for_server(server) {
+                Ok(backend) => backend,
                 Err(error) => {
                     self.problem("server", format!("{what}: {error}"));
                     continue;
                 }
             };
-            let probe = runtime.block_on(client.probe());
+            let probe = runtime.block_on(backend.probe());
             let answers = matches!(probe, Probe::Up(_));
             match probe {
-                Probe::Up(settings) => {
-                    let current = settings.as_ref().map(describe_settings).unwrap_or_default();
-                    self.ok("server", format!("{what} answers{current}"));
-                }
+                Probe::Up(about) => self.ok("server", format!("{what} answers{about}")),
                 Probe::Down(reason) => self.problem(
                     "server",
                     format!(
@@ -130,7 +127,7 @@ impl Report {
                 ),
             }
             for finding in
-                runtime.block_on(profile_check::findings(config, index, &client, answers))
+                runtime.block_on(profile_check::findings(config, index, &*backend, answers))
             {
                 self.problem("profile", finding);
             }
@@ -149,18 +146,6 @@ impl Report {
             );
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Draw Things' current model and size, from its `GET /` answer.
-fn describe_settings(settings: &serde_json::Value) -> String {
-    let model = settings.get("model").and_then(|m| m.as_str());
-    let width = settings.get("width").and_then(|w| w.as_u64());
-    let height = settings.get("height").and_then(|h| h.as_u64());
-    match (model, width, height) {
-        (Some(model), Some(w), Some(h)) => format!(": its current model is {model}, size {w}x{h}"),
-        (Some(model), _, _) => format!(": its current model is {model}"),
-        _ => String::new(),
     }
 }
 

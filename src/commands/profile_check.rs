@@ -1,53 +1,66 @@
-//! Names in profiles that the server would refuse: a sampler or request key Draw Things does
-//! not know, or (when an A1111 server lists them) a model, sampler or LoRA it does not have.
+//! Names in profiles that a server would refuse, from what its backend says it offers: a
+//! sampler or request key Draw Things does not know, or (when an A1111 server lists them) a
+//! model, sampler or LoRA it does not have.
 
-use crate::backends::Client;
-use crate::backends::drawthings_http::known::{KNOWN_KEYS, SAMPLERS};
-use crate::config::{Api, Config, Profile};
+use crate::backends::{Backend, Offer};
+use crate::config::{Config, Profile};
 use crate::image::parameters::lora_name;
-use serde_json::Value;
 
 /// One finding per line, each naming the profile, for the profiles server `index` takes;
-/// empty when nothing is wrong.
+/// empty when nothing is wrong. `answers`: the server answered its probe.
 pub async fn findings(
     config: &Config,
     index: usize,
-    client: &Client,
-    server_answers: bool,
+    backend: &dyn Backend,
+    answers: bool,
 ) -> Vec<String> {
-    let profiles = || {
-        config
-            .profiles
-            .values()
-            .filter(move |profile| crate::pipeline::pool::accepts(config, index, profile))
-    };
-    match client.server().api {
-        Api::DrawThings => profiles().flat_map(draw_things_findings).collect(),
-        Api::A1111 if server_answers => {
-            let lists = A1111Lists::fetch(client).await;
-            profiles()
-                .flat_map(|profile| lists.findings(profile))
-                .collect()
-        }
-        Api::A1111 => Vec::new(),
-    }
+    let offer = backend.offer(answers).await;
+    config
+        .profiles
+        .values()
+        .filter(|profile| crate::pipeline::pool::accepts(config, index, profile))
+        .flat_map(|profile| profile_findings(&offer, backend.product(), profile))
+        .collect()
 }
 
-fn draw_things_findings(profile: &Profile) -> Vec<String> {
+/// What in `profile` the server of kind `product` does not offer.
+fn profile_findings(offer: &Offer, product: &str, profile: &Profile) -> Vec<String> {
+    let settings = &profile.settings;
     let mut found = Vec::new();
-    if let Some(sampler) = &profile.settings.sampler
-        && !SAMPLERS.contains(&sampler.as_str())
-    {
-        found.push(format!(
-            "profile {}: Draw Things has no sampler \"{sampler}\" (it has: {})",
-            profile.name,
-            SAMPLERS.join(", ")
-        ));
+    let mut check = |what: &str, name: &str, list: &Option<Vec<String>>| {
+        let Some(list) = list else { return };
+        if list
+            .iter()
+            .any(|known| known == name || known.starts_with(&format!("{name} [")))
+        {
+            return;
+        }
+        found.push(if offer.known_by_kind {
+            format!(
+                "profile {}: {product} has no {what} \"{name}\" (it has: {})",
+                profile.name,
+                list.join(", ")
+            )
+        } else {
+            format!(
+                "profile {}: the server has no {what} \"{name}\"",
+                profile.name
+            )
+        });
+    };
+    if let Some(model) = &settings.model {
+        check("model", model, &offer.models);
     }
-    for key in profile.settings.extra.keys() {
-        if !KNOWN_KEYS.contains(&key.as_str()) {
+    if let Some(sampler) = &settings.sampler {
+        check("sampler", sampler, &offer.samplers);
+    }
+    for lora in settings.loras.iter().flatten() {
+        check("LoRA", lora_name(&lora.file), &offer.loras);
+    }
+    if let Some((keys, answer)) = &offer.keys {
+        for key in settings.extra.keys().filter(|key| !keys.contains(key)) {
             found.push(format!(
-                "profile {}: `{key}` in [extra] is not a Draw Things key: every request would fail with \"Unrecognized keys\"",
+                "profile {}: `{key}` in [extra] is not a {product} key: every request would fail with \"{answer}\"",
                 profile.name
             ));
         }
@@ -55,69 +68,12 @@ fn draw_things_findings(profile: &Profile) -> Vec<String> {
     found
 }
 
-/// What an A1111 server says it has; `None` where it does not say.
-struct A1111Lists {
-    models: Option<Vec<String>>,
-    samplers: Option<Vec<String>>,
-    loras: Option<Vec<String>>,
-}
-
-impl A1111Lists {
-    async fn fetch(client: &Client) -> A1111Lists {
-        let names = |value: Result<Value, String>, keys: &[&str]| -> Option<Vec<String>> {
-            let list = value.ok()?;
-            Some(
-                list.as_array()?
-                    .iter()
-                    .flat_map(|item| {
-                        keys.iter()
-                            .filter_map(|key| item[*key].as_str().map(str::to_owned))
-                    })
-                    .collect(),
-            )
-        };
-        A1111Lists {
-            models: names(
-                client.get_json("sdapi/v1/sd-models").await,
-                &["title", "model_name"],
-            ),
-            samplers: names(client.get_json("sdapi/v1/samplers").await, &["name"]),
-            loras: names(client.get_json("sdapi/v1/loras").await, &["name"]),
-        }
-    }
-
-    fn findings(&self, profile: &Profile) -> Vec<String> {
-        let settings = &profile.settings;
-        let mut found = Vec::new();
-        let mut check = |what: &str, name: &str, list: &Option<Vec<String>>| {
-            if let Some(list) = list
-                && !list
-                    .iter()
-                    .any(|known| known == name || known.starts_with(&format!("{name} [")))
-            {
-                found.push(format!(
-                    "profile {}: the server has no {what} \"{name}\"",
-                    profile.name
-                ));
-            }
-        };
-        if let Some(model) = &settings.model {
-            check("model", model, &self.models);
-        }
-        if let Some(sampler) = &settings.sampler {
-            check("sampler", sampler, &self.samplers);
-        }
-        for lora in settings.loras.iter().flatten() {
-            check("LoRA", lora_name(&lora.file), &self.loras);
-        }
-        found
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backends::drawthings_http::DrawThingsHttp;
     use crate::config::{Lora, Settings};
+    use serde_json::Value;
 
     fn profile(settings: Settings) -> Profile {
         Profile {
@@ -128,31 +84,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn draw_things_flags_unknown_samplers_and_extra_keys() {
+    #[tokio::test]
+    async fn draw_things_flags_unknown_samplers_and_extra_keys() {
+        let config = Config::defaults(std::path::Path::new("/c/config.toml"));
+        let backend = DrawThingsHttp::new(&config.servers[0]).unwrap();
+        let offer = backend.offer(false).await;
         let mut settings = Settings {
             sampler: Some("Euler Ancestral".into()),
             ..Settings::default()
         };
         settings.extra.insert("sharpness".into(), Value::from(2));
         settings.extra.insert("hr_scale".into(), Value::from(2));
-        let found = draw_things_findings(&profile(settings));
+        let found = profile_findings(&offer, "Draw Things", &profile(settings));
         assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found[0].contains("no sampler \"Euler Ancestral\""));
-        assert!(found[1].contains("`hr_scale`"));
+        assert!(found[0].contains("Draw Things has no sampler \"Euler Ancestral\" (it has: "));
+        assert!(found[1].contains(
+            "`hr_scale` in [extra] is not a Draw Things key: every request would fail with \"Unrecognized keys\""
+        ));
         let good = Settings {
             sampler: Some("LCM".into()),
             ..Settings::default()
         };
-        assert!(draw_things_findings(&profile(good)).is_empty());
+        assert!(profile_findings(&offer, "Draw Things", &profile(good)).is_empty());
     }
 
     #[test]
     fn a1111_flags_what_its_lists_lack() {
-        let lists = A1111Lists {
+        let offer = Offer {
             models: Some(vec!["sdxl.safetensors [31e35c80fc]".into(), "sdxl".into()]),
             samplers: Some(vec!["Euler a".into()]),
             loras: None,
+            keys: None,
+            known_by_kind: false,
         };
         let settings = Settings {
             model: Some("sdxl.safetensors".into()),
@@ -164,7 +127,7 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(
-            lists.findings(&profile(settings)),
+            profile_findings(&offer, "the A1111 server", &profile(settings)),
             ["profile p: the server has no sampler \"LCM\""]
         );
     }

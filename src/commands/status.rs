@@ -5,7 +5,7 @@
 //! the folders of the daemon's last start (see `last_start`), and why that start failed.
 
 use super::{EXIT_START, runtime};
-use crate::backends::{Client, Probe};
+use crate::backends::{self, Probe};
 use crate::config::{Config, Server, locate};
 use crate::jobs::claim::Claims;
 use crate::jobs::names::shown;
@@ -171,11 +171,11 @@ fn pending(inbox: &Path, config: Option<&Config>, not_taken: &mut Vec<String>) -
 
 /// `mini (http://...): answers; 12 done, 4.1 s per image; last error: ...`.
 fn server_state(server: &Server, runtime: &Result<Runtime, String>, jobs: &[Value]) -> String {
-    let probe = Client::new(server)
+    let probe = backends::for_server(server)
         .map_err(|error| error.to_string())
-        .and_then(|client| {
+        .and_then(|backend| {
             let runtime = runtime.as_ref().map_err(Clone::clone)?;
-            Ok(runtime.block_on(client.probe()))
+            Ok(runtime.block_on(backend.probe()))
         });
     let answers = match probe {
         Ok(Probe::Up(_)) => "answers".to_owned(),

@@ -29,6 +29,14 @@ fn parse_raw(source: &Source<'_>, problems: &mut Problems) -> Result<RawSettings
 }
 
 impl Settings {
+    /// The seed to send: the profile's, or a random one when it says -1 or nothing.
+    pub fn seed_to_send(&self) -> u32 {
+        match self.seed {
+            Some(seed) if seed >= 0 => u32::try_from(seed).unwrap_or(u32::MAX),
+            _ => fastrand::u32(..),
+        }
+    }
+
     /// Parses a profile file's content (or a per-image `.toml` sidecar's); `file` is named in
     /// errors. Unknown keys, wrong types and values the servers would refuse are errors.
     pub fn parse(text: &str, file: &Path) -> Result<Settings, ConfigError> {
@@ -214,6 +222,19 @@ fn unknown_key_hint(key: &str, top_level: bool) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn seeds_are_kept_or_picked() {
+        let mut settings = Settings {
+            seed: Some(4_294_967_295),
+            ..Settings::default()
+        };
+        assert_eq!(settings.seed_to_send(), u32::MAX);
+        settings.seed = Some(-1);
+        let picks: std::collections::HashSet<u32> =
+            (0..20).map(|_| settings.seed_to_send()).collect();
+        assert!(picks.len() > 1, "random seeds should differ");
+    }
+
     use super::*;
     use serde_json::json;
 

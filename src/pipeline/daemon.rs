@@ -2,7 +2,7 @@
 //! folders, lock, recovery, the watch stage, the prober and the workers, and an orderly
 //! shutdown that never takes longer than 10 s.
 
-use crate::backends::is_loopback;
+use crate::backends::http::is_loopback;
 use crate::config::{Config, ConfigSource, Located};
 use crate::image::Limits;
 use crate::jobs::claim::{Claims, LockError};
@@ -47,7 +47,7 @@ pub enum StartError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("cannot set up the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(#[from] crate::backends::Unusable),
     #[error("cannot watch the inbox {inbox}: {source}")]
     Watch {
         inbox: String,
@@ -135,7 +135,7 @@ pub async fn run(
     });
     let live = Arc::new(Live::new(
         config.clone(),
-        reload::clients(&config)?,
+        reload::backends(&config)?,
         Notifications::platform(),
     ));
     let keeper = Arc::new(Keeper::new(Gallery::new(&outbox), {

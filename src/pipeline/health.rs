@@ -7,7 +7,7 @@
 //! after at most a minute when the server has not answered once since drawdrop started
 //! (Draw Things closed, a wrong URL), and says until when it waits.
 
-use crate::backends::Probe;
+use crate::backends::{Backend, Probe};
 use crate::mutex::lock;
 use crate::pipeline::reload::Live;
 use crate::report::tally::Tally;
@@ -319,11 +319,11 @@ impl Health {
         loop {
             // The latest settings: a fixed URL in the config is used at the next probe.
             let current = live.get();
-            let client = current.client(server);
-            let url = client.server().url.as_str();
+            let backend = current.backend(server);
+            let url = backend.server().url.as_str();
             let probe = tokio::select! {
                 _ = cancel.cancelled() => return false,
-                probe = client.probe() => probe,
+                probe = backend.probe() => probe,
             };
             match probe {
                 Probe::Up(_) => {
@@ -340,12 +340,12 @@ impl Health {
                 }
                 Probe::Down(reason) => {
                     if last_told.is_none_or(|told| told.elapsed() >= REMIND_EVERY) {
-                        let hint = hint(client, &reason);
+                        let hint = hint(backend, &reason);
                         match self.gives_up_at() {
                             Some(at) => {
                                 let waiting = format!(
                                     "waiting for {} at {url} (not answering: {reason}) — giving up at {}",
-                                    crate::backends::product_name(client.server().api),
+                                    backend.product(),
                                     wall_clock(at)
                                 );
                                 let hint = hint.replacen(" — ", "; ", 1);
@@ -390,16 +390,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// What to check, for a person: `" — is Draw Things open ...?"` (empty when the reason says
 /// it already: a refusal of credentials).
-fn hint(client: &crate::backends::Client, reason: &str) -> &'static str {
+fn hint(backend: &dyn Backend, reason: &str) -> &'static str {
     if reason.contains("credentials") {
         return "";
     }
-    match client.server().api {
-        crate::config::Api::DrawThings => {
-            " — is Draw Things open, with its API server switched on (HTTP, same port)?"
-        }
-        crate::config::Api::A1111 => " — is the server started with --api?",
-    }
+    backend.hint_when_down()
 }
 
 #[cfg(test)]

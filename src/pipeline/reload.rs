@@ -8,7 +8,7 @@
 //! The inbox, the outbox and `concurrency` are fixed for a run: changing them is logged as
 //! needing a restart, and the running values stay.
 
-use crate::backends::Client;
+use crate::backends::{self, Backend, Unusable};
 use crate::config::{Config, ConfigError, Located, Server};
 use crate::report::desktop::Notifications;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -22,18 +22,23 @@ use tokio_util::sync::CancellationToken;
 /// Edits come in bursts (an editor writes, renames, touches): wait for quiet first.
 const QUIET: Duration = Duration::from_millis(300);
 
-/// One consistent snapshot: the config and a client for each of its servers.
+/// One consistent snapshot: the config and a backend for each of its servers.
 #[derive(Debug)]
 pub struct Current {
     pub config: Config,
     /// One per server, in the order of `config.servers`.
-    pub clients: Vec<Client>,
+    pub backends: Vec<Arc<dyn Backend>>,
 }
 
 impl Current {
-    /// The client of server `index` (the last one if out of range).
-    pub fn client(&self, index: usize) -> &Client {
-        &self.clients[index.min(self.clients.len() - 1)]
+    /// The backend of server `index` (the last one if out of range).
+    pub fn backend(&self, index: usize) -> &dyn Backend {
+        &*self.backends[index.min(self.backends.len() - 1)]
+    }
+
+    /// [`Current::backend`], to take along into blocking work.
+    pub fn backend_shared(&self, index: usize) -> Arc<dyn Backend> {
+        self.backends[index.min(self.backends.len() - 1)].clone()
     }
 
     /// The settings of server `index` (the last one if out of range).
@@ -61,9 +66,13 @@ impl std::fmt::Debug for Live {
 
 impl Live {
     /// The settings a run starts with; their broken profiles are reported now.
-    pub fn new(config: Config, clients: Vec<Client>, notifications: Notifications) -> Live {
+    pub fn new(
+        config: Config,
+        backends: Vec<Arc<dyn Backend>>,
+        notifications: Notifications,
+    ) -> Live {
         let live = Live {
-            current: watch::Sender::new(Arc::new(Current { config, clients })),
+            current: watch::Sender::new(Arc::new(Current { config, backends })),
             notifications,
             config_problem: Mutex::new(None),
         };
@@ -101,8 +110,8 @@ impl Live {
         }
         keep_fixed_settings(&old.config, &mut config);
         create_profile_folders(&old.config, &config);
-        let clients = match clients_for(&config, &old) {
-            Ok(clients) => clients,
+        let backends = match backends_for(&config, &old) {
+            Ok(backends) => backends,
             Err(error) => {
                 tracing::error!(
                     "cannot set up a client for the new server settings ({error}) — keeping the last good settings"
@@ -128,7 +137,7 @@ impl Live {
             );
         }
         self.current
-            .send_replace(Arc::new(Current { config, clients }));
+            .send_replace(Arc::new(Current { config, backends }));
         true
     }
 
@@ -228,22 +237,22 @@ fn waiting_line(name: &str, inbox: &Path, default_profile: &str) -> String {
     }
 }
 
-/// A client per server: the old one where its settings did not change.
-fn clients_for(config: &Config, old: &Current) -> Result<Vec<Client>, reqwest::Error> {
+/// A backend per server: the old one where its settings did not change.
+fn backends_for(config: &Config, old: &Current) -> Result<Vec<Arc<dyn Backend>>, Unusable> {
     config
         .servers
         .iter()
         .enumerate()
         .map(|(index, server)| match old.config.servers.get(index) {
-            Some(before) if before == server => Ok(old.client(index).clone()),
-            _ => Client::new(server),
+            Some(before) if before == server => Ok(old.backend_shared(index)),
+            _ => backends::for_server(server),
         })
         .collect()
 }
 
-/// Builds a client for every server of `config`.
-pub fn clients(config: &Config) -> Result<Vec<Client>, reqwest::Error> {
-    config.servers.iter().map(Client::new).collect()
+/// Builds a backend for every server of `config`.
+pub fn backends(config: &Config) -> Result<Vec<Arc<dyn Backend>>, Unusable> {
+    config.servers.iter().map(backends::for_server).collect()
 }
 
 /// The inbox, outbox and the servers' names and concurrency of a running daemon cannot
@@ -383,7 +392,7 @@ mod tests {
             sink.lock().unwrap().push(message.to_owned());
         }));
         let config = broken_config(&["ink"]);
-        let live = Live::new(config.clone(), clients(&config).unwrap(), notifications);
+        let live = Live::new(config.clone(), backends(&config).unwrap(), notifications);
         assert_eq!(told.lock().unwrap().len(), 1, "told at start");
         // Still broken (the same way, or another way): not told again.
         live.report_profiles(&config.broken, &config);

@@ -1,9 +1,7 @@
-//! Progress while a request runs, for the servers that tell it: A1111's
-//! `GET /sdapi/v1/progress`, asked about once a second while the img2img request is in
-//! flight. Draw Things' HTTP API tells nothing, so its jobs show only their time.
+//! Progress while a request runs: A1111's `GET /sdapi/v1/progress`, asked about once a
+//! second while the img2img request is in flight.
 
-use crate::backends::Client;
-use crate::config::Api;
+use crate::backends::http::Client;
 use crate::report::live::{Progress, Reporter};
 use serde_json::Value;
 use std::future::Future;
@@ -12,22 +10,16 @@ use std::time::Duration;
 /// How often a server is asked how far it is.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs `request` to its end, reporting the server's progress meanwhile where it has any.
-pub async fn watching<T>(
+/// Runs `request` to its end, reporting the server's progress meanwhile.
+pub async fn while_running<T>(
     client: &Client,
     reporter: &Reporter,
     request: impl Future<Output = T>,
 ) -> T {
-    reporter.report(Progress::Attempt);
-    match client.server().api {
-        Api::A1111 => {
-            tokio::pin!(request);
-            tokio::select! {
-                answer = &mut request => answer,
-                never = poll_a1111(client, reporter) => match never {},
-            }
-        }
-        Api::DrawThings => request.await,
+    tokio::pin!(request);
+    tokio::select! {
+        answer = &mut request => answer,
+        never = poll_a1111(client, reporter) => match never {},
     }
 }
 

@@ -16,6 +16,7 @@
 //! can do it does it fail, with every server's reason. On shutdown a slot puts back what it
 //! holds unless its outcome is already committed.
 
+mod failure;
 mod outcome;
 mod prepare;
 mod send;
@@ -98,8 +99,8 @@ struct Ready {
 
 /// Why a ready job is not sent.
 enum Unsent {
-    /// It can only fail (not a PNG, too large, a broken sidecar ...).
-    Fails(String),
+    /// It can only fail (not a picture, too large, a broken sidecar ...).
+    Fails(failure::Failure),
     /// Its server refused the job's profile a moment ago: another server should have it.
     Skipped(String),
 }
@@ -243,9 +244,7 @@ async fn resume(
         return Ok(Some(job));
     }
     // It may be what stops drawdrop: never send it again.
-    let reason = format!(
-        "drawdrop stopped {restarts} times while this file was being processed; it is set aside so it cannot stop drawdrop again"
-    );
+    let reason = failure::Failure::Restarts(restarts);
     let report = Report::new(current, &job, 0, 0);
     match outcome::decide(
         shared,

@@ -4,6 +4,7 @@
 //! While the outbox cannot be written, both steps wait and retry; nothing is lost.
 
 use super::Shared;
+use super::failure::Failure;
 use super::send::Sent;
 use crate::config::After;
 use crate::image::parameters;
@@ -147,9 +148,10 @@ async fn fail(
     current: &Current,
     job: &Job,
     report: &Report,
-    reason: String,
+    failure: Failure,
 ) -> (bool, Option<String>) {
-    let record = record(current, job, report, "failed", Some(&reason));
+    let reason = failure.to_string();
+    let record = record(current, job, report, "failed", Some(&failure));
     let text = error_text(current, job, &reason, report);
     let decided = decide_with(shared, job, move |finisher, job| {
         finisher.decide_failed(job, &text, record.clone())
@@ -218,14 +220,13 @@ async fn hand_over(
         shared.queue.job_ended();
         return None;
     }
-    let reason = if current.config.servers.len() > 1 {
-        format!(
-            "no server could do it: {}",
-            handover.reasons(&current.config)
-        )
+    // Only a pool hands jobs over; should its one other server be gone, its reason stands.
+    let reasons = if current.config.servers.len() > 1 {
+        handover.reasons(&current.config)
     } else {
         reason
     };
+    let reason = Failure::NoServer(reasons);
     let (taken, failure) = fail(shared, &current, &job, &report, reason).await;
     finish(shared, current, job, report, taken, failure);
     None
@@ -404,7 +405,7 @@ fn record(
     job: &Job,
     report: &Report,
     outcome: &str,
-    error: Option<&str>,
+    failure: Option<&Failure>,
 ) -> Map<String, Value> {
     let server = current.server(report.server);
     let value = json!({
@@ -423,7 +424,8 @@ fn record(
         "attempts": report.attempts,
         "server_ms": report.server_time.as_millis() as u64,
         "total_ms": report.started.elapsed().as_millis() as u64,
-        "error": error,
+        "error": failure.map(Failure::to_string),
+        "error_kind": failure.map(Failure::kind),
     });
     match value {
         Value::Object(map) => map,

@@ -4,8 +4,9 @@
 //! A reason is returned instead when the job can only fail.
 
 use super::Shared;
+use super::failure::Failure;
 use super::outcome::Report;
-use crate::backends::request;
+use crate::backends::{Backend, Request};
 use crate::image;
 use crate::image::parameters;
 use crate::jobs::claim::Job;
@@ -15,19 +16,19 @@ use crate::pipeline::reload::Current;
 use crate::pipeline::worker::sidecars;
 use bytes::Bytes;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// A request ready to send.
 pub(super) struct Prepared {
     /// Built ahead for the first attempt; a retry builds it again (see [`Prepared::body`]),
     /// so a large image's request is not held while its answer is read.
     body: Option<Bytes>,
-    /// The settings sent (with the seed picked): a body built again is the same request.
-    sent: request::RequestSettings,
+    /// The request in the server's words (with the seed picked): a body built again is the
+    /// same request.
+    pub request: Request,
     target: (u32, u32),
     input: PathBuf,
     limits: image::Limits,
-    /// The least number of images a good answer holds.
-    pub expected_images: usize,
     /// The `parameters` chunk for the results.
     pub infotext: String,
     /// What the log says when it is sent: `(profile watercolor + cat.txt, 1024x768)`.
@@ -35,20 +36,21 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    /// The request body: the one built ahead, or built again from the claimed file.
-    pub async fn body(&mut self) -> Result<Bytes, String> {
+    /// The request body: the one built ahead, or built again by `backend` from the claimed
+    /// file.
+    pub async fn body(&mut self, backend: Arc<dyn Backend>) -> Result<Bytes, Failure> {
         if let Some(body) = self.body.take() {
             return Ok(body);
         }
-        let (sent, target, input) = (self.sent.clone(), self.target, self.input.clone());
+        let (request, target, input) = (self.request.clone(), self.target, self.input.clone());
         let limits = self.limits;
         tokio::task::spawn_blocking(move || {
             let bytes = read_input(&input)?;
             let picture = open_picture(&bytes, &input, &limits)?;
-            body_for(&picture, target, &sent)
+            body_for(&*backend, &picture, target, &request)
         })
         .await
-        .map_err(|error| format!("internal error while preparing the image: {error}"))?
+        .map_err(|error| Failure::Internal(error.to_string()))?
     }
 }
 
@@ -59,30 +61,28 @@ pub(super) async fn prepare(
     server: usize,
     job: &Job,
     report: &mut Report,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, Failure> {
     if let Some(reserved) = reserved_top_folder(&job.relative) {
-        return Err(format!(
-            "the inbox folder `{reserved}` has the name of an outbox folder drawdrop uses itself; rename the folder"
-        ));
+        return Err(Failure::ReservedFolder(reserved));
     }
     let profile = current.config.profile_for(&job.relative);
-    let resolved = sidecars::resolve(&profile.settings, job, &shared.inbox)?;
+    let resolved =
+        sidecars::resolve(&profile.settings, job, &shared.inbox).map_err(Failure::Sidecar)?;
     report.sidecars = resolved.sidecars;
     let settings = resolved.settings;
     let input = job.input();
     let limits = shared.limits;
     let max_bytes = current.config.max_file_bytes;
-    let api = current.client(server).server().api;
-    let built = tokio::task::spawn_blocking(move || -> Result<_, String> {
+    let backend = current.backend_shared(server);
+    let built = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
         let size = std::fs::metadata(&input)
-            .map_err(|error| format!("cannot read the file: {error}"))?
+            .map_err(|error| Failure::Unreadable(error.to_string()))?
             .len();
         if size > max_bytes {
-            return Err(format!(
-                "the file is {} MB, above the limit of {} MB (max_file_mb in the config)",
-                size.div_ceil(1024 * 1024),
-                max_bytes / (1024 * 1024)
-            ));
+            return Err(Failure::TooLarge {
+                megabytes: size.div_ceil(1024 * 1024),
+                limit: max_bytes / (1024 * 1024),
+            });
         }
         let bytes = read_input(&input)?;
         let picture = open_picture(&bytes, &input, &limits)?;
@@ -95,25 +95,25 @@ pub(super) async fn prepare(
             (settings.width, settings.height),
             image::pixels_for_megapixels(max_megapixels),
         );
-        let seed = request::pick_seed(&settings);
-        let sent = request::settings_for(api, &settings, target, seed);
-        let body = body_for(&picture, target, &sent)?;
+        let seed = settings.seed_to_send();
+        let request = backend.request(&settings, target, seed);
+        let body = body_for(&*backend, &picture, target, &request)?;
         let resized = target != upright;
         let format = describe(&picture);
+        let sent = request.settings.clone();
         let prepared = Prepared {
             body: Some(body),
-            sent: sent.clone(),
+            request,
             target,
             input,
             limits,
-            expected_images: request::expected_images(&settings),
             infotext: parameters::infotext(&settings, target, seed),
             summary: String::new(),
         };
         Ok((prepared, sent, upright, resized, format))
     })
     .await
-    .map_err(|error| format!("internal error while preparing the image: {error}"))??;
+    .map_err(|error| Failure::Internal(error.to_string()))??;
     let (mut prepared, sent, input_size, resized, format) = built;
     report.sent = Some(sent);
     report.input_size = Some(input_size);
@@ -124,7 +124,7 @@ pub(super) async fn prepare(
         .map(|name| format!(" + {name}"))
         .collect();
     let to = if current.config.servers.len() > 1 {
-        format!(" for {}", current.client(server).server().name)
+        format!(" for {}", current.server(server).name)
     } else {
         String::new()
     };
@@ -140,8 +140,8 @@ pub(super) async fn prepare(
 }
 
 /// The input's bytes.
-fn read_input(input: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(input).map_err(|error| format!("cannot read the file: {error}"))
+fn read_input(input: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(input).map_err(|error| Failure::Unreadable(error.to_string()))
 }
 
 /// The picture in `bytes` (the file at `input`), opened and checked within `limits`. A file
@@ -150,10 +150,10 @@ fn open_picture<'a>(
     bytes: &'a [u8],
     input: &Path,
     limits: &image::Limits,
-) -> Result<image::Picture<'a>, String> {
+) -> Result<image::Picture<'a>, Failure> {
     let name = input.file_name().unwrap_or_default().to_string_lossy();
     let named = image::Format::for_name(&name);
-    let picture = image::open(bytes, named, limits).map_err(|problem| problem.to_string())?;
+    let picture = image::open(bytes, named, limits)?;
     if let Some(named) = named.filter(|&named| named != picture.format) {
         tracing::info!(
             "{} is a {} picture, though its name says {named}: taken as {}",
@@ -178,16 +178,15 @@ fn describe(picture: &image::Picture<'_>) -> String {
     text
 }
 
-/// The request body sending the picture at `target`.
+/// The request body sending the picture at `target`, as `backend` sends it.
 fn body_for(
+    backend: &dyn Backend,
     picture: &image::Picture<'_>,
     target: (u32, u32),
-    sent: &request::RequestSettings,
-) -> Result<Bytes, String> {
-    let init = picture
-        .init_image(target)
-        .map_err(|error| error.to_string())?;
-    Ok(Bytes::from(request::body(sent, &init)))
+    request: &Request,
+) -> Result<Bytes, Failure> {
+    let init = picture.init_image(target)?;
+    Ok(backend.encode(request, &init))
 }
 
 /// An inbox folder named like drawdrop's own outbox folders (`originals/x.png`).

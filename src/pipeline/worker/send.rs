@@ -3,16 +3,16 @@
 //! backoff (honouring `Retry-After`) what may pass, fails at once what the server rejects.
 
 use super::Shared;
+use super::failure::Failure;
 use super::outcome::Report;
 use super::prepare::Prepared;
-use crate::backends::a1111::progress;
-use crate::backends::answer::BadAnswer;
-use crate::backends::{Disposition, SendError, request};
+use crate::backends::{Disposition, Generation, Request, Trouble};
 use crate::jobs::claim::Job;
 use crate::jobs::names::shown;
 use crate::pipeline::health::Unreachable;
 use crate::pipeline::reload::Current;
 use crate::pipeline::timing;
+use crate::report::live::Progress;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub(super) enum Sent {
     /// The result images, with the `parameters` chunk for them.
     Images(Vec<Vec<u8>>, String),
-    Failed(String),
+    Failed(Failure),
     /// A pool's server cannot do it now: another one should. `refused`: this server gave
     /// the job up for good (it rejected it, or ran out of attempts); else it is only down.
     HandOver {
@@ -86,9 +86,10 @@ pub(super) async fn send(
             report.attempts,
             server.max_attempts
         );
-        let body = match prepared.body().await {
+        let backend = current.backend(index);
+        let body = match prepared.body(current.backend_shared(index)).await {
             Ok(body) => body,
-            Err(reason) => return Sent::Failed(reason),
+            Err(failure) => return Sent::Failed(failure),
         };
         let started = Instant::now();
         if !told_sending {
@@ -96,31 +97,31 @@ pub(super) async fn send(
             told_sending = true;
         }
         report.first_sent.get_or_insert(started);
-        let client = current.client(index);
-        let request = client.img2img(body, prepared.expected_images, &shared.limits);
+        reporter.report(Progress::Attempt);
+        let generation = Generation {
+            request: &prepared.request,
+            body,
+            limits: &shared.limits,
+            progress: &reporter,
+        };
         let answer = tokio::select! {
-            answer = progress::watching(client, &reporter, request) => answer,
+            answer = backend.generate(generation) => answer,
             _ = cancelled_then_grace(&shared.cancel) => return Sent::Interrupted,
         };
         report.server_time += started.elapsed();
-        let (reason, disposition, server_gone) = match answer {
-            Ok(Ok(images)) => return Sent::Images(images, prepared.infotext),
-            Ok(Err(BadAnswer(reason))) => (reason, Disposition::Retry(None), false),
-            Err(SendError::Status { code, detail, .. })
-                if Disposition::of_status(code, None) == Disposition::Fail =>
-            {
-                let reason = refusal(current, index, job, report, code, &detail);
-                (reason, Disposition::Fail, false)
-            }
-            Err(error) => {
-                let gone = matches!(error, SendError::TimedOut(_) | SendError::Lost(_));
-                (error.to_string(), error.disposition(), gone)
-            }
+        let trouble = match answer {
+            Ok(images) => return Sent::Images(images, prepared.infotext),
+            Err(trouble) => trouble,
         };
+        let disposition = trouble.disposition();
+        let server_gone = trouble.server_gone();
+        let reason = trouble.to_string();
         if shared_pool {
             // In a pool, a server that cannot do the job now hands it to another.
             match disposition {
                 Disposition::Fail => {
+                    let reason = refusal(current, index, job, report, &prepared.request, trouble);
+                    let reason = reason.to_string();
                     shared.pool.skip(index, profile, &reason);
                     return Sent::HandOver {
                         reason,
@@ -143,8 +144,12 @@ pub(super) async fn send(
                     };
                 }
                 Disposition::Retry(_) if attempts_here >= server.max_attempts => {
+                    let gave_up = Failure::GaveUp {
+                        attempts: attempts_here,
+                        last: trouble,
+                    };
                     return Sent::HandOver {
-                        reason: gave_up(attempts_here, &reason),
+                        reason: gave_up.to_string(),
                         refused: true,
                     };
                 }
@@ -152,7 +157,10 @@ pub(super) async fn send(
             }
         }
         match disposition {
-            Disposition::Fail => return Sent::Failed(reason),
+            Disposition::Fail => {
+                let failure = refusal(current, index, job, report, &prepared.request, trouble);
+                return Sent::Failed(failure);
+            }
             Disposition::WaitForServer => {
                 report.attempts -= 1;
                 attempts_here -= 1;
@@ -166,7 +174,10 @@ pub(super) async fn send(
             Disposition::Retry(at_least) => {
                 waits_in_a_row = 0;
                 if attempts_here >= server.max_attempts {
-                    return Sent::Failed(gave_up(report.attempts, &reason));
+                    return Sent::Failed(Failure::GaveUp {
+                        attempts: report.attempts,
+                        last: trouble,
+                    });
                 }
                 let wait = backoff(attempts_here)
                     .max(at_least.unwrap_or_default().min(LONGEST_RETRY_AFTER));
@@ -198,10 +209,16 @@ fn refusal(
     index: usize,
     job: &Job,
     report: &Report,
-    code: u16,
-    detail: &str,
-) -> String {
-    let who = crate::backends::product_name(current.server(index).api);
+    request: &Request,
+    trouble: Trouble,
+) -> Failure {
+    let Trouble::Status { code, detail, .. } = trouble else {
+        // Only a status refuses a request; anything else that ends it is its last attempt.
+        return Failure::GaveUp {
+            attempts: report.attempts,
+            last: trouble,
+        };
+    };
     let profile = current.config.profile_for(&job.relative);
     let profile_file = match &profile.file {
         Some(file) => file.display().to_string(),
@@ -220,9 +237,9 @@ fn refusal(
         .iter()
         .find(|name| name.ends_with(".toml"))
         .map(|name| format!("{name} beside the picture"));
-    let model = report.sent.as_ref().and_then(request::model_of);
+    let model = request.model.as_deref();
     let about_model = detail.to_lowercase().contains("model");
-    let from = match (about_model, model, &sidecar) {
+    let hint = match (about_model, model, &sidecar) {
         (true, Some(model), Some(sidecar)) if profile.settings.model.as_deref() != Some(model) => {
             format!("model sent: {model:?}, from {sidecar}")
         }
@@ -233,14 +250,12 @@ fn refusal(
         (false, _, Some(sidecar)) => format!("settings from {profile_file} and {sidecar}"),
         (false, _, None) => format!("settings from {profile_file}"),
     };
-    format!("{who} refused the request (HTTP {code}): {detail} ({from})")
-}
-
-fn gave_up(attempts: u32, reason: &str) -> String {
-    format!(
-        "gave up after {attempts} attempt{}; the last one: {reason}",
-        if attempts == 1 { "" } else { "s" }
-    )
+    Failure::Refused {
+        product: current.backend(index).product(),
+        code,
+        detail,
+        hint,
+    }
 }
 
 /// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s ... up to a minute, each made up to a

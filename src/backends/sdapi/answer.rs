@@ -6,7 +6,6 @@
 //! base64: one copy of the image text, not two. A1111 adds `parameters` and `info` and, for
 //! several images, may put a grid first.
 
-use crate::config::Api;
 use crate::image::{Limits, inspect};
 use base64::Engine;
 use serde::Deserialize;
@@ -25,11 +24,18 @@ struct Success<'a> {
 #[error("{0}")]
 pub struct BadAnswer(pub String);
 
+impl From<BadAnswer> for crate::backends::Trouble {
+    fn from(BadAnswer(reason): BadAnswer) -> Self {
+        crate::backends::Trouble::BadAnswer(reason)
+    }
+}
+
 /// The PNG images of a successful answer, checked to be complete PNGs. `expected` is the
-/// least number of images the request asked for.
+/// least number of images the request asked for; `grid_first`: A1111 may put a grid of the
+/// batch first.
 pub fn images(
     body: &[u8],
-    api: Api,
+    grid_first: bool,
     expected: usize,
     limits: &Limits,
 ) -> Result<Vec<Vec<u8>>, BadAnswer> {
@@ -45,7 +51,7 @@ pub fn images(
         .into_iter()
         .map(RawValue::get)
         .collect();
-    checked(encoded, api, expected, |_, _| Ok(()))?
+    checked(encoded, grid_first, expected, |_, _| Ok(()))?
         .iter()
         .enumerate()
         .map(|(index, literal)| decode_png(index + 1, literal, limits))
@@ -56,14 +62,14 @@ pub fn images(
 /// A1111's grid dropped, at least `expected`; then `check` on each (1-based number).
 pub fn checked<T>(
     mut images: Vec<T>,
-    api: Api,
+    grid_first: bool,
     expected: usize,
     check: impl Fn(usize, &T) -> Result<(), BadAnswer>,
 ) -> Result<Vec<T>, BadAnswer> {
     if images.is_empty() {
         return Err(BadAnswer("the answer holds no images".into()));
     }
-    if api == Api::A1111 && expected > 1 && images.len() == expected + 1 {
+    if grid_first && expected > 1 && images.len() == expected + 1 {
         // A1111 puts a grid of the batch first.
         images.remove(0);
     }
@@ -199,7 +205,7 @@ mod tests {
     fn reads_draw_things_answers_with_escaped_slashes() {
         let encoded = b64(&png()).replace('/', "\\/");
         let body = format!("{{\"images\":[\"{encoded}\",\"{encoded}\"]}}");
-        let images = images(body.as_bytes(), Api::DrawThings, 2, &Limits::default()).unwrap();
+        let images = images(body.as_bytes(), false, 2, &Limits::default()).unwrap();
         assert_eq!(images, vec![png(), png()]);
     }
 
@@ -219,13 +225,7 @@ mod tests {
             "images": [b64(b"grid is not even a png"), b64(&png()), b64(&png())],
             "parameters": {"prompt": "x"}, "info": "{\"seed\": 1}"
         });
-        let images = images(
-            body.to_string().as_bytes(),
-            Api::A1111,
-            2,
-            &Limits::default(),
-        )
-        .unwrap();
+        let images = images(body.to_string().as_bytes(), true, 2, &Limits::default()).unwrap();
         assert_eq!(images.len(), 2);
     }
 
@@ -233,15 +233,7 @@ mod tests {
     fn accepts_data_urls() {
         let body =
             serde_json::json!({ "images": [format!("data:image/png;base64,{}", b64(&png()))] });
-        assert!(
-            images(
-                body.to_string().as_bytes(),
-                Api::A1111,
-                1,
-                &Limits::default()
-            )
-            .is_ok()
-        );
+        assert!(images(body.to_string().as_bytes(), true, 1, &Limits::default()).is_ok());
     }
 
     #[test]
@@ -268,8 +260,7 @@ mod tests {
             ),
         ];
         for (body, expected_count, expected) in cases {
-            let error =
-                images(body.as_bytes(), Api::DrawThings, expected_count, &limits).unwrap_err();
+            let error = images(body.as_bytes(), false, expected_count, &limits).unwrap_err();
             assert!(error.0.contains(expected), "{body}: {error}");
         }
     }

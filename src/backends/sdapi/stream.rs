@@ -6,7 +6,6 @@
 //! whole and read by [`super::answer::images`].
 
 use super::answer::{self, BadAnswer};
-use crate::config::Api;
 use crate::image::{Limits, inspect};
 use base64::Engine;
 
@@ -195,8 +194,8 @@ impl AnswerDecoder {
     /// The images, checked like those of a buffered answer.
     pub fn finish(
         self,
-        api: Api,
         expected: usize,
+        grid_first: bool,
         limits: &Limits,
     ) -> Result<Vec<Vec<u8>>, BadAnswer> {
         match self.state {
@@ -205,7 +204,7 @@ impl AnswerDecoder {
                 if let State::Prefix(matched) = self.state {
                     whole.extend_from_slice(&PREFIX[..matched]);
                 }
-                return answer::images(&whole, api, expected, limits);
+                return answer::images(&whole, grid_first, expected, limits);
             }
             State::Done => {}
             State::Rest => {
@@ -215,7 +214,7 @@ impl AnswerDecoder {
             }
             _ => return Err(broken("the answer ends too early")),
         }
-        answer::checked(self.images, api, expected, |number, png| {
+        answer::checked(self.images, grid_first, expected, |number, png| {
             inspect(png, limits).map(|_| ()).map_err(|problem| {
                 BadAnswer(format!(
                     "image {number} of the answer is not a usable PNG: {problem}"
@@ -248,17 +247,12 @@ mod tests {
     }
 
     /// Feeds `body` in chunks of `size` and finishes.
-    fn decode(
-        body: &[u8],
-        size: usize,
-        api: Api,
-        expected: usize,
-    ) -> Result<Vec<Vec<u8>>, BadAnswer> {
+    fn decode(body: &[u8], size: usize, expected: usize) -> Result<Vec<Vec<u8>>, BadAnswer> {
         let mut decoder = AnswerDecoder::new(Some(body.len() as u64));
         for chunk in body.chunks(size) {
             decoder.feed(chunk)?;
         }
-        decoder.finish(api, expected, &Limits::default())
+        decoder.finish(expected, false, &Limits::default())
     }
 
     #[test]
@@ -287,7 +281,7 @@ mod tests {
         for body in &bodies {
             for size in [1, 3, 7, 64, 4096, usize::MAX] {
                 let size = size.min(body.len());
-                let images = decode(body.as_bytes(), size, Api::DrawThings, 2)
+                let images = decode(body.as_bytes(), size, 2)
                     .unwrap_or_else(|e| panic!("{size}: {e}: {body:.80}"));
                 assert_eq!(
                     images,
@@ -315,7 +309,7 @@ mod tests {
             ("{\"other\":1}".to_owned(), "has no \"images\""),
         ];
         for (body, expected) in cases {
-            let error = decode(body.as_bytes(), 5, Api::DrawThings, 1).unwrap_err();
+            let error = decode(body.as_bytes(), 5, 1).unwrap_err();
             assert!(error.0.contains(expected), "{body:.60}: {error}");
         }
     }

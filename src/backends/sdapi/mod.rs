@@ -1,0 +1,10 @@
+//! The `/sdapi/v1/img2img` JSON that Draw Things' HTTP API and AUTOMATIC1111 both speak:
+//! the request body built in one pass (`request`), a successful answer's pictures read as
+//! they stream in (`stream`) or from a whole body (`answer`), and an error answer's reason.
+
+pub mod answer;
+pub mod request;
+pub mod stream;
+
+/// The endpoint both kinds take img2img requests at.
+pub const IMG2IMG: &str = "sdapi/v1/img2img";

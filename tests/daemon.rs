@@ -314,6 +314,8 @@ async fn server_errors_are_retried_and_rejections_fail_at_once_with_the_detail()
             .unwrap()
             .contains("Unrecognized model name")
     );
+    assert_eq!(rejected["error_kind"], "refused");
+    assert_eq!(retried["error_kind"], serde_json::Value::Null);
     // 2 for the retried file, 1 for each rejected one: a 422 is never retried.
     assert_eq!(server.img2img_requests().len(), 5);
 }

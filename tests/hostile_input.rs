@@ -205,6 +205,12 @@ async fn broken_and_oversized_pngs_fail_with_a_reason_and_are_never_sent() {
         assert_eq!(line["outcome"], "failed");
         assert!(line["error"].as_str().unwrap().contains(reason), "{line}");
         assert_eq!(line["attempts"], 0, "never sent: {line}");
+        let kind = if *name == "big.png" {
+            "too_large"
+        } else {
+            "not_a_picture"
+        };
+        assert_eq!(line["error_kind"], kind, "{line}");
     }
     assert_eq!(setup.inbox_files(), BTreeSet::new());
     wait_for_no_leftovers(&setup);

@@ -225,6 +225,7 @@ pub async fn run(
                 if let Some(watch) = config_watch {
                     shared
                         .live
+                        .clone()
                         .watch_files(watch, located, shared.cancel.clone())
                         .await;
                 }

@@ -193,9 +193,10 @@ impl Live {
         }
     }
 
-    /// Reloads whenever the config file or a profile changes, until cancelled.
+    /// Reloads whenever the config file or a profile changes, until cancelled. Reading and
+    /// checking the files runs off the async threads.
     pub async fn watch_files(
-        &self,
+        self: Arc<Self>,
         watch: ConfigWatch,
         located: Located,
         cancel: CancellationToken,
@@ -214,7 +215,13 @@ impl Live {
                     _ = tokio::time::sleep(QUIET) => break,
                 }
             }
-            self.reload(&located);
+            let (live, located) = (self.clone(), located.clone());
+            let reloaded = tokio::task::spawn_blocking(move || live.reload(&located)).await;
+            if let Err(error) = reloaded {
+                tracing::error!(
+                    "reloading the settings failed ({error}); the last ones stay in force"
+                );
+            }
         }
     }
 }

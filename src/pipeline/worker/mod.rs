@@ -164,10 +164,12 @@ async fn prepare_loop(
             continue;
         };
         let (job, handover) = match work {
-            Work::Settled { relative, seen } => match take(shared, &relative, seen) {
-                Some(job) => (job, Handover::default()),
-                None => continue,
-            },
+            Work::Settled { relative, seen } => {
+                match claim_off_thread(shared, relative, seen).await {
+                    Some(job) => (job, Handover::default()),
+                    None => continue,
+                }
+            }
             Work::Claimed(job, handover) => (job, handover),
             Work::Recovered(job) => match resume(shared, &current, job).await? {
                 Some(job) => (job, Handover::default()),
@@ -337,6 +339,27 @@ fn unless_its_profile_is_broken(shared: &Shared, current: &Current, work: Work) 
         }
     }
     None
+}
+
+/// [`take`], off the async threads (a claim renames and syncs).
+async fn claim_off_thread(
+    shared: &Arc<Shared>,
+    relative: PathBuf,
+    seen: Observation,
+) -> Option<Job> {
+    let claimer = shared.clone();
+    let path = relative.clone();
+    match tokio::task::spawn_blocking(move || take(&claimer, &path, seen)).await {
+        Ok(job) => job,
+        Err(error) => {
+            tracing::error!(
+                "cannot claim {}: {error}; it stays in the inbox",
+                shown(&relative)
+            );
+            shared.queue.release(&relative, false);
+            None
+        }
+    }
 }
 
 /// Claims a settled file if it is still as it settled. The queue entry is released or

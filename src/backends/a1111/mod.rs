@@ -82,15 +82,11 @@ impl Backend for A1111 {
     }
 
     fn request(&self, settings: &Settings, size: (u32, u32), seed: u32) -> Request {
-        Request {
-            settings: settings_for(settings, size, seed),
-            model: settings.model.clone(),
-            expected_images: request::expected_images(settings),
-        }
+        request::request(keys(settings), settings, size, seed)
     }
 
     fn encode(&self, request: &Request, init_png: &[u8]) -> Bytes {
-        Bytes::from(request::body(&request.settings, init_png))
+        request::encode(request, init_png)
     }
 
     fn generate<'a>(&'a self, job: Generation<'a>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, Trouble>> {
@@ -105,7 +101,7 @@ impl Backend for A1111 {
 }
 
 /// The request keys: the profile's names in A1111's words.
-fn settings_for(settings: &Settings, size: (u32, u32), seed: u32) -> request::RequestSettings {
+fn keys(settings: &Settings) -> request::RequestSettings {
     let mut out = Map::new();
     let put = |out: &mut Map<String, Value>, key, value| request::put(out, key, value);
     put(&mut out, "prompt", prompt(settings));
@@ -137,7 +133,7 @@ fn settings_for(settings: &Settings, size: (u32, u32), seed: u32) -> request::Re
         "override_settings",
         settings.model.as_ref().map(model),
     );
-    request::with_seed_size_and_extra(out, settings, size, seed)
+    out
 }
 
 /// A1111 takes LoRAs as `<lora:NAME:WEIGHT>` in the prompt, NAME without the extension.
@@ -161,7 +157,13 @@ mod tests {
 
     #[test]
     fn a1111_keys_are_translated() {
-        let sent = settings_for(&request::watercolor(), (512, 512), 7);
+        let sent = request::request(
+            keys(&request::watercolor()),
+            &request::watercolor(),
+            (512, 512),
+            7,
+        )
+        .settings;
         assert_eq!(
             Value::Object(sent),
             json!({
@@ -175,11 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_profile_sends_only_size_and_seed() {
-        let sent = settings_for(&Settings::default(), (640, 448), 1);
-        assert_eq!(
-            Value::Object(sent),
-            json!({"seed": 1, "width": 640, "height": 448})
-        );
+    fn an_empty_profile_sends_no_key_of_its_own() {
+        assert!(keys(&Settings::default()).is_empty());
     }
 }

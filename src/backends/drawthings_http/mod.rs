@@ -59,15 +59,11 @@ impl Backend for DrawThingsHttp {
     }
 
     fn request(&self, settings: &Settings, size: (u32, u32), seed: u32) -> Request {
-        Request {
-            settings: settings_for(settings, size, seed),
-            model: settings.model.clone(),
-            expected_images: request::expected_images(settings),
-        }
+        request::request(keys(settings), settings, size, seed)
     }
 
     fn encode(&self, request: &Request, init_png: &[u8]) -> Bytes {
-        Bytes::from(request::body(&request.settings, init_png))
+        request::encode(request, init_png)
     }
 
     fn generate<'a>(&'a self, job: Generation<'a>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, Trouble>> {
@@ -81,7 +77,7 @@ impl Backend for DrawThingsHttp {
 }
 
 /// The request keys: the profile's names, as Draw Things takes them.
-fn settings_for(settings: &Settings, size: (u32, u32), seed: u32) -> request::RequestSettings {
+fn keys(settings: &Settings) -> request::RequestSettings {
     let mut out = Map::new();
     let put = |out: &mut Map<String, Value>, key, value| request::put(out, key, value);
     put(&mut out, "prompt", settings.prompt.clone().map(Value::from));
@@ -109,7 +105,7 @@ fn settings_for(settings: &Settings, size: (u32, u32), seed: u32) -> request::Re
         settings.batch_count.map(Value::from),
     );
     put(&mut out, "loras", settings.loras.as_deref().map(loras));
-    request::with_seed_size_and_extra(out, settings, size, seed)
+    out
 }
 
 fn loras(loras: &[Lora]) -> Value {
@@ -139,7 +135,13 @@ mod tests {
 
     #[test]
     fn draw_things_keys_are_the_profile_keys() {
-        let sent = settings_for(&request::watercolor(), (1024, 768), 42);
+        let sent = request::request(
+            keys(&request::watercolor()),
+            &request::watercolor(),
+            (1024, 768),
+            42,
+        )
+        .settings;
         assert_eq!(
             Value::Object(sent),
             json!({
@@ -153,12 +155,8 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_profile_sends_only_size_and_seed() {
-        let sent = settings_for(&Settings::default(), (640, 448), 1);
-        assert_eq!(
-            Value::Object(sent),
-            json!({"seed": 1, "width": 640, "height": 448})
-        );
+    fn an_empty_profile_sends_no_key_of_its_own() {
+        assert!(keys(&Settings::default()).is_empty());
     }
 
     #[test]

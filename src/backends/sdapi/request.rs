@@ -3,15 +3,32 @@
 //! the profile leaves out is not sent, except width/height (the init image must match them)
 //! and seed (always recorded); `[extra]` keys go as they are.
 
+use crate::backends::Request;
 use crate::config::Settings;
 use base64::Engine;
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 /// The settings of one request, without the image: what is sent, and what is logged.
 pub type RequestSettings = Map<String, Value>;
 
+/// One job's request: `keys` (the profile's settings in the kind's words) with what every
+/// request carries.
+pub fn request(keys: RequestSettings, settings: &Settings, size: (u32, u32), seed: u32) -> Request {
+    Request {
+        settings: with_seed_size_and_extra(keys, settings, size, seed),
+        model: settings.model.clone(),
+        expected_images: expected_images(settings),
+    }
+}
+
+/// The request body for `request` with the init picture.
+pub fn encode(request: &Request, init_png: &[u8]) -> Bytes {
+    Bytes::from(body(&request.settings, init_png))
+}
+
 /// Adds what every request carries to the kind's own keys: seed, size and `[extra]`.
-pub fn with_seed_size_and_extra(
+fn with_seed_size_and_extra(
     mut out: RequestSettings,
     settings: &Settings,
     size: (u32, u32),

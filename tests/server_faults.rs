@@ -304,14 +304,13 @@ async fn server_errors_play_out(flavor: Flavor, api: &str) {
         ],
     );
     assert_eq!(case.requests.len(), 2);
-    assert!(
-        bench
-            .setup
-            .log_text()
-            .contains(&format!("failed oom.png because gave up after 2 attempts; the last one: the server answered 500: {oom}")),
-        "{}",
-        bench.setup.log_text()
+    // The log line comes a moment after the file is in place.
+    let failed = format!(
+        "failed oom.png because gave up after 2 attempts; the last one: the server answered 500: {oom}"
     );
+    wait_until("the log line of the failure", || {
+        bench.setup.log_text().contains(&failed)
+    });
     bench.next_good_file_goes_through("after-oom.png");
 
     let detail = r#"Unrecognized keys: ["sharpnes"]"#;

@@ -28,7 +28,7 @@ mod sniff;
 mod text;
 
 #[cfg(test)]
-mod test_png;
+pub(crate) mod test_png;
 
 #[cfg(test)]
 pub(crate) use orientation::exif_block;

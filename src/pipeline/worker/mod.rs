@@ -21,6 +21,8 @@ mod outcome;
 mod prepare;
 mod send;
 mod sidecars;
+#[cfg(test)]
+mod tests;
 
 use crate::image::Limits;
 use crate::jobs::claim::Job;

@@ -63,10 +63,10 @@ pub(crate) fn xml_escape(text: &str) -> String {
     out
 }
 
-/// The `ProgramArguments` strings of a property list; `None` when it has none (or is no
-/// property list, or one of them is no string).
-pub(crate) fn program_arguments(plist: &str) -> Option<Vec<String>> {
-    let agent = plist::Value::from_reader_xml(plist.as_bytes()).ok()?;
+/// The `ProgramArguments` strings of a property list, XML or binary (as an editor may have
+/// saved it); `None` when it has none (or is no property list, or one of them is no string).
+pub(crate) fn program_arguments(plist: &[u8]) -> Option<Vec<String>> {
+    let agent = plist::Value::from_reader(std::io::Cursor::new(plist)).ok()?;
     agent
         .as_dictionary()?
         .get("ProgramArguments")?
@@ -186,7 +186,7 @@ mod tests {
             let text = render_plist(&env).unwrap();
             assert_agent(&text, &env);
             assert_eq!(
-                program_arguments(&text).unwrap(),
+                program_arguments(text.as_bytes()).unwrap(),
                 [
                     env.binary.to_str().unwrap(),
                     "run",
@@ -220,21 +220,46 @@ mod tests {
         let text = document(
             "<dict>\n\t<key>Label</key><string>x</string>\n\t<key>ProgramArguments</key>\n\t<array>\n\t\t<string>/a&amp;b/&#233;&#x20;x</string>\n\t\t<string>run</string>\n\t</array>\n</dict>",
         );
-        assert_eq!(program_arguments(&text).unwrap(), ["/a&b/é x", "run"]);
-        assert_eq!(program_arguments(&document("<dict></dict>")), None);
         assert_eq!(
-            program_arguments(&document(
-                "<dict><key>ProgramArguments</key><array><integer>1</integer></array></dict>"
-            )),
+            program_arguments(text.as_bytes()).unwrap(),
+            ["/a&b/é x", "run"]
+        );
+        assert_eq!(
+            program_arguments(document("<dict></dict>").as_bytes()),
             None
         );
         assert_eq!(
-            program_arguments(&document(
-                "<dict><key>ProgramArguments</key><array><string>/cut"
-            )),
+            program_arguments(
+                document(
+                    "<dict><key>ProgramArguments</key><array><integer>1</integer></array></dict>"
+                )
+                .as_bytes()
+            ),
             None
         );
-        assert_eq!(program_arguments("not a property list"), None);
+        assert_eq!(
+            program_arguments(
+                document("<dict><key>ProgramArguments</key><array><string>/cut").as_bytes()
+            ),
+            None
+        );
+        assert_eq!(program_arguments(b"not a property list"), None);
+    }
+
+    #[test]
+    fn the_arguments_are_read_back_from_a_binary_plist() {
+        let env = env("/Users/ann");
+        let text = render_plist(&env).unwrap();
+        let mut binary = Vec::new();
+        Value::from_reader_xml(text.as_bytes())
+            .unwrap()
+            .to_writer_binary(&mut binary)
+            .unwrap();
+        assert!(binary.starts_with(b"bplist00"));
+        assert_eq!(
+            program_arguments(&binary).unwrap(),
+            program_arguments(text.as_bytes()).unwrap()
+        );
     }
 
     #[test]

@@ -428,3 +428,90 @@ async fn a_complete_png_closed_by_its_writer_is_taken_without_waiting_to_settle(
     assert!(setup.inbox.join("cut.png").exists(), "the cut file waits");
     assert_eq!(server.img2img_requests().len(), 2);
 }
+
+/// The inbox deleted, renamed away or replaced while the daemon runs: noticed from the
+/// watcher's own events, so the periodic rescan is set far beyond the test's patience.
+mod inbox_gone {
+    use super::common::fake_server::{FakeServer, Flavor};
+    use super::common::png::png;
+    use super::common::{Daemon, Setup, set, wait_until};
+    use std::fs;
+
+    /// Ten minutes: anything taken sooner was taken because of an event.
+    const NO_PERIODIC_RESCAN: (&str, &str) = ("DRAWDROP_RESCAN_MS", "600000");
+
+    async fn started() -> (FakeServer, Setup, Daemon) {
+        let server = FakeServer::start(Flavor::DrawThings).await;
+        let setup = Setup::new(&server.url(), "drawthings");
+        let daemon = setup.start_daemon_with(&[NO_PERIODIC_RESCAN]);
+        daemon.wait_for_output("watching");
+        setup.drop_file("before.png", &png(64, 64, 1));
+        wait_until("the picture dropped at start is done", || {
+            setup.outbox.join("before.png").exists()
+        });
+        (server, setup, daemon)
+    }
+
+    fn wait_done(setup: &Setup, names: &[&str]) {
+        let mut expected = vec!["before.png", "originals/before.png"];
+        let originals: Vec<String> = names.iter().map(|n| format!("originals/{n}")).collect();
+        expected.extend(names.iter().copied());
+        expected.extend(originals.iter().map(String::as_str));
+        wait_until(&format!("{names:?} done"), || {
+            setup.outbox_files() == set(&expected)
+        });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_inbox_is_made_again_at_once_and_watched() {
+        let (server, setup, daemon) = started().await;
+        fs::remove_dir_all(&setup.inbox).unwrap();
+        // drop_file would make the folder itself: wait for drawdrop to make it.
+        wait_until("drawdrop makes its inbox again", || setup.inbox.is_dir());
+        daemon.wait_for_output("was gone; created it again");
+        setup.drop_file("after.png", &png(64, 64, 2));
+        wait_done(&setup, &["after.png"]);
+        assert_eq!(server.img2img_requests().len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_inbox_deleted_and_made_again_by_someone_else_is_watched() {
+        let (server, setup, daemon) = started().await;
+        fs::remove_dir_all(&setup.inbox).unwrap();
+        fs::create_dir_all(&setup.inbox).unwrap();
+        daemon.wait_for_output("was replaced by another folder");
+        assert!(!daemon.output().contains("was gone"), "{}", daemon.output());
+        setup.drop_file("after.png", &png(64, 64, 2));
+        wait_done(&setup, &["after.png"]);
+        assert_eq!(server.img2img_requests().len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_inbox_renamed_away_and_replaced_by_a_full_folder_is_watched_and_taken() {
+        let (server, setup, daemon) = started().await;
+        // A sync tool's way: the new folder is made beside it, with a picture already in
+        // it, and renamed into place once the old one is moved aside.
+        let new = setup.dir.path().join("Inbox.new");
+        fs::create_dir(&new).unwrap();
+        fs::write(new.join("was inside.png"), png(64, 64, 2)).unwrap();
+        let old = setup.dir.path().join("Inbox.old");
+        fs::rename(&setup.inbox, &old).unwrap();
+        if fs::rename(&new, &setup.inbox).is_err() {
+            // drawdrop made an inbox again in between, with something of its own in it.
+            fs::remove_dir_all(&setup.inbox).unwrap();
+            fs::rename(&new, &setup.inbox).unwrap();
+        }
+        wait_done(&setup, &["was inside.png"]);
+        setup.drop_file("dropped later.png", &png(64, 64, 3));
+        wait_done(&setup, &["was inside.png", "dropped later.png"]);
+        fs::write(old.join("left behind.png"), png(64, 64, 4)).unwrap();
+        setup.drop_file("last.png", &png(64, 64, 5));
+        wait_done(&setup, &["was inside.png", "dropped later.png", "last.png"]);
+        assert!(
+            old.join("left behind.png").exists(),
+            "the folder moved away is no longer watched"
+        );
+        assert_eq!(server.img2img_requests().len(), 4);
+        drop(daemon);
+    }
+}

@@ -456,3 +456,82 @@ async fn a_report_piped_into_a_reader_that_has_gone_ends_without_a_panic() {
         }
     }
 }
+
+/// `status` over a long `jobs.jsonl`: it reads the end and what was added since it last
+/// looked, and its counts stay those of every job.
+mod status_of_a_long_job_log {
+    use super::common::fake_server::{FakeServer, Flavor};
+    use super::common::png::{png, truncated};
+    use super::common::{Setup, stderr_of};
+
+    fn status(setup: &Setup) -> String {
+        let output = setup.command().arg("status").output().expect("status");
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn entry(status: &str, what: &str) -> String {
+        status
+            .lines()
+            .find(|line| line.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what} in:\n{status}"))
+            .to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn megabytes_of_garbage_before_the_jobs_change_nothing_and_new_jobs_count() {
+        let server = FakeServer::start(Flavor::DrawThings).await;
+        let setup = Setup::new(&server.url(), "drawthings");
+        setup.drop_file("cat.png", &png(64, 64, 1));
+        setup.drop_file("broken.png", &truncated(&png(64, 64, 2)));
+        let output = setup.run_once();
+        assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+
+        // Four megabytes that are no JSON lines (nor UTF-8) before the product's own lines.
+        let log = setup.outbox.join("logs/jobs.jsonl");
+        let lines = std::fs::read(&log).unwrap();
+        let mut spoiled: Vec<u8> = (0..4 * 1024 * 1024_u32)
+            .map(|n| if n % 5000 == 4999 { b'\n' } else { 0xfe })
+            .collect();
+        spoiled.push(b'\n');
+        spoiled.extend_from_slice(&lines);
+        std::fs::write(&log, &spoiled).unwrap();
+
+        let first = status(&setup);
+        assert_eq!(entry(&first, "done"), "done         1");
+        assert_eq!(entry(&first, "failed"), "failed       1");
+        assert!(
+            entry(&first, "server").contains("answers; 1 done"),
+            "{first}"
+        );
+        let last: Vec<&str> = first
+            .lines()
+            .skip_while(|line| *line != "last jobs:")
+            .skip(1)
+            .collect();
+        assert_eq!(last.len(), 2, "{first}");
+        assert!(
+            last.iter()
+                .any(|line| line.contains("done    cat.png -> cat.png"))
+        );
+        assert!(
+            last.iter()
+                .any(|line| line.contains("failed  broken.png because"))
+        );
+        assert!(setup.outbox.join("logs/.jobs-summary.json").is_file());
+        assert_eq!(status(&setup), first, "a second look sees the same");
+
+        setup.drop_file("dog.png", &png(64, 64, 3));
+        let output = setup.run_once();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        let after = status(&setup);
+        assert_eq!(entry(&after, "done"), "done         2");
+        assert_eq!(entry(&after, "failed"), "failed       1");
+        assert!(
+            entry(&after, "server").contains("answers; 2 done"),
+            "{after}"
+        );
+        let newest = after.lines().last().unwrap_or_default();
+        assert!(newest.contains("done    dog.png -> dog.png"), "{after}");
+    }
+}

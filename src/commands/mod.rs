@@ -3,6 +3,7 @@
 mod check;
 mod gallery;
 mod init;
+mod job_log;
 mod profile_check;
 mod run;
 mod service;

@@ -3,7 +3,10 @@
 //! daemon runs, and answers whatever is broken: a broken profile is named (its files wait),
 //! and with a config file that cannot be read it says why, and shows what it still can from
 //! the folders of the daemon's last start (see `last_start`), and why that start failed.
+//! Of `jobs.jsonl` it reads only what was added since the last `status` and the end (see
+//! `job_log`: the one thing it writes is the summary it keeps beside it).
 
+use super::job_log::JobLog;
 use super::{EXIT_START, runtime};
 use crate::backends::{self, Probe};
 use crate::config::{Config, Server, locate};
@@ -94,10 +97,9 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
             );
         }
     }
-    let jobs = read_jobs(&Outbox::new(outbox).jobs_log());
-    let count = |outcome: &str| jobs.iter().filter(|job| job["outcome"] == outcome).count();
-    println!("{:<12} {}", "done", count("done"));
-    println!("{:<12} {}", "failed", count("failed"));
+    let jobs = JobLog::read(&Outbox::new(outbox).jobs_log(), LAST_JOBS);
+    println!("{:<12} {}", "done", jobs.done);
+    println!("{:<12} {}", "failed", jobs.failed);
     match config {
         Some(config) => {
             let runtime = runtime().map_err(|error| error.to_string());
@@ -108,9 +110,9 @@ pub fn status(flag: Option<&Path>) -> ExitCode {
         None => println!("{:<12} not known until the config can be read", "server"),
     }
     println!("{:<12} {}", "service", service_state(&located.path));
-    if !jobs.is_empty() {
+    if !jobs.last.is_empty() {
         println!("\nlast jobs:");
-        for job in jobs.iter().rev().take(LAST_JOBS).rev() {
+        for job in &jobs.last {
             println!("  {}", describe_job(job));
         }
     }
@@ -170,7 +172,7 @@ fn pending(inbox: &Path, config: Option<&Config>, not_taken: &mut Vec<String>) -
 }
 
 /// `mini (http://...): answers; 12 done, 4.1 s per image; last error: ...`.
-fn server_state(server: &Server, runtime: &Result<Runtime, String>, jobs: &[Value]) -> String {
+fn server_state(server: &Server, runtime: &Result<Runtime, String>, jobs: &JobLog) -> String {
     let probe = backends::for_server(server)
         .map_err(|error| error.to_string())
         .and_then(|backend| {
@@ -183,32 +185,13 @@ fn server_state(server: &Server, runtime: &Result<Runtime, String>, jobs: &[Valu
         Err(error) => error,
     };
     // Lines written before servers had names carry the URL instead.
-    let mine: Vec<&Value> = jobs
-        .iter()
-        .filter(|job| job["server"] == server.name.as_str() || job["server"] == server.url.as_str())
-        .collect();
-    let done: Vec<f64> = mine
-        .iter()
-        .filter(|job| job["outcome"] == "done")
-        .filter_map(|job| job["server_ms"].as_f64())
-        .collect();
+    let mine = jobs.server(&server.name, server.url.as_str());
     let mut line = format!("{}: {answers}", server.label());
-    if !done.is_empty() {
-        let average = done.iter().sum::<f64>() / done.len() as f64 / 1000.0;
-        line.push_str(&format!("; {} done, {average:.1} s per image", done.len()));
+    if mine.done > 0 {
+        let average = mine.server_ms / mine.done as f64 / 1000.0;
+        line.push_str(&format!("; {} done, {average:.1} s per image", mine.done));
     }
-    // Only what the server said: a picture that failed before it was sent is no server error.
-    let asked = |job: &&&Value| {
-        job["attempts"]
-            .as_u64()
-            .is_some_and(|attempts| attempts > 0)
-    };
-    if let Some(error) = mine
-        .iter()
-        .rev()
-        .filter(asked)
-        .find_map(|job| job["error"].as_str())
-    {
+    if let Some(error) = mine.last_error() {
         line.push_str(&format!("; last error: {error}"));
     }
     line
@@ -222,15 +205,6 @@ fn service_state(config_file: &Path) -> String {
         Ok(status) => status.summary(),
         Err(error) => format!("cannot tell ({error})"),
     }
-}
-
-/// The lines of `jobs.jsonl` that parse; a broken line (a crash mid-write) is skipped.
-fn read_jobs(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
 }
 
 /// `2026-11-25 22:15:03  done    watercolor/cat.png -> watercolor/cat.png (3.2 s)`.

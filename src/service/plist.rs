@@ -1,5 +1,6 @@
 //! The LaunchAgent property list: rendered from the template in `launchd/` with every path
-//! XML-escaped, and read back (its `ProgramArguments`) to see what an installed agent runs.
+//! XML-escaped, and read back (its `ProgramArguments`, with the `plist` crate) to see what an
+//! installed agent runs.
 
 use super::ServiceError;
 use super::environment::{ServiceEnv, service_path};
@@ -62,50 +63,17 @@ pub(crate) fn xml_escape(text: &str) -> String {
     out
 }
 
-/// The `ProgramArguments` strings of a property list in XML form; `None` when the file has
-/// none that this simple reader understands.
-pub(crate) fn program_arguments(plist: &str) -> Option<Vec<String>> {
-    let after_key = plist.split_once("<key>ProgramArguments</key>")?.1;
-    let array = after_key.trim_start().strip_prefix("<array>")?;
-    let (array, _) = array.split_once("</array>")?;
-    let mut arguments = Vec::new();
-    let mut rest = array.trim();
-    while !rest.is_empty() {
-        let inner = rest.strip_prefix("<string>")?;
-        let (value, after) = inner.split_once("</string>")?;
-        arguments.push(xml_unescape(value)?);
-        rest = after.trim_start();
-    }
-    Some(arguments)
-}
-
-/// The five named entities and numeric character references; `None` for anything else.
-fn xml_unescape(text: &str) -> Option<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find('&') {
-        out.push_str(&rest[..start]);
-        let (entity, after) = rest[start + 1..].split_once(';')?;
-        let c = match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let number = entity.strip_prefix('#')?;
-                let code = match number.strip_prefix(['x', 'X']) {
-                    Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                    None => number.parse().ok()?,
-                };
-                char::from_u32(code)?
-            }
-        };
-        out.push(c);
-        rest = after;
-    }
-    out.push_str(rest);
-    Some(out)
+/// The `ProgramArguments` strings of a property list, XML or binary (as an editor may have
+/// saved it); `None` when it has none (or is no property list, or one of them is no string).
+pub(crate) fn program_arguments(plist: &[u8]) -> Option<Vec<String>> {
+    let agent = plist::Value::from_reader(std::io::Cursor::new(plist)).ok()?;
+    agent
+        .as_dictionary()?
+        .get("ProgramArguments")?
+        .as_array()?
+        .iter()
+        .map(|argument| argument.as_string().map(str::to_owned))
+        .collect()
 }
 
 #[cfg(test)]
@@ -218,7 +186,7 @@ mod tests {
             let text = render_plist(&env).unwrap();
             assert_agent(&text, &env);
             assert_eq!(
-                program_arguments(&text).unwrap(),
+                program_arguments(text.as_bytes()).unwrap(),
                 [
                     env.binary.to_str().unwrap(),
                     "run",
@@ -244,23 +212,65 @@ mod tests {
 
     #[test]
     fn the_arguments_are_read_back_from_a_plist() {
-        let text = "<dict>\n\t<key>ProgramArguments</key>\n\t<array>\n\t\t<string>/a&amp;b/&#233;&#x20;x</string>\n\t\t<string>run</string>\n\t</array>\n</dict>";
-        assert_eq!(program_arguments(text).unwrap(), ["/a&b/é x", "run"]);
-        assert_eq!(program_arguments("<dict></dict>"), None);
+        let document = |body: &str| {
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\">\n{body}\n</plist>\n"
+            )
+        };
+        let text = document(
+            "<dict>\n\t<key>Label</key><string>x</string>\n\t<key>ProgramArguments</key>\n\t<array>\n\t\t<string>/a&amp;b/&#233;&#x20;x</string>\n\t\t<string>run</string>\n\t</array>\n</dict>",
+        );
         assert_eq!(
-            program_arguments("<key>ProgramArguments</key><array><integer>1</integer></array>"),
+            program_arguments(text.as_bytes()).unwrap(),
+            ["/a&b/é x", "run"]
+        );
+        assert_eq!(
+            program_arguments(document("<dict></dict>").as_bytes()),
             None
         );
         assert_eq!(
-            program_arguments("<key>ProgramArguments</key><array><string>&bogus;</string></array>"),
+            program_arguments(
+                document(
+                    "<dict><key>ProgramArguments</key><array><integer>1</integer></array></dict>"
+                )
+                .as_bytes()
+            ),
             None
+        );
+        assert_eq!(
+            program_arguments(
+                document("<dict><key>ProgramArguments</key><array><string>/cut").as_bytes()
+            ),
+            None
+        );
+        assert_eq!(program_arguments(b"not a property list"), None);
+    }
+
+    #[test]
+    fn the_arguments_are_read_back_from_a_binary_plist() {
+        let env = env("/Users/ann");
+        let text = render_plist(&env).unwrap();
+        let mut binary = Vec::new();
+        Value::from_reader_xml(text.as_bytes())
+            .unwrap()
+            .to_writer_binary(&mut binary)
+            .unwrap();
+        assert!(binary.starts_with(b"bplist00"));
+        assert_eq!(
+            program_arguments(&binary).unwrap(),
+            program_arguments(text.as_bytes()).unwrap()
         );
     }
 
     #[test]
-    fn escaping_round_trips() {
-        let text = "a&b<c>d\"e'f ü";
-        assert_eq!(xml_unescape(&xml_escape(text)).unwrap(), text);
+    fn what_is_rendered_reads_back_as_written() {
+        let env = env("/Users/a&b/<x>/\"q\" 'r' ü");
+        let text = render_plist(&env).unwrap();
+        let dict = parse(&text);
+        assert_eq!(
+            string(&dict, "WorkingDirectory"),
+            env.home.to_str().unwrap()
+        );
     }
 
     #[test]

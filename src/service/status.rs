@@ -55,9 +55,9 @@ impl ServiceStatus {
     pub(crate) fn read_command(
         &mut self,
         env: &ServiceEnv,
-        parse: fn(&str) -> Option<Vec<String>>,
+        parse: fn(&[u8]) -> Option<Vec<String>>,
     ) -> Result<(), ServiceError> {
-        let text = std::fs::read_to_string(&self.file).map_err(|source| ServiceError::Io {
+        let text = std::fs::read(&self.file).map_err(|source| ServiceError::Io {
             what: format!("cannot read {}", self.file.display()),
             source,
         })?;

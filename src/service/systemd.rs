@@ -87,7 +87,7 @@ pub(crate) fn status(env: &ServiceEnv, runner: &dyn Runner) -> Result<ServiceSta
     };
     status.last_exit = show.last_exit();
     if status.installed {
-        status.read_command(env, exec_start)?;
+        status.read_command(env, |unit| exec_start(std::str::from_utf8(unit).ok()?))?;
         if show.need_daemon_reload {
             status.warnings.push(format!(
                 "{} changed since systemd read it: `drawdrop service install` reloads it",

@@ -49,7 +49,14 @@ pub struct WatchStage {
     /// Which folder is being watched: another one under the inbox's name (deleted and
     /// created again, by a person, a sync tool, or a claim being finished) is watched anew.
     watched: Option<FolderId>,
+    /// After a sign that the inbox may be going (things in it removed): when to look at it
+    /// next, and until when.
+    inbox_check: Option<(Instant, Instant)>,
 }
+
+/// How often, and how long, the inbox is looked at after a sign it may be going.
+const INBOX_CHECK_EVERY: Duration = Duration::from_millis(100);
+const INBOX_CHECK_FOR: Duration = Duration::from_secs(2);
 
 /// A folder's identity: device, inode and (where the file system keeps it) birth time, as
 /// inode numbers are reused at once.
@@ -68,6 +75,7 @@ impl WatchStage {
             events: None,
             settings: None,
             watched: None,
+            inbox_check: None,
             waiting: HashMap::new(),
         }
     }
@@ -108,6 +116,7 @@ impl WatchStage {
                 break;
             }
             let deadline = self.settler.next_deadline();
+            let inbox_check = self.inbox_check.map(|(next, _)| next);
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(hint) = next_hint(&mut paths) => {
@@ -119,6 +128,7 @@ impl WatchStage {
                 }
                 _ = rescan_requested(rescan.as_deref()) => self.rescan(),
                 _ = periodic.tick(), if !self.once => self.rescan(),
+                _ = sleep_until(inbox_check) => self.check_inbox_again(),
                 _ = sleep_until(deadline) => {
                     for relative in self.settler.due(Instant::now()) {
                         self.look_at(&relative);
@@ -173,16 +183,31 @@ impl WatchStage {
             }
             return;
         }
-        if let Err(error) = std::fs::create_dir_all(&self.inbox) {
-            if self.reported.insert(self.inbox.clone()) {
-                tracing::error!(
-                    "the inbox {} is gone and cannot be created again: {error}; trying again at the next rescan",
-                    self.inbox.display()
-                );
+        // Someone else (a sync tool) may make it in the meantime: then that one is watched.
+        let made = match std::fs::create_dir(&self.inbox) {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.inbox).map(|()| true)
             }
-            return;
-        }
+            Err(_) if self.inbox.is_dir() => Ok(false),
+            Err(error) => Err(error),
+        };
+        let made = match made {
+            Ok(made) => made,
+            Err(error) => {
+                if self.reported.insert(self.inbox.clone()) {
+                    tracing::error!(
+                        "the inbox {} is gone and cannot be created again: {error}; trying again at the next rescan",
+                        self.inbox.display()
+                    );
+                }
+                return;
+            }
+        };
         self.reported.remove(&self.inbox);
+        if !made {
+            return self.watch_replaced_inbox();
+        }
         tracing::warn!(
             "the inbox {} was gone; created it again",
             self.inbox.display()
@@ -199,11 +224,68 @@ impl WatchStage {
         if now.is_none() || now == self.watched {
             return; // a missing inbox is created again by the scan
         }
+        self.watch_replaced_inbox();
+    }
+
+    fn watch_replaced_inbox(&mut self) {
         tracing::warn!(
             "the inbox {} was replaced by another folder (deleted and created again?); watching the new one",
             self.inbox.display()
         );
         self.watch_again();
+    }
+
+    /// An event about the inbox folder itself. Removed or renamed away, its watch is gone:
+    /// the folder now at its path (created again, or put there by a sync tool) is watched
+    /// anew, whatever its identity (inode numbers are reused at once), and looked through.
+    /// Any other change is looked into when the inbox is missing or another folder.
+    fn look_at_inbox_event(&mut self, removed_or_renamed: bool) {
+        let present = self.inbox.is_dir();
+        if removed_or_renamed && present && self.events.is_some() {
+            self.watch_replaced_inbox();
+            self.rescan();
+        } else if removed_or_renamed {
+            self.rescan();
+        } else {
+            self.check_inbox();
+        }
+    }
+
+    /// Whether the inbox is missing or another folder than the one watched: then it is
+    /// rescanned (which makes it again, or watches the new one).
+    fn check_inbox(&mut self) -> bool {
+        let changed = !self.inbox.is_dir()
+            || (self.events.is_some() && folder_id(&self.inbox) != self.watched);
+        if changed {
+            self.rescan();
+        }
+        changed
+    }
+
+    /// A folder in the inbox was removed, or a file at its top: perhaps the inbox goes with
+    /// them (`rm -rf`), which is then only seen by looking. Looks a few times over the next
+    /// moments (first after a moment, so that a folder someone makes again at once is theirs).
+    fn watch_inbox_closely(&mut self) {
+        if self.events.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let next = self
+            .inbox_check
+            .map_or(now + INBOX_CHECK_EVERY, |(next, _)| next);
+        self.inbox_check = Some((next, now + INBOX_CHECK_FOR));
+    }
+
+    fn check_inbox_again(&mut self) {
+        let Some((_, until)) = self.inbox_check else {
+            return;
+        };
+        let now = Instant::now();
+        self.inbox_check = if self.check_inbox() || now >= until {
+            None
+        } else {
+            Some((now + INBOX_CHECK_EVERY, until))
+        };
     }
 
     /// Watches the folder now at the inbox's path (the old watcher watched a deleted one).
@@ -228,11 +310,11 @@ impl WatchStage {
             return;
         };
         if relative.as_os_str().is_empty() {
-            // The inbox folder itself changed: it may be gone.
-            if !self.inbox.is_dir() {
-                self.rescan();
-            }
+            self.look_at_inbox_event(hint.removed_or_renamed);
             return;
+        }
+        if hint.folder_removed || (hint.removed_or_renamed && relative.components().count() == 1) {
+            self.watch_inbox_closely();
         }
         if relative.components().any(|c| match c {
             Component::Normal(name) => !is_visible_dir(name),

@@ -3,7 +3,8 @@
 //! Events are hints: they only say which path to look at again. The callback runs on
 //! notify's thread and never blocks: it `try_send`s each path into a bounded channel, and
 //! when that is full, or the OS says events were lost (`Rescan`), it asks for a rescan of
-//! the whole inbox instead.
+//! the whole inbox instead, as it does for an event that names no path (FSEvents' "root
+//! changed", or an imprecise event).
 
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
@@ -45,6 +46,13 @@ pub struct Hint {
     /// A writer closed the file (Linux reports this; macOS does not): if it now holds a
     /// complete PNG it need not wait out the settle window.
     pub closed_after_write: bool,
+    /// The path was removed or renamed (away, or into place). For the inbox itself that is
+    /// its watch gone: inotify's `IN_DELETE_SELF` / `IN_MOVE_SELF`, FSEvents' removed or
+    /// renamed root.
+    pub removed_or_renamed: bool,
+    /// A folder was removed. On Linux a deleted inbox says nothing of itself while drawdrop
+    /// holds a file inside it (its lock): the removal of its folders is the sign.
+    pub folder_removed: bool,
 }
 
 /// What the watch stage receives from the event source.
@@ -93,18 +101,28 @@ fn forward(event: notify::Result<Event>, sender: &mpsc::Sender<Hint>, rescan: &R
             return;
         }
     };
-    if event.need_rescan() {
-        rescan.request();
-        return;
-    }
     let closed_after_write = is_close_after_write(&event.kind);
     if matches!(event.kind, EventKind::Access(_)) && !closed_after_write {
         return;
     }
+    if event.need_rescan() || event.paths.is_empty() {
+        rescan.request();
+        return;
+    }
+    let removed_or_renamed = matches!(
+        event.kind,
+        EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))
+    );
+    let folder_removed = matches!(
+        event.kind,
+        EventKind::Remove(notify::event::RemoveKind::Folder)
+    );
     for path in event.paths {
         match sender.try_send(Hint {
             path,
             closed_after_write,
+            removed_or_renamed,
+            folder_removed,
         }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -142,6 +160,7 @@ mod tests {
         let hint = paths.recv().await.unwrap();
         assert_eq!(hint.path, PathBuf::from("/in/a.png"));
         assert!(!hint.closed_after_write);
+        assert!(!hint.removed_or_renamed);
         assert!(!rescan.wanted.load(Ordering::Acquire));
         let closed = notify::event::AccessKind::Close(notify::event::AccessMode::Write);
         let event = Event::new(EventKind::Access(closed)).add_path(PathBuf::from("/in/b.png"));
@@ -154,6 +173,50 @@ mod tests {
             &rescan,
         );
         assert!(paths.try_recv().is_err(), "other accesses are not hints");
+        assert!(!rescan.wanted.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn removals_and_renames_are_told_apart() {
+        let (sender, mut paths) = mpsc::channel(4);
+        let rescan = RescanRequest::default();
+        let kinds = [
+            EventKind::Remove(notify::event::RemoveKind::Folder),
+            EventKind::Modify(notify::event::ModifyKind::Name(
+                notify::event::RenameMode::From,
+            )),
+            EventKind::Modify(notify::event::ModifyKind::Data(
+                notify::event::DataChange::Any,
+            )),
+        ];
+        for kind in kinds {
+            forward(
+                Ok(Event::new(kind).add_path("/in".into())),
+                &sender,
+                &rescan,
+            );
+        }
+        let told: Vec<(bool, bool)> = [(); 3]
+            .iter()
+            .map(|()| paths.try_recv().unwrap())
+            .map(|hint| (hint.removed_or_renamed, hint.folder_removed))
+            .collect();
+        assert_eq!(told, [(true, true), (true, false), (false, false)]);
+        assert!(!rescan.wanted.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn an_event_without_a_path_asks_for_a_rescan() {
+        let (sender, mut paths) = mpsc::channel(4);
+        let rescan = RescanRequest::default();
+        // FSEvents' "root changed": the watched folder itself was renamed or removed.
+        let root_changed = Event::new(EventKind::Modify(notify::event::ModifyKind::Name(
+            notify::event::RenameMode::From,
+        )))
+        .set_info("root changed");
+        forward(Ok(root_changed), &sender, &rescan);
+        assert!(rescan.wanted.load(Ordering::Acquire));
+        assert!(paths.try_recv().is_err());
     }
 
     #[tokio::test]

@@ -106,7 +106,7 @@ impl WatchStage {
             Some(Hints { paths, rescan }) => (Some(paths), Some(rescan)),
             None => (None, None),
         };
-        self.rescan();
+        self.rescan().await;
         let every = rescan_every();
         let mut periodic = tokio::time::interval_at(Instant::now() + every, every);
         periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -120,15 +120,15 @@ impl WatchStage {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(hint) = next_hint(&mut paths) => {
-                    self.look_at_event(&hint);
+                    self.look_at_event(&hint).await;
                     // Take what else is waiting without going round the loop.
                     while let Some(Ok(hint)) = paths.as_mut().map(|p| p.try_recv()) {
-                        self.look_at_event(&hint);
+                        self.look_at_event(&hint).await;
                     }
                 }
-                _ = rescan_requested(rescan.as_deref()) => self.rescan(),
-                _ = periodic.tick(), if !self.once => self.rescan(),
-                _ = sleep_until(inbox_check) => self.check_inbox_again(),
+                _ = rescan_requested(rescan.as_deref()) => self.rescan().await,
+                _ = periodic.tick(), if !self.once => self.rescan().await,
+                _ = sleep_until(inbox_check) => self.check_inbox_again().await,
                 _ = sleep_until(deadline) => {
                     for relative in self.settler.due(Instant::now()) {
                         self.look_at(&relative);
@@ -149,15 +149,24 @@ impl WatchStage {
     }
 
     /// Looks at every candidate in the inbox.
-    fn rescan(&mut self) {
+    async fn rescan(&mut self) {
         self.notice_replaced_inbox();
-        let inbox = self.inbox.clone();
-        let reported = &mut self.reported;
-        let found = match scan::scan(&inbox, |notice| report(reported, notice)) {
-            Ok(found) => found,
-            Err(error) => {
-                self.inbox_missing(error);
-                return;
+        let mut made_again = false;
+        let found = loop {
+            let (found, notices) = scan_off_thread(self.inbox.clone()).await;
+            for notice in notices {
+                notice.report(&mut self.reported, Path::new(""));
+            }
+            match found {
+                Ok(found) => break found,
+                // The inbox there now (made again, or another's) may hold files already: a
+                // sync tool can put its folder in place between our making it and watching it.
+                Err(error) => {
+                    if made_again || !self.inbox_missing(error) {
+                        return;
+                    }
+                    made_again = true;
+                }
             }
         };
         let mut new = 0;
@@ -176,12 +185,14 @@ impl WatchStage {
         (self.on_found)(new);
     }
 
-    fn inbox_missing(&mut self, error: std::io::Error) {
+    /// The inbox cannot be scanned: made again when it is gone. True when there is an inbox
+    /// again, watched (to be scanned).
+    fn inbox_missing(&mut self, error: std::io::Error) -> bool {
         if error.kind() != std::io::ErrorKind::NotFound {
             if self.reported.insert(self.inbox.clone()) {
                 tracing::error!("cannot read the inbox {}: {error}", self.inbox.display());
             }
-            return;
+            return false;
         }
         // Someone else (a sync tool) may make it in the meantime: then that one is watched.
         let made = match std::fs::create_dir(&self.inbox) {
@@ -201,18 +212,20 @@ impl WatchStage {
                         self.inbox.display()
                     );
                 }
-                return;
+                return false;
             }
         };
         self.reported.remove(&self.inbox);
-        if !made {
-            return self.watch_replaced_inbox();
+        if made {
+            tracing::warn!(
+                "the inbox {} was gone; created it again",
+                self.inbox.display()
+            );
+            self.watch_again();
+        } else {
+            self.watch_replaced_inbox();
         }
-        tracing::warn!(
-            "the inbox {} was gone; created it again",
-            self.inbox.display()
-        );
-        self.watch_again();
+        true
     }
 
     /// Another folder now has the inbox's name: the watcher still watches the old one.
@@ -239,25 +252,25 @@ impl WatchStage {
     /// the folder now at its path (created again, or put there by a sync tool) is watched
     /// anew, whatever its identity (inode numbers are reused at once), and looked through.
     /// Any other change is looked into when the inbox is missing or another folder.
-    fn look_at_inbox_event(&mut self, removed_or_renamed: bool) {
+    async fn look_at_inbox_event(&mut self, removed_or_renamed: bool) {
         let present = self.inbox.is_dir();
         if removed_or_renamed && present && self.events.is_some() {
             self.watch_replaced_inbox();
-            self.rescan();
+            self.rescan().await;
         } else if removed_or_renamed {
-            self.rescan();
+            self.rescan().await;
         } else {
-            self.check_inbox();
+            self.check_inbox().await;
         }
     }
 
     /// Whether the inbox is missing or another folder than the one watched: then it is
     /// rescanned (which makes it again, or watches the new one).
-    fn check_inbox(&mut self) -> bool {
+    async fn check_inbox(&mut self) -> bool {
         let changed = !self.inbox.is_dir()
             || (self.events.is_some() && folder_id(&self.inbox) != self.watched);
         if changed {
-            self.rescan();
+            self.rescan().await;
         }
         changed
     }
@@ -276,12 +289,12 @@ impl WatchStage {
         self.inbox_check = Some((next, now + INBOX_CHECK_FOR));
     }
 
-    fn check_inbox_again(&mut self) {
+    async fn check_inbox_again(&mut self) {
         let Some((_, until)) = self.inbox_check else {
             return;
         };
         let now = Instant::now();
-        self.inbox_check = if self.check_inbox() || now >= until {
+        self.inbox_check = if self.check_inbox().await || now >= until {
             None
         } else {
             Some((now + INBOX_CHECK_EVERY, until))
@@ -304,13 +317,13 @@ impl WatchStage {
     }
 
     /// An event named `path` (absolute): look at it, or at everything in it if it is a folder.
-    fn look_at_event(&mut self, hint: &Hint) {
+    async fn look_at_event(&mut self, hint: &Hint) {
         let path = hint.path.as_path();
         let Ok(relative) = path.strip_prefix(&self.inbox) else {
             return;
         };
         if relative.as_os_str().is_empty() {
-            self.look_at_inbox_event(hint.removed_or_renamed);
+            self.look_at_inbox_event(hint.removed_or_renamed).await;
             return;
         }
         if hint.folder_removed || (hint.removed_or_renamed && relative.components().count() == 1) {
@@ -324,7 +337,7 @@ impl WatchStage {
         }
         let relative = relative.to_path_buf();
         match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.is_dir() => self.scan_folder(&relative),
+            Ok(meta) if meta.is_dir() => self.scan_folder(&relative).await,
             Ok(meta) if meta.is_file() && names::kind(&relative) == Kind::NotTaken => {
                 report(&mut self.reported, scan::Notice::NotTaken(&relative));
             }
@@ -358,18 +371,12 @@ impl WatchStage {
     }
 
     /// A folder appeared (perhaps moved in whole, with files already inside).
-    fn scan_folder(&mut self, relative: &Path) {
-        let reported = &mut self.reported;
-        let Ok(found) = scan::scan(&self.inbox.join(relative), |notice| match notice {
-            scan::Notice::Link(path) => report(reported, scan::Notice::Link(&relative.join(path))),
-            scan::Notice::Unreadable(path, error) => report(
-                reported,
-                scan::Notice::Unreadable(&relative.join(path), error),
-            ),
-            scan::Notice::NotTaken(path) => {
-                report(reported, scan::Notice::NotTaken(&relative.join(path)))
-            }
-        }) else {
+    async fn scan_folder(&mut self, relative: &Path) {
+        let (found, notices) = scan_off_thread(self.inbox.join(relative)).await;
+        for notice in notices {
+            notice.report(&mut self.reported, relative);
+        }
+        let Ok(found) = found else {
             return;
         };
         let count = found.len();
@@ -486,6 +493,48 @@ fn report(reported: &mut HashSet<PathBuf>, notice: scan::Notice<'_>) {
             }
         }
     }
+}
+
+/// A scan's notice, kept to be reported once the scan is back from its thread.
+enum Noticed {
+    Unreadable(PathBuf, std::io::Error),
+    Link(PathBuf),
+    NotTaken(PathBuf),
+}
+
+impl Noticed {
+    fn of(notice: scan::Notice<'_>) -> Noticed {
+        match notice {
+            scan::Notice::Unreadable(path, error) => Noticed::Unreadable(path.to_owned(), error),
+            scan::Notice::Link(path) => Noticed::Link(path.to_owned()),
+            scan::Notice::NotTaken(path) => Noticed::NotTaken(path.to_owned()),
+        }
+    }
+
+    /// Reports it (once a run) with its path under `folder` (the scanned folder's path in
+    /// the inbox).
+    fn report(self, reported: &mut HashSet<PathBuf>, folder: &Path) {
+        match self {
+            Noticed::Unreadable(path, error) => report(
+                reported,
+                scan::Notice::Unreadable(&folder.join(path), error),
+            ),
+            Noticed::Link(path) => report(reported, scan::Notice::Link(&folder.join(path))),
+            Noticed::NotTaken(path) => report(reported, scan::Notice::NotTaken(&folder.join(path))),
+        }
+    }
+}
+
+/// [`scan::scan`] of `folder` off the async threads (a large inbox takes a while), with
+/// what it noticed on the way.
+async fn scan_off_thread(folder: PathBuf) -> (std::io::Result<Vec<scan::Found>>, Vec<Noticed>) {
+    let scanned = tokio::task::spawn_blocking(move || {
+        let mut notices = Vec::new();
+        let found = scan::scan(&folder, |notice| notices.push(Noticed::of(notice)));
+        (found, notices)
+    })
+    .await;
+    scanned.unwrap_or_else(|error| (Err(std::io::Error::other(error)), Vec::new()))
 }
 
 /// The settle window of new settings, when they come.

@@ -382,3 +382,90 @@ fn a_pool_sends_workflows_to_comfyui_and_the_rest_to_draw_things() {
         "{text}"
     );
 }
+
+#[test]
+fn a_kill_after_the_prompt_was_queued_finds_it_again_and_queues_nothing_twice() {
+    let runtime = runtime();
+    let fake = runtime.block_on(FakeComfyUi::start());
+    fake.hang_next_prompts(1);
+    let setup = comfy_setup(&fake, "invert", &invert(), "");
+    let picture = png(32, 24, 9);
+    setup.drop_file("invert/cat.png", &picture);
+    let mut daemon = setup.start_daemon();
+    wait_until("the prompt is queued", || {
+        fake.counters().prompts_queued == 1
+    });
+    daemon.kill_hard();
+    fake.release_hung();
+    let mut daemon = setup.start_daemon();
+    wait_until("everything is finished after the restart", || {
+        setup.is_finished()
+    });
+    let (status, _) = daemon.terminate(std::time::Duration::from_secs(20));
+    assert!(status.success(), "{}", daemon.output());
+    assert_eq!(fake.counters().prompts_queued, 1, "{}", daemon.output());
+    assert_eq!(fake.counters().uploads, 1);
+    assert_eq!(
+        setup.outbox_files(),
+        set(&["invert/cat.png", "originals/invert/cat.png"])
+    );
+    assert!(is_inverted(&picture, &setup.read_out("invert/cat.png")));
+    assert!(setup.leftovers().is_empty(), "{:?}", setup.leftovers());
+}
+
+#[test]
+fn a_crash_after_noting_the_prompt_but_before_queueing_it_queues_it_once() {
+    let runtime = runtime();
+    let fake = runtime.block_on(FakeComfyUi::start());
+    let setup = comfy_setup(&fake, "invert", &invert(), "");
+    let picture = png(24, 24, 3);
+    setup.drop_file("invert/cat.png", &picture);
+    let output = setup.run_once_with(&[("DRAWDROP_CRASH_AT", "noted")]);
+    assert!(
+        stderr_of(&output).contains("crash point noted reached"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(fake.counters().prompts_queued, 0);
+    let output = setup.run_once();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(fake.counters().prompts_queued, 1);
+    assert!(is_inverted(&picture, &setup.read_out("invert/cat.png")));
+}
+
+#[test]
+fn init_writes_a_comfyui_profile_and_workflow_that_run() {
+    let runtime = runtime();
+    let fake = runtime.block_on(FakeComfyUi::start());
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("drawdrop/config.toml");
+    let drawdrop = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_drawdrop"))
+            .env("HOME", home.path())
+            .env_remove("DRAWDROP_CONFIG")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = drawdrop(&["init", "--comfyui"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(text.contains("url = \"http://127.0.0.1:8188\""), "{text}");
+    assert!(home.path().join("drawdrop/profiles/default.json").is_file());
+    // Pointed at the fake, a picture dropped into the inbox goes through the workflow.
+    fs::write(&config, text.replace("http://127.0.0.1:8188", &fake.url())).unwrap();
+    let inbox = home.path().join("DrawDrop/Inbox");
+    let picture = png(64, 64, 8);
+    fs::write(inbox.join("cat.png"), &picture).unwrap();
+    let output = drawdrop(&["run", "--once"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let result = fs::read(home.path().join("DrawDrop/Outbox/cat.png")).unwrap();
+    assert_eq!(rgb(&result), rgb(&picture));
+    let prompt = &executed_prompts(&fake)[0];
+    assert_eq!(fake.node_inputs(prompt, "3").unwrap()["denoise"], 0.6);
+    let check = drawdrop(&["check"]);
+    let report = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(check.status.success(), "{report}");
+}

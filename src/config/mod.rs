@@ -37,7 +37,9 @@ pub use profiles::{DEFAULT_PROFILE_NAME, profile_name_problem};
 pub use server::{
     DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_SERVER_URL, DEFAULT_TIMEOUT_S,
 };
-pub use templates::{DEFAULT_CONFIG_TOML, DEFAULT_PROFILE_TOML};
+pub use templates::{
+    COMFYUI_PROFILE_TOML, COMFYUI_WORKFLOW_JSON, DEFAULT_CONFIG_TOML, DEFAULT_PROFILE_TOML,
+};
 pub use workflow::Workflow;
 
 /// The whole validated configuration: the config file plus every profile.

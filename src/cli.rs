@@ -37,7 +37,12 @@ pub enum Command {
     /// Validate the config and profiles, check the folders and ask the server if it answers.
     Check,
     /// Write a commented config and a `default` profile (never overwriting), create the folders.
-    Init,
+    Init {
+        /// Set up for ComfyUI: the server at port 8188 and a `default` profile running an
+        /// example img2img workflow (profiles/default.json).
+        #[arg(long)]
+        comfyui: bool,
+    },
     /// Pending, in progress, done and failed counts, the last jobs, the server and the service.
     Status,
     /// Make outbox/gallery/ again from logs/jobs.jsonl and the outbox (and open it).

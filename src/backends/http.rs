@@ -132,8 +132,30 @@ impl Client {
         serde_json::from_slice(&body).map_err(|error| error.to_string())
     }
 
+    /// `method` on `path` with `body` (its content type and bytes), within the server's
+    /// `timeout_s`: the answer's status and bytes, whatever the status.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<(u16, Bytes), Trouble> {
+        let mut request = self
+            .with_auth(self.http.request(method, self.endpoint(path)))
+            .timeout(self.server.timeout);
+        if let Some((content_type, body)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body);
+        }
+        let response = request.send().await.map_err(|e| self.classify(&e))?;
+        let status = response.status().as_u16();
+        let answer = response.bytes().await.map_err(|e| self.classify(&e))?;
+        Ok((status, answer))
+    }
+
     /// The server's URL with `path` (and the query after a `?` in it) under its own path.
-    fn endpoint(&self, path: &str) -> reqwest::Url {
+    pub fn endpoint(&self, path: &str) -> reqwest::Url {
         let mut url = self.server.url.clone();
         let base = url.path().trim_end_matches('/').to_owned();
         let (path, query) = match path.split_once('?') {

@@ -6,13 +6,14 @@
 //! retries, hand-overs, the outbox) never looks at a dialect: a new kind of server is a new
 //! folder here and one line in [`for_server`].
 //!
-//! Kinds: `drawthings_http` (Draw Things' HTTP API) and `a1111` (AUTOMATIC1111-compatible
-//! servers). What the HTTP kinds share: `http` (the client: requests, auth, failures sorted)
+//! Kinds: `drawthings_http` (Draw Things' HTTP API), `a1111` (AUTOMATIC1111-compatible
+//! servers) and `comfyui` (a profile's ComfyUI workflow). What the HTTP kinds share: `http` (the client: requests, auth, failures sorted)
 //! and `sdapi` (the `/sdapi/v1/img2img` JSON request both speak, and its answer read as it
 //! streams in). `drawthings_grpc` holds the wire of Draw Things' gRPC API (messages,
 //! configuration, tensors, fpzip), the pieces a gRPC kind is built from.
 
 pub mod a1111;
+pub mod comfyui;
 pub mod drawthings_grpc;
 pub mod drawthings_http;
 pub mod http;
@@ -21,8 +22,8 @@ mod trouble;
 
 pub use trouble::{Disposition, Trouble};
 
-use crate::config::{Api, Server, Settings};
-use crate::image::Limits;
+use crate::config::{Api, Server, Settings, Workflow};
+use crate::image::{self, Limits};
 use crate::report::live::Reporter;
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -51,9 +52,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// `answers`: the probe found it up (a server that does not answer is not asked).
     fn offer(&self, answers: bool) -> BoxFuture<'_, Offer>;
 
+    /// The size to send a picture of `upright` size at: the size rule (multiples of 64,
+    /// `max_megapixels`, the profile's `width`/`height`) unless the kind sizes otherwise.
+    fn size(&self, upright: (u32, u32), settings: &Settings) -> (u32, u32) {
+        standard_size(upright, settings)
+    }
+
     /// One job's request in this server's words: `settings` (a profile's, with the picture's
-    /// sidecars) at `size` with `seed`.
-    fn request(&self, settings: &Settings, size: (u32, u32), seed: u32) -> Request;
+    /// sidecars) at `size` with `seed`; `Err`: why these settings cannot go to this kind of
+    /// server (the file fails with it).
+    fn request(&self, settings: &Settings, size: (u32, u32), seed: u32) -> Result<Request, String>;
+
+    /// What keeps `settings` from running on this server, found in what it `offer`s (for
+    /// `check`); the kinds whose requests carry only the profile's keys have nothing to add.
+    fn check_settings(&self, _settings: &Settings, _offer: &Offer) -> Vec<String> {
+        Vec::new()
+    }
 
     /// The request as it goes on the wire, with the init picture (a PNG at the request's
     /// size). Blocking work: the pipeline calls it off the async threads, one job ahead.
@@ -68,7 +82,20 @@ pub fn for_server(server: &Server) -> Result<Arc<dyn Backend>, Unusable> {
     Ok(match server.api {
         Api::DrawThings => Arc::new(drawthings_http::DrawThingsHttp::new(server)?),
         Api::A1111 => Arc::new(a1111::A1111::new(server)?),
+        Api::ComfyUi => Arc::new(comfyui::ComfyUi::new(server)?),
     })
+}
+
+/// The size rule every kind uses unless it sizes otherwise ([`Backend::size`]).
+pub fn standard_size(upright: (u32, u32), settings: &Settings) -> (u32, u32) {
+    let max_megapixels = settings
+        .max_megapixels
+        .unwrap_or(image::DEFAULT_MAX_MEGAPIXELS);
+    image::target_size(
+        upright,
+        (settings.width, settings.height),
+        image::pixels_for_megapixels(max_megapixels),
+    )
 }
 
 /// A backend cannot be made for the server as configured (its client cannot be built).
@@ -98,6 +125,9 @@ pub struct Offer {
     /// The lists are known from the kind's source rather than asked of this server: a
     /// finding names the kind and lists what there is.
     pub known_by_kind: bool,
+    /// Everything the server says it can run, in its own words (ComfyUI's `/object_info`),
+    /// for the kind's [`Backend::check_settings`].
+    pub catalog: Option<Arc<Value>>,
 }
 
 /// One job's request in a server's words, made by [`Backend::request`].
@@ -110,6 +140,8 @@ pub struct Request {
     pub model: Option<String>,
     /// The least number of pictures a good answer holds.
     pub expected_images: usize,
+    /// The workflow to run, with the job's settings in it (kinds that run one).
+    pub workflow: Option<Workflow>,
 }
 
 /// One job for [`Backend::generate`].
@@ -121,4 +153,17 @@ pub struct Generation<'a> {
     pub limits: &'a Limits,
     /// Where progress goes (for `status`).
     pub progress: &'a Reporter,
+    /// Where the backend notes what it sent, so that a restart finds it again.
+    pub journal: &'a dyn Journal,
+}
+
+/// A job's durable notebook for its backend, kept with the job's claim: what was sent for it
+/// (ComfyUI's prompt id), noted before it is sent, so that after a crash the job is looked
+/// up on the server instead of being sent twice. A note is the server's own: another
+/// server of a pool sees none.
+pub trait Journal: Send + Sync {
+    /// What this server's backend noted for the job (in this run or before a restart).
+    fn noted(&self) -> Option<String>;
+    /// Notes `what`, durably (it survives a crash), replacing an earlier note.
+    fn note<'a>(&'a self, what: &'a str) -> BoxFuture<'a, Result<(), String>>;
 }

@@ -126,6 +126,9 @@ impl Report {
                     ),
                 ),
             }
+            if let Some(takes) = profile_check::takes(config, index) {
+                self.ok("server", takes);
+            }
             for finding in
                 runtime.block_on(profile_check::findings(config, index, &*backend, answers))
             {

@@ -2,13 +2,20 @@
 //! create the folders, and say what to do next.
 
 use super::EXIT_START;
-use crate::config::{Config, DEFAULT_CONFIG_TOML, DEFAULT_PROFILE_TOML, locate};
+use crate::config::{
+    COMFYUI_PROFILE_TOML, COMFYUI_WORKFLOW_JSON, Config, DEFAULT_CONFIG_TOML, DEFAULT_PROFILE_TOML,
+    locate,
+};
 use crate::jobs::durable;
 use crate::pipeline::folders;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn init(flag: Option<&Path>) -> ExitCode {
+/// The server lines of the annotated config, and what `--comfyui` puts there instead.
+const DRAW_THINGS_SERVER: [&str; 2] = ["url = \"http://127.0.0.1:7860\"", "api = \"drawthings\""];
+const COMFYUI_SERVER: [&str; 2] = ["url = \"http://127.0.0.1:8188\"", "api = \"comfyui\"    "];
+
+pub fn init(flag: Option<&Path>, comfyui: bool) -> ExitCode {
     let located = match locate(flag) {
         Ok(located) => located,
         Err(error) => {
@@ -23,10 +30,24 @@ pub fn init(flag: Option<&Path>) -> ExitCode {
         .join("profiles")
         .join("default.toml");
     let mut lines = Vec::new();
-    for (what, path, text) in [
-        ("config", &config_file, DEFAULT_CONFIG_TOML),
-        ("profile", &profile_file, DEFAULT_PROFILE_TOML),
-    ] {
+    let workflow_file = profile_file.with_extension("json");
+    let mut files = vec![
+        ("config", &config_file, DEFAULT_CONFIG_TOML.to_owned()),
+        ("profile", &profile_file, DEFAULT_PROFILE_TOML.to_owned()),
+    ];
+    if comfyui {
+        let mut config = DEFAULT_CONFIG_TOML.to_owned();
+        for (draw_things, comfy) in DRAW_THINGS_SERVER.iter().zip(COMFYUI_SERVER) {
+            config = config.replacen(draw_things, comfy, 1);
+        }
+        files = vec![
+            ("config", &config_file, config),
+            ("profile", &profile_file, COMFYUI_PROFILE_TOML.to_owned()),
+            ("workflow", &workflow_file, COMFYUI_WORKFLOW_JSON.to_owned()),
+        ];
+    }
+    for (what, path, text) in files {
+        let text = text.as_str();
         match write_new(path, text) {
             Ok(true) => lines.push(format!("  {what:<8} {} (written)", path.display())),
             Ok(false) => lines.push(format!(
@@ -70,9 +91,15 @@ pub fn init(flag: Option<&Path>) -> ExitCode {
         state(existed.1)
     ));
     println!("drawdrop is set up:\n{}", lines.join("\n"));
+    let first = if comfyui {
+        "Start ComfyUI (port 8188); replace profiles/default.json by your own workflow, \
+         exported with Workflow > Export (API)."
+    } else {
+        "In Draw Things, switch on the API server: Settings > API Server, HTTP, port 7860."
+    };
     println!(
         "\nNext:\n  \
-         1. In Draw Things, switch on the API server: Settings > API Server, HTTP, port 7860.\n  \
+         1. {first}\n  \
          2. `drawdrop check` tells whether everything is in place.\n  \
          3. `drawdrop service install` starts drawdrop at every login (or run `drawdrop run` in a terminal).\n  \
          4. Drop a picture (PNG, JPEG, WebP, HEIC, TIFF) into {} and its result appears in {}.\n  \

@@ -26,7 +26,7 @@ pub fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
     match cli.command {
         Command::Run { once } => run::run(flag, once, logs),
         Command::Check => check::check(flag),
-        Command::Init => init::init(flag),
+        Command::Init { comfyui } => init::init(flag, comfyui),
         Command::Status => status::status(flag),
         Command::Gallery { open } => gallery::gallery(flag, open),
         Command::Service {

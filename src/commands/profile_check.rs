@@ -19,8 +19,47 @@ pub async fn findings(
         .profiles
         .values()
         .filter(|profile| crate::pipeline::pool::accepts(config, index, profile))
-        .flat_map(|profile| profile_findings(&offer, backend.product(), profile))
+        .flat_map(|profile| {
+            let own = backend
+                .check_settings(&profile.settings, &offer)
+                .into_iter()
+                .map(|problem| format!("profile {}: {problem}", profile.name));
+            profile_findings(&offer, backend.product(), profile)
+                .into_iter()
+                .chain(own)
+        })
         .collect()
+}
+
+/// In a pool of servers of both kinds (those that run workflows and those that take the
+/// profile's keys), which profiles server `index` takes; `None` when every server takes any.
+pub fn takes(config: &Config, index: usize) -> Option<String> {
+    let servers = &config.servers;
+    let runs = |workflows: bool| servers.iter().any(|s| s.api.runs_workflows() == workflows);
+    if !(runs(true) && runs(false)) {
+        return None;
+    }
+    let server = servers.get(index)?;
+    let names: Vec<&str> = config
+        .profiles
+        .values()
+        .filter(|profile| crate::pipeline::pool::accepts(config, index, profile))
+        .map(|profile| profile.name.as_str())
+        .collect();
+    let which = if server.api.runs_workflows() {
+        "the profiles with a workflow"
+    } else {
+        "the profiles without a workflow"
+    };
+    Some(format!(
+        "{} takes {which}: {}",
+        server.name,
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    ))
 }
 
 /// What in `profile` the server of kind `product` does not offer.
@@ -116,6 +155,7 @@ mod tests {
             loras: None,
             keys: None,
             known_by_kind: false,
+            catalog: None,
         };
         let settings = Settings {
             model: Some("sdxl.safetensors".into()),

@@ -101,7 +101,7 @@ pub(crate) fn convert(
 }
 
 /// `None` when the value holds a float that JSON cannot represent (nan, inf).
-fn to_json(value: toml::Value) -> Option<Json> {
+pub(crate) fn to_json(value: toml::Value) -> Option<Json> {
     Some(match value {
         toml::Value::String(text) => Json::String(text),
         toml::Value::Integer(number) => Json::from(number),

@@ -13,7 +13,9 @@ use super::diagnostic::{Problems, Source, error_in_file};
 use super::files::read_text;
 use super::location::absolute;
 use super::paths::{Nesting, expand_tilde, home_dir, nesting, normalize, resolve_folder};
-use super::profiles::{DEFAULT_PROFILE_NAME, profiles_dir_beside, read_profiles};
+use super::profiles::{
+    DEFAULT_PROFILE_NAME, profiles_dir_beside, read_profiles, set_aside_homeless,
+};
 use super::raw::RawConfig;
 use super::server::{EnvLookup, default_server, server};
 use super::{After, Config, ConfigError, ConfigSource, Located, Profile, Server};
@@ -133,6 +135,7 @@ impl Config {
 
         let profiles_dir = profiles_dir_beside(file);
         let (profiles, broken) = read_profiles(&profiles_dir, &server_names)?;
+        let (profiles, broken) = set_aside_homeless(profiles, broken, &servers, &profiles_dir);
         let known = |name: &str| profiles.contains_key(name) || broken.contains_key(name);
         check_server_profiles(&source, &raw, &known, &profiles, &mut problems);
         let default_profile = match &raw.default_profile {

@@ -23,6 +23,7 @@ mod raw;
 mod server;
 mod settings;
 mod templates;
+pub mod workflow;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,7 +37,10 @@ pub use profiles::{DEFAULT_PROFILE_NAME, profile_name_problem};
 pub use server::{
     DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_SERVER_URL, DEFAULT_TIMEOUT_S,
 };
-pub use templates::{DEFAULT_CONFIG_TOML, DEFAULT_PROFILE_TOML};
+pub use templates::{
+    COMFYUI_PROFILE_TOML, COMFYUI_WORKFLOW_JSON, DEFAULT_CONFIG_TOML, DEFAULT_PROFILE_TOML,
+};
+pub use workflow::Workflow;
 
 /// The whole validated configuration: the config file plus every profile.
 #[derive(Debug, Clone)]
@@ -118,17 +122,25 @@ pub enum Api {
     DrawThings,
     /// AUTOMATIC1111's names (`denoising_strength`, `cfg_scale`, LoRAs in the prompt ...).
     A1111,
+    /// ComfyUI: a profile's workflow, with the profile's keys put into its nodes.
+    ComfyUi,
 }
 
 impl Api {
-    pub const ALL: [Api; 2] = [Api::DrawThings, Api::A1111];
+    pub const ALL: [Api; 3] = [Api::DrawThings, Api::A1111, Api::ComfyUi];
 
     /// Its name in the config, `check` and `jobs.jsonl`.
     pub fn name(self) -> &'static str {
         match self {
             Api::DrawThings => "drawthings",
             Api::A1111 => "a1111",
+            Api::ComfyUi => "comfyui",
         }
+    }
+
+    /// Whether it runs a profile's `workflow` (and only profiles that have one).
+    pub fn runs_workflows(self) -> bool {
+        matches!(self, Api::ComfyUi)
     }
 }
 
@@ -183,6 +195,10 @@ pub struct Settings {
     pub loras: Option<Vec<Lora>>,
     /// Passed through verbatim into the request.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// A ComfyUI workflow (profiles only): the profile's picture and keys go into its nodes.
+    pub workflow: Option<Workflow>,
+    /// `[comfyui.set]`: "<node id>.<input>" = value, laid over the workflow's own values.
+    pub comfyui_set: workflow::NodeInputs,
 }
 
 /// One `[[loras]]` entry.

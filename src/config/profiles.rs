@@ -136,6 +136,55 @@ pub(crate) fn read_profiles(
     Ok((profiles, broken))
 }
 
+/// The profiles no server can run set aside as broken (their files wait, and the log and
+/// `check` say why): one with a workflow when no server runs workflows (ComfyUI), one
+/// without when every server does.
+pub(crate) fn set_aside_homeless(
+    mut profiles: BTreeMap<String, Profile>,
+    mut broken: BTreeMap<String, ConfigError>,
+    servers: &[super::Server],
+    dir: &Path,
+) -> ReadProfiles {
+    let homeless: Vec<String> = profiles
+        .values()
+        .filter(|profile| {
+            let wants_workflows = profile.settings.workflow.is_some();
+            !servers
+                .iter()
+                .any(|server| server.api.runs_workflows() == wants_workflows)
+        })
+        .map(|profile| profile.name.clone())
+        .collect();
+    for name in homeless {
+        let Some(profile) = profiles.remove(&name) else {
+            continue;
+        };
+        let file = profile
+            .file
+            .clone()
+            .unwrap_or_else(|| dir.join(format!("{name}.toml")));
+        let message = match &profile.settings.workflow {
+            Some(workflow) => format!(
+                "profile `{name}` runs the ComfyUI workflow {}, and no server is a ComfyUI \
+                 server (api = \"comfyui\"): its files wait until one is configured",
+                workflow.name()
+            ),
+            None if profile.file.is_none() => format!(
+                "every server is a ComfyUI server, and the built-in `{name}` profile has no \
+                 workflow: write {} with `workflow = \"NAME.json\"`, or drop pictures into \
+                 the folder of a profile that has one",
+                file.display()
+            ),
+            None => format!(
+                "profile `{name}` has no `workflow`, and every server is a ComfyUI server, \
+                 which runs workflows: add `workflow = \"NAME.json\"` (Workflow > Export (API))"
+            ),
+        };
+        broken.insert(name, error_in_file(&file, message));
+    }
+    (profiles, broken)
+}
+
 /// One profile file, named `name`, beside the `earlier` ones; `None` when it is gone.
 fn read_profile(
     file: &Path,

@@ -64,6 +64,18 @@ pub(crate) struct RawSettings {
     pub servers: Option<Vec<Spanned<String>>>,
     /// Keys are spanned so that a refused key can be pointed at.
     pub extra: Option<BTreeMap<Spanned<String>, toml::Value>>,
+    /// Profiles only: a ComfyUI workflow in API format, beside the profile.
+    pub workflow: Option<Spanned<String>>,
+    /// `[comfyui]`.
+    pub comfyui: Option<RawComfyUi>,
+}
+
+/// The `[comfyui]` table of a profile or sidecar.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawComfyUi {
+    /// "<node id>.<input>" = value.
+    pub set: Option<BTreeMap<Spanned<String>, toml::Value>>,
 }
 
 /// One `[[loras]]` entry.

@@ -9,7 +9,8 @@ use super::checks::{integer_in, non_empty, number_in};
 use super::diagnostic::{Problems, Source, unknown_key};
 use super::extra::{SentFor, sent_for};
 use super::raw::{Integer, RawLora, RawSettings};
-use super::{ConfigError, Lora, Settings};
+use super::workflow::NodeInputs;
+use super::{ConfigError, Lora, Settings, Workflow};
 
 /// Draw Things generates at multiples of this, so the init image must be sized to one.
 const SIZE_STEP: i64 = 64;
@@ -50,6 +51,13 @@ impl Settings {
                  not beside one picture",
             ));
         }
+        if let Some(workflow) = &raw.workflow {
+            problems.push(source.error_at(
+                workflow.span(),
+                "`workflow` belongs in a profile (it is the graph for all of its pictures), \
+                 not beside one picture; [comfyui.set] may change its inputs for this one",
+            ));
+        }
         let settings = Settings::from_raw(&source, raw, &mut problems);
         problems.finish(settings)
     }
@@ -79,7 +87,49 @@ impl Settings {
             }
             names.into_iter().map(|name| name.into_inner()).collect()
         });
-        let settings = Settings::from_raw(&source, raw, &mut problems);
+        let workflow = raw.workflow.take();
+        let first_set_key = raw
+            .comfyui
+            .as_ref()
+            .and_then(|comfyui| comfyui.set.as_ref())
+            .map(|set| {
+                set.keys()
+                    .map(|key| (key.get_ref().clone(), key.span()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let mut settings = Settings::from_raw(&source, raw, &mut problems);
+        match workflow {
+            Some(name) => {
+                let beside = file.parent().unwrap_or(Path::new("."));
+                match Workflow::read(name.get_ref(), beside) {
+                    Ok(workflow) => {
+                        for why in workflow.shape_problems() {
+                            problems.push(source.error_at(name.span(), why));
+                        }
+                        for why in workflow.placed(&settings).1 {
+                            problems.push(source.error_at(name.span(), why));
+                        }
+                        for (key, span) in &first_set_key {
+                            if let Err(why) = workflow.set_spot(key) {
+                                problems.push(source.error_at(span.clone(), why));
+                            }
+                        }
+                        settings.workflow = Some(workflow);
+                    }
+                    Err(error) => problems.push(error),
+                }
+            }
+            None => {
+                if let Some((_, span)) = first_set_key.first() {
+                    problems.push(source.error_at(
+                        span.clone(),
+                        "[comfyui.set] sets inputs of a ComfyUI workflow, and this profile \
+                         names none: add `workflow = \"NAME.json\"`",
+                    ));
+                }
+            }
+        }
         problems.finish((settings, servers))
     }
 
@@ -111,6 +161,12 @@ impl Settings {
             max_megapixels: pick(&self.max_megapixels, &other.max_megapixels),
             loras: pick(&self.loras, &other.loras),
             extra,
+            workflow: pick(&self.workflow, &other.workflow),
+            comfyui_set: {
+                let mut set = self.comfyui_set.clone();
+                set.extend(other.comfyui_set.clone());
+                set
+            },
         }
     }
 
@@ -156,8 +212,38 @@ impl Settings {
                 None => serde_json::Map::new(),
                 Some(extra) => super::extra::convert(source, extra, problems),
             },
+            workflow: None,
+            comfyui_set: raw
+                .comfyui
+                .and_then(|comfyui| comfyui.set)
+                .map(|set| node_inputs(source, set, problems))
+                .unwrap_or_default(),
         }
     }
+}
+
+/// `[comfyui.set]`'s values as JSON.
+fn node_inputs(
+    source: &Source<'_>,
+    set: std::collections::BTreeMap<Spanned<String>, toml::Value>,
+    problems: &mut Problems,
+) -> NodeInputs {
+    let mut inputs = NodeInputs::new();
+    for (key, value) in set {
+        match super::extra::to_json(value) {
+            Some(value) => {
+                inputs.insert(key.get_ref().clone(), value);
+            }
+            None => problems.push(source.error_at(
+                key.span(),
+                format!(
+                    "\"{}\" in [comfyui.set] holds nan or inf, which JSON cannot carry",
+                    key.get_ref()
+                ),
+            )),
+        }
+    }
+    inputs
 }
 
 /// Applies `check` to a value that may be absent.

@@ -21,6 +21,8 @@ const STATE_DIR: &str = ".drawdrop";
 const COMMIT_FILE: &str = "commit.json";
 /// How many starts found the job unfinished.
 const RESTARTS_FILE: &str = "restarts";
+/// What a backend noted it sent for the job: the server's name, a newline, the note.
+const SENT_FILE: &str = "sent";
 const INPUT_DIR: &str = "in";
 /// Files beside `cat.png` that belong to it: `cat.txt` (its prompt) and `cat.toml` (settings).
 pub const SIDECAR_EXTENSIONS: [&str; 2] = ["txt", "toml"];
@@ -69,6 +71,21 @@ impl Job {
     /// The job's commit record, present once its outcome is decided.
     pub fn commit_file(&self) -> PathBuf {
         self.dir.join(COMMIT_FILE)
+    }
+
+    /// What a backend noted it sent for this job, as (server name, note); kept across a
+    /// restart, gone with the claim.
+    pub fn sent_note(&self) -> Option<(String, String)> {
+        let text = fs::read_to_string(self.dir.join(SENT_FILE)).ok()?;
+        let (server, note) = text.split_once('\n')?;
+        Some((server.to_owned(), note.trim_end().to_owned()))
+    }
+
+    /// Notes durably (it is on disk when this returns) what server `server` was sent for
+    /// this job, replacing an earlier note.
+    pub fn note_sent(&self, server: &str, note: &str) -> io::Result<()> {
+        let text = format!("{}\n{note}\n", server.replace('\n', " "));
+        durable::write_whole(&self.dir.join(SENT_FILE), text.as_bytes())
     }
 
     /// Counts one more start that found this job unfinished, and returns how many did. A

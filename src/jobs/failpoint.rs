@@ -2,8 +2,8 @@
 //! n-th time) makes drawdrop abort at that point, exactly as `kill -9` would (no unwinding,
 //! no cleanup). Without the variable a crash point costs one load of a cached value.
 //!
-//! The points sit between the steps that must survive a crash: after a claim, after the
-//! results are staged, after the commit record, after the input moved, after the first file
+//! The points sit between the steps that must survive a crash: after a claim, after a
+//! backend noted what it is about to send (`noted`), after the results are staged, after the commit record, after the input moved, after the first file
 //! was placed, and after the `jobs.jsonl` line was written.
 
 use std::sync::OnceLock;

@@ -173,7 +173,14 @@ pub fn accepts(config: &Config, server: usize, profile: &Profile) -> bool {
             .profiles
             .as_ref()
             .is_none_or(|names| names.contains(&profile.name))
+            && runs_its_kind(server, profile)
     })
+}
+
+/// A server that runs workflows takes only the profiles that have one, and a profile with a
+/// workflow goes only to such servers.
+pub fn runs_its_kind(server: &crate::config::Server, profile: &Profile) -> bool {
+    server.api.runs_workflows() == profile.settings.workflow.is_some()
 }
 
 #[cfg(test)]

@@ -77,12 +77,14 @@ impl Backend for A1111 {
                 loras: self.list("sdapi/v1/loras", &["name"]).await,
                 keys: None,
                 known_by_kind: false,
+                catalog: None,
             }
         })
     }
 
-    fn request(&self, settings: &Settings, size: (u32, u32), seed: u32) -> Request {
-        request::request(keys(settings), settings, size, seed)
+    fn request(&self, settings: &Settings, size: (u32, u32), seed: u32) -> Result<Request, String> {
+        request::refuse_workflow(settings)?;
+        Ok(request::request(keys(settings), settings, size, seed))
     }
 
     fn encode(&self, request: &Request, init_png: &[u8]) -> Bytes {

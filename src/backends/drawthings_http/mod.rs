@@ -58,8 +58,9 @@ impl Backend for DrawThingsHttp {
         Box::pin(async move { offer })
     }
 
-    fn request(&self, settings: &Settings, size: (u32, u32), seed: u32) -> Request {
-        request::request(keys(settings), settings, size, seed)
+    fn request(&self, settings: &Settings, size: (u32, u32), seed: u32) -> Result<Request, String> {
+        request::refuse_workflow(settings)?;
+        Ok(request::request(keys(settings), settings, size, seed))
     }
 
     fn encode(&self, request: &Request, init_png: &[u8]) -> Bytes {

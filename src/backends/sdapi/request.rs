@@ -19,6 +19,19 @@ pub fn request(keys: RequestSettings, settings: &Settings, size: (u32, u32), see
         settings: with_seed_size_and_extra(keys, settings, size, seed),
         model: settings.model.clone(),
         expected_images: expected_images(settings),
+        workflow: None,
+    }
+}
+
+/// A profile with a ComfyUI workflow cannot go to a server that takes the profile's keys
+/// only (a pool sends such profiles to ComfyUI servers alone).
+pub fn refuse_workflow(settings: &Settings) -> Result<(), String> {
+    match &settings.workflow {
+        Some(workflow) => Err(format!(
+            "this profile runs the ComfyUI workflow {}, and this server is not a ComfyUI server",
+            workflow.name()
+        )),
+        None => Ok(()),
     }
 }
 
@@ -106,6 +119,7 @@ pub fn watercolor() -> Settings {
             weight: 1.0,
         }]),
         extra: Map::from_iter([("sharpness".to_owned(), Value::from(2))]),
+        ..Settings::default()
     }
 }
 

@@ -16,6 +16,9 @@ pub enum Failure {
     /// Its `cat.toml` or `cat.txt` cannot be read or is not valid (the text says where).
     #[error("{0}")]
     Sidecar(String),
+    /// Its settings cannot go to its server (a key with nowhere to go in a workflow ...).
+    #[error("{0}")]
+    Settings(String),
     /// The file cannot be read.
     #[error("cannot read the file: {0}")]
     Unreadable(String),
@@ -61,6 +64,7 @@ impl Failure {
         match self {
             Failure::ReservedFolder(_) => "reserved_folder",
             Failure::Sidecar(_) => "sidecar",
+            Failure::Settings(_) => "settings",
             Failure::Unreadable(_) => "unreadable",
             Failure::TooLarge { .. } => "too_large",
             Failure::Picture(_) => "not_a_picture",

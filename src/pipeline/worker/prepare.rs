@@ -87,16 +87,11 @@ pub(super) async fn prepare(
         let bytes = read_input(&input)?;
         let picture = open_picture(&bytes, &input, &limits)?;
         let upright = picture.upright_size();
-        let max_megapixels = settings
-            .max_megapixels
-            .unwrap_or(image::DEFAULT_MAX_MEGAPIXELS);
-        let target = image::target_size(
-            upright,
-            (settings.width, settings.height),
-            image::pixels_for_megapixels(max_megapixels),
-        );
+        let target = backend.size(upright, &settings);
         let seed = settings.seed_to_send();
-        let request = backend.request(&settings, target, seed);
+        let request = backend
+            .request(&settings, target, seed)
+            .map_err(Failure::Settings)?;
         let body = body_for(&*backend, &picture, target, &request)?;
         let resized = target != upright;
         let format = describe(&picture);

@@ -6,8 +6,9 @@ use super::Shared;
 use super::failure::Failure;
 use super::outcome::Report;
 use super::prepare::Prepared;
-use crate::backends::{Disposition, Generation, Request, Trouble};
+use crate::backends::{BoxFuture, Disposition, Generation, Journal, Request, Trouble};
 use crate::jobs::claim::Job;
+use crate::jobs::failpoint::crash_point;
 use crate::jobs::names::shown;
 use crate::pipeline::health::Unreachable;
 use crate::pipeline::reload::Current;
@@ -58,6 +59,7 @@ pub(super) async fn send(
     let mut told_sending = false;
     let mut attempts_here = 0u32;
     let reporter = shared.in_flight.start(&job.relative, &server.name);
+    let journal = ClaimJournal::new(job, &server.name);
     loop {
         if shared_pool && !health.is_up() {
             // Gone while this job waited for it: another server of the pool should have it.
@@ -103,6 +105,7 @@ pub(super) async fn send(
             body,
             limits: &shared.limits,
             progress: &reporter,
+            journal: &journal,
         };
         let answer = tokio::select! {
             answer = backend.generate(generation) => answer,
@@ -198,6 +201,47 @@ pub(super) async fn send(
                 }
             }
         }
+    }
+}
+
+/// The job's claim as its backend's [`Journal`]: notes are kept in the claim folder,
+/// tagged with the server's name.
+struct ClaimJournal {
+    job: Job,
+    server: String,
+    noted: std::sync::Mutex<Option<String>>,
+}
+
+impl ClaimJournal {
+    fn new(job: &Job, server: &str) -> ClaimJournal {
+        let noted = job
+            .sent_note()
+            .filter(|(by, _)| by == server)
+            .map(|(_, note)| note);
+        ClaimJournal {
+            job: job.clone(),
+            server: server.to_owned(),
+            noted: std::sync::Mutex::new(noted),
+        }
+    }
+}
+
+impl Journal for ClaimJournal {
+    fn noted(&self) -> Option<String> {
+        crate::mutex::lock(&self.noted).clone()
+    }
+
+    fn note<'a>(&'a self, what: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let (job, server, note) = (self.job.clone(), self.server.clone(), what.to_owned());
+            tokio::task::spawn_blocking(move || job.note_sent(&server, &note))
+                .await
+                .map_err(|error| error.to_string())?
+                .map_err(|error| error.to_string())?;
+            crash_point("noted");
+            *crate::mutex::lock(&self.noted) = Some(what.to_owned());
+            Ok(())
+        })
     }
 }
 

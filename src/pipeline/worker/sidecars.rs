@@ -1,6 +1,7 @@
 //! The settings for one picture: its profile's, then `cat.toml` beside it (any profile key,
 //! winning over the profile), then `cat.txt` beside it (its trimmed text is the prompt), and
-//! finally `{name}` in the prompt replaced by the picture's file stem.
+//! finally `{name}` in the prompt (and in `[comfyui.set]` values) replaced by the picture's
+//! file stem.
 
 use crate::config::Settings;
 use crate::jobs::claim::Job;
@@ -46,6 +47,14 @@ pub fn resolve(profile: &Settings, job: &Job, inbox: &Path) -> Result<ImageSetti
             .unwrap_or_default()
             .to_string_lossy();
         settings.prompt = Some(prompt.replace(NAME_PLACEHOLDER, &stem));
+    }
+    for value in settings.comfyui_set.values_mut() {
+        if let serde_json::Value::String(text) = value
+            && text.contains(NAME_PLACEHOLDER)
+        {
+            let stem = job.relative.file_stem().unwrap_or_default();
+            *text = text.replace(NAME_PLACEHOLDER, &stem.to_string_lossy());
+        }
     }
     Ok(ImageSettings { settings, sidecars })
 }

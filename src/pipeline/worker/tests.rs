@@ -57,13 +57,19 @@ impl Backend for Scripted {
         Box::pin(async { Offer::default() })
     }
 
-    fn request(&self, _settings: &Settings, size: (u32, u32), seed: u32) -> Request {
+    fn request(
+        &self,
+        _settings: &Settings,
+        size: (u32, u32),
+        seed: u32,
+    ) -> Result<Request, String> {
         let settings = serde_json::json!({"seed": seed, "width": size.0, "height": size.1});
-        Request {
+        Ok(Request {
             settings: settings.as_object().cloned().unwrap_or_default(),
             model: None,
             expected_images: 1,
-        }
+            workflow: None,
+        })
     }
 
     fn encode(&self, _request: &Request, init_png: &[u8]) -> Bytes {

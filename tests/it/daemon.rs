@@ -233,7 +233,8 @@ async fn a_closed_server_is_waited_for_and_nothing_fails() {
 async fn server_errors_are_retried_and_rejections_fail_at_once_with_the_detail() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     server.set_models(&["sd_xl_base_1.0_f16.ckpt"]);
-    let setup = Setup::new(&server.url(), "drawthings");
+    // The 500 only needs to be retried, not after the real second.
+    let setup = Setup::new(&server.url(), "drawthings").quick_backoff();
     setup.profile("unknown", "model = \"no_such_model.ckpt\"\n");
     setup.profile("strict", "[extra]\nno_such_key = 1\n");
     server.push_fault(Fault::Status {

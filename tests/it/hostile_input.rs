@@ -401,7 +401,8 @@ async fn odd_names_and_deep_folders_keep_their_names_and_nothing_escapes_the_out
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symbolic_links_in_the_inbox_are_left_alone_and_reported() {
     let server = FakeServer::start(Flavor::DrawThings).await;
-    let setup = Setup::new(&server.url(), "drawthings");
+    // A link made while drawdrop runs may wait for the next rescan.
+    let setup = Setup::new(&server.url(), "drawthings").quick_rescan();
     let outside = setup.dir.path().join("Outside");
     fs::create_dir_all(outside.join("pictures")).unwrap();
     let secret = png(128, 128, 1);
@@ -572,7 +573,7 @@ fn read_only_outbox(setup: &Setup, daemon: &Daemon, server: &FakeServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_file_fails_and_a_read_only_outbox_keeps_the_input_until_writable() {
     let server = FakeServer::start(Flavor::DrawThings).await;
-    let setup = Setup::new(&server.url(), "drawthings");
+    let setup = Setup::new(&server.url(), "drawthings").quick_rescan();
     let daemon = start_daemon_with(&setup, |command| unprivileged(&setup, command));
     daemon.wait_for_output("watching");
 
@@ -784,7 +785,8 @@ const REPLACED: &str = "was replaced by another folder";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbox_deleted_or_renamed_while_running_is_created_again_without_spinning() {
     let server = FakeServer::start(Flavor::DrawThings).await;
-    let setup = Setup::new(&server.url(), "drawthings");
+    // The inbox is looked at again at the next rescan.
+    let setup = Setup::new(&server.url(), "drawthings").quick_rescan();
     let daemon = setup.start_daemon();
     daemon.wait_for_output("watching");
 
@@ -841,7 +843,8 @@ async fn an_inbox_deleted_or_renamed_while_running_is_created_again_without_spin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbox_replaced_by_another_folder_is_watched_again() {
     let server = FakeServer::start(Flavor::DrawThings).await;
-    let setup = Setup::new(&server.url(), "drawthings");
+    // The inbox is looked at again at the next rescan.
+    let setup = Setup::new(&server.url(), "drawthings").quick_rescan();
     let daemon = setup.start_daemon();
     daemon.wait_for_output("watching");
     // Deleted and at once created again by someone else (a person, a sync tool).
@@ -864,7 +867,8 @@ async fn an_inbox_replaced_by_another_folder_is_watched_again() {
 async fn an_inbox_deleted_while_a_picture_is_in_flight_is_noticed_and_watched_again() {
     let server = FakeServer::start(Flavor::DrawThings).await;
     server.set_delay(Duration::from_secs(2));
-    let setup = Setup::new(&server.url(), "drawthings");
+    // The inbox is looked at again at the next rescan.
+    let setup = Setup::new(&server.url(), "drawthings").quick_rescan();
     let daemon = setup.start_daemon();
     daemon.wait_for_output("watching");
     setup.drop_file("cat.png", &png(128, 128, 1));
@@ -925,7 +929,9 @@ async fn the_password_and_headers_never_reach_a_log_or_an_error_file() {
         300,
         "",
         "username = \"me\"\npassword_env = \"DRAWDROP_TEST_PASSWORD\"\nmax_attempts = 2",
-    );
+    )
+    // The 500s only need to be retried, not after the real second.
+    .quick_backoff();
     // Everything logged, from every crate.
     let with_password = |password: &'static str| {
         move |command: &mut std::process::Command| {

@@ -12,7 +12,7 @@
 //! Time bounds are lower bounds only: the machine may be slow, never fast.
 
 use crate::common::faults::{Arrivals, Bench, Case, gaps, job_line, wait_for_job};
-use crate::common::{PATIENCE, Setup, set, wait_until};
+use crate::common::{PATIENCE, QUICK_BACKOFF_MS, Setup, set, wait_until};
 use crate::fakes::server::{FakeServer, Fault, Flavor};
 use crate::pictures::png;
 use std::collections::BTreeSet;
@@ -39,6 +39,38 @@ fn assert_gaps_at_least(gaps: &[Duration], bounds: &[Duration], what: &str) {
             "{what}: a pause of {gap:?}, expected >= {bound:?} ({gaps:?})"
         );
     }
+}
+
+/// The pause before retry `n` (1, 2, ...) of a [`Setup::quick_backoff`]: the quick first
+/// pause, doubled for each further retry (at least; drawdrop adds up to a quarter).
+fn quick_pause(n: u32) -> Duration {
+    Duration::from_millis(QUICK_BACKOFF_MS << (n - 1))
+}
+
+/// Asserts that the log announces retry `n` of `input` with the pause [`quick_pause`] says
+/// (up to a quarter longer, written in hundredths of a second) and then `because`.
+fn assert_quick_retry_said(log: &str, input: &str, n: u32, because: &str) {
+    let announced = format!("retrying {input} in ");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&announced)).collect();
+    let Some(line) = lines.get(n as usize - 1) else {
+        panic!("no retry {n} of {input} announced in\n{log}");
+    };
+    let (_, rest) = line.split_once(&announced).expect("announced");
+    let (pause, reason) = rest
+        .split_once(" s because ")
+        .unwrap_or_else(|| panic!("no pause and reason in {line:?}"));
+    let pause: f64 = pause
+        .parse()
+        .unwrap_or_else(|_| panic!("{pause:?} in {line:?} is not a number of seconds"));
+    let shortest = quick_pause(n).as_secs_f64();
+    assert!(
+        (shortest - 0.005..=shortest * 1.25 + 0.005).contains(&pause),
+        "retry {n} of {input}: a pause of {pause} s, expected {shortest} s to a quarter more: {line:?}"
+    );
+    assert!(
+        reason.starts_with(because),
+        "retry {n} of {input}: {because:?} expected in {line:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,20 +284,20 @@ async fn dropped_connections_and_a_hang_past_timeout_s_are_retried_with_backoff(
 }
 
 /// 5xx with and without `Retry-After`, giving up after `max_attempts`, 422 at once, and a
-/// 401 on img2img that is not counted as an attempt.
+/// 401 on img2img that is not counted as an attempt. With the quick backoff: the real one's
+/// schedule is checked by the dropped-connection test, and `Retry-After` still counts whole.
 async fn server_errors_play_out(flavor: Flavor, api: &str) {
-    let mut bench = Bench::start(flavor, api, "max_attempts = 2").await;
+    let mut bench = Bench::start_with(flavor, api, "max_attempts = 2", Setup::quick_backoff).await;
 
     let case = bench.case("busy.png", &[status(500, "warming up", None)]);
     bench.assert_done(&case, 2);
     assert_eq!(case.requests.len(), 2);
-    assert_gaps_at_least(&case.gaps(), &[secs(1.0)], "backoff");
-    let log = bench.setup.log_text();
-    assert!(
-        log.contains(
-            "retrying busy.png in 1 s because the server answered 500: warming up (attempt 1 of 2)"
-        ),
-        "{log}"
+    assert_gaps_at_least(&case.gaps(), &[quick_pause(1)], "backoff");
+    assert_quick_retry_said(
+        &bench.setup.log_text(),
+        "busy.png",
+        1,
+        "the server answered 500: warming up (attempt 1 of 2)",
     );
     bench.next_good_file_goes_through("after-500.png");
 
@@ -302,14 +334,13 @@ async fn server_errors_play_out(flavor: Flavor, api: &str) {
         ],
     );
     assert_eq!(case.requests.len(), 2);
-    assert!(
-        bench
-            .setup
-            .log_text()
-            .contains(&format!("failed oom.png because gave up after 2 attempts; the last one: the server answered 500: {oom}")),
-        "{}",
-        bench.setup.log_text()
+    // The log line may come a moment after the jobs.jsonl line.
+    let failed = format!(
+        "failed oom.png because gave up after 2 attempts; the last one: the server answered 500: {oom}"
     );
+    wait_until(&format!("the log says {failed:?}"), || {
+        bench.setup.log_text().contains(&failed)
+    });
     bench.next_good_file_goes_through("after-oom.png");
 
     let detail = r#"Unrecognized keys: ["sharpnes"]"#;
@@ -392,6 +423,8 @@ fn broken_answers() -> Vec<(&'static str, Fault, &'static str)> {
     ]
 }
 
+/// A bench with the quick backoff (these tests are about what is retried and why) and a
+/// `pair/` folder asking for two images.
 async fn bench_with_a_pair_profile() -> Bench {
     let bench = Bench::start_with(
         Flavor::DrawThings,
@@ -399,6 +432,7 @@ async fn bench_with_a_pair_profile() -> Bench {
         "max_attempts = 2",
         |setup| {
             setup.profile("pair", "batch_count = 2\n");
+            setup.quick_backoff()
         },
     )
     .await;
@@ -415,10 +449,8 @@ async fn a_broken_answer_is_retried_and_more_images_than_asked_are_all_kept() {
         let case = bench.case(input, &[fault]);
         bench.assert_done(&case, 2);
         assert_eq!(case.requests.len(), 2, "{input}");
-        assert_gaps_at_least(&case.gaps(), &[secs(1.0)], input);
-        let log = bench.setup.log_text();
-        let retry = format!("retrying {input} in 1 s because {reason}");
-        assert!(log.contains(&retry), "{retry:?} in\n{log}");
+        assert_gaps_at_least(&case.gaps(), &[quick_pause(1)], input);
+        assert_quick_retry_said(&bench.setup.log_text(), input, 1, reason);
         bench.next_good_file_goes_through(&format!("good-{n}.png"));
     }
     let few = bench.setup.job_lines();
@@ -455,7 +487,7 @@ async fn an_answer_broken_at_every_attempt_fails_with_a_readable_reason() {
             &[&format!("gave up after 2 attempts; the last one: {reason}")],
         );
         assert_eq!(case.requests.len(), 2, "{input}");
-        assert_gaps_at_least(&case.gaps(), &[secs(1.0)], input);
+        assert_gaps_at_least(&case.gaps(), &[quick_pause(1)], input);
         assert!(!text.contains("iVBOR"), "no image data: {text}");
         bench.next_good_file_goes_through(&format!("good-{n}.png"));
     }

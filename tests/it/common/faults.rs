@@ -134,20 +134,20 @@ pub struct Bench {
 impl Bench {
     /// A fake of `flavor` and a daemon with these `[server]` lines and `settle_ms = 300`.
     pub async fn start(flavor: Flavor, api: &str, server_lines: &str) -> Bench {
-        Bench::start_with(flavor, api, server_lines, |_| {}).await
+        Bench::start_with(flavor, api, server_lines, |setup| setup).await
     }
 
-    /// Like [`Bench::start`], with `prepare` run on the setup (profiles) before the daemon.
+    /// Like [`Bench::start`], with `prepare` run on the setup (profiles, timing) before the
+    /// daemon.
     pub async fn start_with(
         flavor: Flavor,
         api: &str,
         server_lines: &str,
-        prepare: impl FnOnce(&Setup),
+        prepare: impl FnOnce(Setup) -> Setup,
     ) -> Bench {
         let server = FakeServer::start(flavor).await;
         let arrivals = Arrivals::watch(&server);
-        let setup = Setup::with(&server.url(), api, 300, "", server_lines);
-        prepare(&setup);
+        let setup = prepare(Setup::with(&server.url(), api, 300, "", server_lines));
         let daemon = setup.start_daemon();
         wait_until("the daemon has created the profile folders", || {
             setup.inbox.join("default").is_dir()

@@ -22,12 +22,20 @@ pub const PICTURE_EXTENSIONS: [&str; 8] = [
 /// How long a condition may take before a test fails. Generous: CI machines are slow.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// The periodic inbox rescan of a [`Setup::quick_rescan`]: often enough that a test never
+/// waits long for it, rarely enough that it is no load.
+pub const QUICK_RESCAN_MS: u64 = 200;
+/// The first retry pause of a [`Setup::quick_backoff`] (doubled per attempt, as the 1 s is).
+pub const QUICK_BACKOFF_MS: u64 = 50;
+
 /// A temporary drawdrop installation: config, profiles, inbox and outbox.
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub inbox: PathBuf,
     pub outbox: PathBuf,
+    /// Environment variables every command of this installation gets (the timing knobs).
+    env: Vec<(&'static str, String)>,
 }
 
 impl Setup {
@@ -47,6 +55,7 @@ impl Setup {
             config,
             inbox,
             outbox,
+            env: Vec::new(),
         };
         setup.write_config(url, api, settle_ms, top, server);
         fs::create_dir_all(setup.dir.path().join("profiles")).expect("profiles dir");
@@ -67,6 +76,24 @@ impl Setup {
             outbox = self.outbox.to_string_lossy(),
         );
         fs::write(&self.config, text).expect("write config");
+    }
+
+    /// Every drawdrop started from here scans its whole inbox every [`QUICK_RESCAN_MS`]
+    /// instead of every 30 s (`DRAWDROP_RESCAN_MS`): for tests that need a rescan to happen,
+    /// not its period.
+    pub fn quick_rescan(mut self) -> Setup {
+        self.env
+            .push(("DRAWDROP_RESCAN_MS", QUICK_RESCAN_MS.to_string()));
+        self
+    }
+
+    /// Every drawdrop started from here pauses [`QUICK_BACKOFF_MS`] before a second attempt
+    /// (doubled for each further one) instead of 1 s (`DRAWDROP_BACKOFF_MS`): for tests that
+    /// need retries to happen, not their real schedule.
+    pub fn quick_backoff(mut self) -> Setup {
+        self.env
+            .push(("DRAWDROP_BACKOFF_MS", QUICK_BACKOFF_MS.to_string()));
+        self
     }
 
     pub fn profile(&self, name: &str, toml: &str) -> &Self {
@@ -109,6 +136,9 @@ impl Setup {
         command
             .env_remove("DRAWDROP_CONFIG")
             .env("DRAWDROP_LOG", "info,drawdrop=debug")
+            .env_remove("DRAWDROP_RESCAN_MS")
+            .env_remove("DRAWDROP_BACKOFF_MS")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .arg("--config")
             .arg(&self.config);
         command

@@ -13,19 +13,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Generous: the machine may be loaded.
-const LONG: Duration = Duration::from_secs(60);
-
-fn client() -> reqwest::Client {
-    client_with_timeout(LONG)
-}
-
-/// A reqwest client; with the `tls` feature reqwest needs a rustls crypto provider first.
-fn client_with_timeout(timeout: Duration) -> reqwest::Client {
-    #[cfg(feature = "tls")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().timeout(timeout).build().unwrap()
-}
+use crate::common::{PATIENCE, client, client_with_timeout};
 
 /// An HTTP answer, read whole.
 struct Answer {
@@ -155,7 +143,7 @@ async fn connect(fake: &FakeComfyUi, client_id: Option<&str>) -> (Ws, Value) {
 /// The next JSON message; `None` when the socket ended.
 async fn next_message(ws: &mut Ws) -> Option<Value> {
     loop {
-        let frame = tokio::time::timeout(LONG, ws.next())
+        let frame = tokio::time::timeout(PATIENCE, ws.next())
             .await
             .expect("a websocket message in time");
         match frame {
@@ -590,7 +578,7 @@ async fn a_good_output_beside_a_bad_one_runs_alone() {
         "required_input_missing"
     );
     let id = answer["prompt_id"].as_str().unwrap();
-    fake.wait_executed(1, LONG).await;
+    fake.wait_executed(1, PATIENCE).await;
     let entry = &history(&fake, id).await[id];
     assert!(entry["outputs"]["3"].is_object());
     assert!(entry["outputs"].get("4").is_none());
@@ -616,7 +604,7 @@ async fn an_inverted_picture_comes_back_inverted_after_the_messages_in_order() {
 
     // Not done: the history stays empty (the prompt hangs on its first node).
     assert!(
-        fake.wait_until(LONG, |f| !f.executed_nodes().is_empty())
+        fake.wait_until(PATIENCE, |f| !f.executed_nodes().is_empty())
             .await
     );
     assert_eq!(history(&fake, &prompt_id).await, json!({}));
@@ -733,7 +721,7 @@ async fn messages_go_only_to_the_prompts_client() {
     }
     // A client with no socket: its prompt runs all the same.
     let unseen = queue_ok(&fake, &invert_graph(&name), "nobody").await;
-    fake.wait_until(LONG, |f| f.history(&unseen).is_some())
+    fake.wait_until(PATIENCE, |f| f.history(&unseen).is_some())
         .await;
     assert_eq!(fake.counters().prompts_executed, 3);
 }
@@ -749,7 +737,7 @@ async fn prompts_run_one_at_a_time_first_in_first_out_with_progress() {
         ids.push(queue_ok(&fake, &txt2img_graph(seed, 4), "c").await);
     }
     assert!(
-        fake.wait_until(LONG, |f| !f.executed_nodes().is_empty())
+        fake.wait_until(PATIENCE, |f| !f.executed_nodes().is_empty())
             .await
     );
     let queue = get(&fake, "/queue").await.json();
@@ -1105,12 +1093,15 @@ async fn a_websocket_cut_after_n_messages_leaves_the_prompt_running() {
         got += 1;
     }
     assert_eq!(got, 4, "the greeting and three more, then the cut");
-    fake.wait_executed(1, LONG).await;
+    fake.wait_executed(1, PATIENCE).await;
     assert_eq!(
         fake.history(&id).unwrap()["status"]["status_str"],
         "success"
     );
-    assert!(fake.wait_until(LONG, |f| f.counters().ws_open == 0).await);
+    assert!(
+        fake.wait_until(PATIENCE, |f| f.counters().ws_open == 0)
+            .await
+    );
 
     // A new socket under the same id hears the next prompt (and is cut in turn).
     fake.cut_websockets_after(None);
@@ -1128,20 +1119,23 @@ async fn the_websocket_pongs_closes_cleanly_and_tells_a_returning_client_its_nod
     ws.send(Message::Ping(b"are you there".to_vec().into()))
         .await
         .unwrap();
-    let pong = tokio::time::timeout(LONG, ws.next()).await.unwrap();
+    let pong = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
     assert!(matches!(pong, Some(Ok(Message::Pong(ref p))) if p.as_ref() == b"are you there"));
 
     let name = upload_ok(&fake, "in.png", &pictures::png(8, 8, 1)).await;
     fake.hang_next_prompts(1);
     let id = queue_ok(&fake, &invert_graph(&name), "c").await;
     assert!(
-        fake.wait_until(LONG, |f| !f.executed_nodes().is_empty())
+        fake.wait_until(PATIENCE, |f| !f.executed_nodes().is_empty())
             .await
     );
     ws.close(None).await.unwrap();
     // What was sent before the close arrives, then the server's close answer ends it.
     while next_message(&mut ws).await.is_some() {}
-    assert!(fake.wait_until(LONG, |f| f.counters().ws_open == 0).await);
+    assert!(
+        fake.wait_until(PATIENCE, |f| f.counters().ws_open == 0)
+            .await
+    );
 
     // Back under the same id while the prompt runs: the greeting, then the node it is on.
     let (mut ws, greeting) = connect(&fake, Some("c")).await;
@@ -1164,7 +1158,7 @@ async fn previews_come_as_binary_frames_after_each_step() {
     let id = queue_ok(&fake, &txt2img_graph(1, 2), "c").await;
     let mut frames = Vec::new();
     loop {
-        let frame = tokio::time::timeout(LONG, ws.next()).await.unwrap();
+        let frame = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
         match frame.unwrap().unwrap() {
             Message::Binary(bytes) => frames.push(format!("binary {:02x?}", &bytes[..12])),
             Message::Text(text) => {
@@ -1189,7 +1183,7 @@ async fn a_stopped_server_refuses_and_comes_back_on_the_same_port_with_its_histo
     let fake = FakeComfyUi::start().await;
     let name = upload_ok(&fake, "in.png", &pictures::png(8, 8, 1)).await;
     let id = queue_ok(&fake, &invert_graph(&name), "c").await;
-    fake.wait_executed(1, LONG).await;
+    fake.wait_executed(1, PATIENCE).await;
     let (mut ws, _) = connect(&fake, Some("c")).await;
     fake.stop().await;
     assert!(!fake.is_running());
@@ -1235,7 +1229,7 @@ async fn scripted_http_faults_answer_once() {
     assert!(hung.unwrap_err().is_timeout());
 
     let id = queue_ok(&fake, &invert_graph(&name), "c").await;
-    fake.wait_executed(1, LONG).await;
+    fake.wait_executed(1, PATIENCE).await;
     assert!(history(&fake, &id).await[id.as_str()].is_object());
     assert_eq!(get(&fake, "/system_stats").await.status, 200);
 }
@@ -1254,7 +1248,7 @@ async fn a_saved_picture_carries_extra_pnginfo_as_comfyui_writes_it() {
     let id = answer.json()["prompt_id"].as_str().unwrap().to_string();
     assert_eq!(id, "chosen-by-the-client");
     assert_eq!(answer.json()["number"], 0);
-    fake.wait_executed(1, LONG).await;
+    fake.wait_executed(1, PATIENCE).await;
     let entry = fake.history(&id).unwrap();
     let result = output_image(&fake, &entry, "3").await;
     assert_eq!(

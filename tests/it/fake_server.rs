@@ -11,19 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
-/// Generous: the machine may be loaded.
-const LONG: Duration = Duration::from_secs(60);
-
-fn client() -> reqwest::Client {
-    client_with_timeout(LONG)
-}
-
-/// A reqwest client; with the `tls` feature reqwest needs a rustls crypto provider first.
-fn client_with_timeout(timeout: Duration) -> reqwest::Client {
-    #[cfg(feature = "tls")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().timeout(timeout).build().unwrap()
-}
+use crate::common::{PATIENCE, client, client_with_timeout};
 
 fn b64(bytes: &[u8]) -> String {
     BASE64.encode(bytes)
@@ -829,7 +817,7 @@ async fn fault_hang_never_answers_and_does_not_hold_the_queue() {
         .expect_err("never answered");
     assert!(error.is_timeout(), "{error:?}");
     drop(impatient);
-    fake.wait_in_flight(0, LONG).await;
+    fake.wait_in_flight(0, PATIENCE).await;
 
     // A hang in progress does not block the next request.
     fake.push_fault(Fault::Hang);
@@ -843,7 +831,7 @@ async fn fault_hang_never_answers_and_does_not_hold_the_queue() {
                 .await
         })
     };
-    fake.wait_in_flight(1, LONG).await;
+    fake.wait_in_flight(1, PATIENCE).await;
     assert_eq!(img2img(&fake, &body).await.status, 200);
     assert_eq!(fake.max_in_flight(), 2);
 
@@ -852,7 +840,7 @@ async fn fault_hang_never_answers_and_does_not_hold_the_queue() {
     fake.stop().await;
     let result = hung.await.unwrap();
     assert!(result.is_err());
-    assert!(started.elapsed() < LONG / 2);
+    assert!(started.elapsed() < PATIENCE / 2);
     assert_eq!(fake.in_flight(), 0);
 }
 
@@ -989,14 +977,14 @@ async fn generations_run_one_at_a_time_and_in_flight_counts_them() {
             tokio::spawn(async move { img2img(&fake, &body).await.status })
         })
         .collect();
-    fake.wait_in_flight(3, LONG).await;
+    fake.wait_in_flight(3, PATIENCE).await;
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
     assert!(started.elapsed() >= delay * 3, "{:?}", started.elapsed());
     assert_eq!(fake.max_in_flight(), 3);
     assert_eq!(fake.in_flight(), 0);
-    assert_eq!(fake.wait_img2img(3, LONG).await.len(), 3);
+    assert_eq!(fake.wait_img2img(3, PATIENCE).await.len(), 3);
 }
 
 #[tokio::test]

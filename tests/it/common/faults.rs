@@ -132,7 +132,8 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// A fake of `flavor` and a daemon with these `[server]` lines and `settle_ms = 300`.
+    /// A fake of `flavor` and a daemon with these `[server]` lines and `settle_ms = 100` (every
+    /// file is dropped whole, so a longer settle window would only add waiting).
     pub async fn start(flavor: Flavor, api: &str, server_lines: &str) -> Bench {
         Bench::start_with(flavor, api, server_lines, |setup| setup).await
     }
@@ -147,7 +148,7 @@ impl Bench {
     ) -> Bench {
         let server = FakeServer::start(flavor).await;
         let arrivals = Arrivals::watch(&server);
-        let setup = prepare(Setup::with(&server.url(), api, 300, "", server_lines));
+        let setup = prepare(Setup::with(&server.url(), api, 100, "", server_lines));
         let daemon = setup.start_daemon();
         wait_until("the daemon has created the profile folders", || {
             setup.inbox.join("default").is_dir()

@@ -276,11 +276,14 @@ impl Daemon {
         fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    /// Waits until its stderr contains `text`.
+    /// Waits until its stderr contains `text`; on timeout, fails showing what it said.
     pub fn wait_for_output(&self, text: &str) {
-        wait_until(&format!("daemon output contains {text:?}"), || {
-            self.output().contains(text)
-        });
+        if !poll_until(PATIENCE, || self.output().contains(text)) {
+            panic!(
+                "timed out after {PATIENCE:?} waiting until daemon output contains {text:?}; it said:\n{}",
+                self.output()
+            );
+        }
     }
 
     /// Sends SIGTERM and waits (at most `limit`) for it to exit.
@@ -373,18 +376,45 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// A reqwest client for talking to a fake directly, giving up after [`PATIENCE`].
+pub fn client() -> reqwest::Client {
+    client_with_timeout(PATIENCE)
+}
+
+/// A reqwest client giving up after `timeout`; with the `tls` feature reqwest needs a
+/// rustls crypto provider first.
+pub fn client_with_timeout(timeout: Duration) -> reqwest::Client {
+    #[cfg(feature = "tls")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("a reqwest client")
+}
+
 /// Polls `condition` until it holds, failing the test after `PATIENCE`.
 pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
     wait_until_within(what, PATIENCE, condition);
 }
 
 /// Polls `condition` until it holds, failing the test after `limit`.
-pub fn wait_until_within(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+pub fn wait_until_within(what: &str, limit: Duration, condition: impl FnMut() -> bool) {
+    if !poll_until(limit, condition) {
+        panic!("timed out after {limit:?} waiting until {what}");
+    }
+}
+
+/// Polls `condition` (every 5 ms at first, backing off to every 100 ms) until it holds or
+/// `limit` has passed; whether it held.
+pub fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
-    while !condition() {
+    loop {
+        if condition() {
+            return true;
+        }
         if started.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting until {what}");
+            return false;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(100));

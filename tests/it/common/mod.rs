@@ -1,6 +1,10 @@
 //! Helpers for the end-to-end tests: temporary inbox/outbox/config layouts, the real
-//! `drawdrop` binary as a subprocess, and polling with generous deadlines (no sleeps as
-//! synchronisation: tests must pass on a loaded 2-core machine).
+//! `drawdrop` binary as a subprocess (with the rescan and the retry pause shortened where a
+//! test only needs them to happen: [`Setup::quick_rescan`], [`Setup::quick_backoff`]), and
+//! polling with generous deadlines (no sleeps as synchronisation: tests must pass on a loaded
+//! 2-core machine). The helpers of single suites are the modules below: the browser of the
+//! gallery test, the chaos run, the fault bench, hostile file-system set-ups, and the
+//! crash invariants.
 
 pub mod browser;
 pub mod chaos;

@@ -1,17 +1,22 @@
 //! A stand-in for Draw Things (or AUTOMATIC1111) so that drawdrop can be tried without the
 //! app or a GPU: `cargo run --example fake-drawthings -- --port 7860 [--a1111] [--delay-ms N]
-//! [--models a,b]`. It serves the test fake (tests/common/fake_server.rs), prints where it
+//! [--models a,b]`. It serves the test fake (tests/it/fakes/server), prints where it
 //! listens and one line per request to stderr, and exits on Ctrl-C.
 
-#[path = "../tests/common/fake_server.rs"]
-mod fake_server;
+// The integration tests' fake server and pictures; this example uses a part of them.
+#[allow(dead_code)]
+#[path = "../tests/it/fakes/outside.rs"]
+mod fakes;
+#[allow(dead_code)]
+#[path = "../tests/it/pictures.rs"]
+mod pictures;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fake_server::{FakeServer, Flavor, Recorded};
+use fakes::server::{FakeServer, Flavor, Recorded};
 use serde_json::Value;
 
 /// Serve a fake Draw Things (or A1111) img2img API on localhost.

@@ -1,7 +1,7 @@
 //! What the scenarios share: a temporary drawdrop setup, the release binary, the instant fake
 //! server, test pictures, and process figures read from /proc (Linux).
 
-use crate::fake_server::{FakeServer, Flavor};
+use crate::fakes::server::{FakeServer, Flavor};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

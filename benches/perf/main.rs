@@ -8,11 +8,14 @@
 //! Scenarios: overhead, python, latency, idle, burst, scan, large, photo, gallery (default: all).
 //! Sizes can be scaled down for a quick look: DRAWDROP_BENCH_QUICK=1.
 
-#[path = "../../tests/common/fake_server.rs"]
-mod fake_server;
+// The test suite's fake server and pictures; the bench uses a part of them.
+#[allow(dead_code)]
+#[path = "../../tests/it/fakes/outside.rs"]
+mod fakes;
 mod gallery;
 mod harness;
-#[path = "../../tests/common/pictures.rs"]
+#[allow(dead_code)]
+#[path = "../../tests/it/pictures.rs"]
 mod pictures;
 mod scenarios;
 

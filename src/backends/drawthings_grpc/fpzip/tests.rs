@@ -1,4 +1,4 @@
-//! Unit tests of the pieces the reference vectors (tests/fpzip.rs) cannot reach: headers no
+//! Unit tests of the pieces the reference vectors (tests/it/fpzip.rs) cannot reach: headers no
 //! fast-mode f32 encoder writes, and the f16 widening for every f16.
 
 use super::range::RangeEncoder;

@@ -8,6 +8,7 @@
 //! (Draw Things closed, a wrong URL), and says until when it waits.
 
 use crate::backends::{Backend, Probe};
+use crate::pipeline::timing;
 use crate::mutex::lock;
 use crate::pipeline::reload::Live;
 use crate::report::tally::Tally;
@@ -20,8 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 /// While the server stays down, say so again this often.
 const REMIND_EVERY: Duration = Duration::from_secs(300);
-/// `run --once` waits at most this long for a server that has not answered once in this run.
-pub const NEVER_ANSWERED_LIMIT: Duration = Duration::from_secs(60);
 
 /// The pauses between probes of a server that does not answer: 250 ms, doubling, at most
 /// 5 s for the first two minutes of the outage (a restart is noticed within seconds), then
@@ -70,11 +69,12 @@ pub struct Patience {
 }
 
 impl Patience {
-    /// `timeout_s`, and at most [`NEVER_ANSWERED_LIMIT`] until the server first answers.
+    /// `timeout_s`, and at most [`timing::never_answered_limit`] (a minute) until the
+    /// server first answers.
     pub fn for_timeout(timeout: Duration) -> Patience {
         Patience {
             answered: timeout,
-            never_answered: timeout.min(NEVER_ANSWERED_LIMIT),
+            never_answered: timeout.min(timing::never_answered_limit()),
         }
     }
 
@@ -414,8 +414,8 @@ mod tests {
         let error = health.wait_up().await.unwrap_err();
         assert_eq!(error.reason, "Connection refused");
         assert!(error.never_answered);
-        assert_eq!(started.elapsed(), NEVER_ANSWERED_LIMIT);
-        assert_eq!(error.waited, NEVER_ANSWERED_LIMIT);
+        assert_eq!(started.elapsed(), timing::never_answered_limit());
+        assert_eq!(error.waited, timing::never_answered_limit());
         assert!(error.to_string().contains("not once since"), "{error}");
     }
 
@@ -449,12 +449,12 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert_eq!(
             health.gives_up_at(),
-            Some(started + NEVER_ANSWERED_LIMIT),
+            Some(started + timing::never_answered_limit()),
             "counted from the first waiter"
         );
         let second = health.wait_up().await;
         assert!(second.is_err());
-        assert_eq!(started.elapsed(), NEVER_ANSWERED_LIMIT);
+        assert_eq!(started.elapsed(), timing::never_answered_limit());
         assert!(first.await.unwrap().is_err());
     }
 
@@ -465,8 +465,8 @@ mod tests {
         health.wait_up().await.unwrap_err();
         let again = Instant::now();
         let error = health.wait_up().await.unwrap_err();
-        assert_eq!(again.elapsed(), NEVER_ANSWERED_LIMIT, "not at once");
-        assert_eq!(error.waited, NEVER_ANSWERED_LIMIT);
+        assert_eq!(again.elapsed(), timing::never_answered_limit(), "not at once");
+        assert_eq!(error.waited, timing::never_answered_limit());
     }
 
     #[tokio::test(start_paused = true)]

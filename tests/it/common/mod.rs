@@ -142,6 +142,7 @@ impl Setup {
             .env("DRAWDROP_LOG", "info,drawdrop=debug")
             .env_remove("DRAWDROP_RESCAN_MS")
             .env_remove("DRAWDROP_BACKOFF_MS")
+            .env_remove("DRAWDROP_NEVER_ANSWERED_MS")
             .envs(self.env.iter().map(|(key, value)| (key, value)))
             .arg("--config")
             .arg(&self.config);

@@ -3,6 +3,10 @@
 //! [--models a,b]`. It serves the test fake (tests/it/fakes/server), prints where it
 //! listens and one line per request to stderr, and exits on Ctrl-C.
 
+// Test and tool code: its items are its own (nothing is exported), and a failed
+// unwrap() is the test failing.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
 // The integration tests' fake server and pictures; this example uses a part of them.
 #[allow(dead_code)]
 #[path = "../tests/it/fakes/outside.rs"]

@@ -5,6 +5,10 @@
 //! reference's stream) and the decode speed in MB/s of decoded f32 (10^6 bytes per second), of
 //! the best run, the mean, and per second of CPU time the decoding thread got (Linux).
 
+// Test and tool code: its items are its own (nothing is exported), and a failed
+// unwrap() is the test failing.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::ExitCode;
 use std::time::Instant;
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
     version,
     about = "Drop a picture into a folder, get it back through img2img (Draw Things or AUTOMATIC1111)."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The config file to use.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -24,7 +24,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Watch the inbox and process every picture dropped into it (what the login service runs).
     Run {
         /// Process what is in the inbox now, then exit: 0 if every file succeeded, 1 if any
@@ -66,7 +66,7 @@ pub enum Command {
 
 /// What `drawdrop service` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
-pub enum ServiceAction {
+pub(crate) enum ServiceAction {
     /// Write the service file (this binary, `run --config <absolute path>`) and start it now
     /// and at every login; again, to update it.
     Install,
@@ -80,7 +80,7 @@ pub enum ServiceAction {
 
 /// Parses the command line (exiting on `--help` or a mistake, as clap does). Help shows the
 /// config file in use and where `run` writes, worked out now for this system.
-pub fn parse() -> Cli {
+pub(crate) fn parse() -> Cli {
     let args: Vec<OsString> = std::env::args_os().collect();
     let mut command = Cli::command();
     if wants_help(&args) {

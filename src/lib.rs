@@ -20,12 +20,20 @@
 //! types) · `mutex` (locks that outlive a panic).
 
 pub mod backends;
-pub mod cli;
-pub mod commands;
+pub(crate) mod cli;
+pub(crate) mod commands;
 pub mod config;
-pub mod image;
+pub(crate) mod image;
 pub mod jobs;
 pub(crate) mod mutex;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod report;
-pub mod service;
+pub(crate) mod service;
+
+/// The `drawdrop` binary: parse the command line, start logging, run the command, and
+/// exit with its code.
+pub fn main() -> std::process::ExitCode {
+    let cli = cli::parse();
+    let logs = report::logging::init();
+    commands::execute(cli, logs)
+}

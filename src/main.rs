@@ -1,9 +1,5 @@
-//! The `drawdrop` binary: parse the command line, start logging, run the command.
+//! The `drawdrop` binary; everything is in the library (`drawdrop::main`).
 
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    let cli = drawdrop::cli::parse();
-    let logs = drawdrop::report::logging::init();
-    drawdrop::commands::execute(cli, logs)
+fn main() -> std::process::ExitCode {
+    drawdrop::main()
 }

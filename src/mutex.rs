@@ -4,7 +4,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 /// Locks `mutex`, taking over its data if a holder panicked.
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -8,6 +8,10 @@
 //! Scenarios: overhead, python, latency, idle, burst, scan, large, photo, gallery (default: all).
 //! Sizes can be scaled down for a quick look: DRAWDROP_BENCH_QUICK=1.
 
+// Test and tool code: its items are its own (nothing is exported), and a failed
+// unwrap() is the test failing.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
 // The test suite's fake server and pictures; the bench uses a part of them.
 #[allow(dead_code)]
 #[path = "../../tests/it/fakes/outside.rs"]

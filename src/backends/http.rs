@@ -19,13 +19,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client for one server.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     server: Server,
 }
 
 impl Client {
-    pub fn new(server: &Server) -> Result<Client, super::Unusable> {
+    pub(crate) fn new(server: &Server) -> Result<Client, super::Unusable> {
         install_tls_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -45,14 +45,14 @@ impl Client {
         })
     }
 
-    pub fn server(&self) -> &Server {
+    pub(crate) fn server(&self) -> &Server {
         &self.server
     }
 
     /// Posts one img2img request (`body`, JSON) to `path` and reads a 200 answer's pictures as
     /// they arrive (see [`AnswerDecoder`]): at least `expected`, after a leading grid of the
     /// batch when `grid_first` may come.
-    pub async fn img2img(
+    pub(crate) async fn img2img(
         &self,
         path: &str,
         body: Bytes,
@@ -85,7 +85,7 @@ impl Client {
 
     /// Asks whether the server is ready with `GET path`: its JSON answer (if it is JSON), or
     /// why it is not, for a person.
-    pub async fn probe(&self, path: &str) -> Result<Option<serde_json::Value>, String> {
+    pub(crate) async fn probe(&self, path: &str) -> Result<Option<serde_json::Value>, String> {
         let request = self
             .with_auth(self.http.get(self.endpoint(path)))
             .timeout(PROBE_TIMEOUT);
@@ -113,7 +113,7 @@ impl Client {
     }
 
     /// `GET` a JSON document (A1111's model, sampler and LoRA lists, for `check`).
-    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
+    pub(crate) async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
         let request = self
             .with_auth(self.http.get(self.endpoint(path)))
             .timeout(PROBE_TIMEOUT);
@@ -134,7 +134,7 @@ impl Client {
 
     /// `method` on `path` with `body` (its content type and bytes), within the server's
     /// `timeout_s`: the answer's status and bytes, whatever the status.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -155,7 +155,7 @@ impl Client {
     }
 
     /// The server's URL with `path` (and the query after a `?` in it) under its own path.
-    pub fn endpoint(&self, path: &str) -> reqwest::Url {
+    pub(crate) fn endpoint(&self, path: &str) -> reqwest::Url {
         let mut url = self.server.url.clone();
         let base = url.path().trim_end_matches('/').to_owned();
         let (path, query) = match path.split_once('?') {
@@ -213,7 +213,7 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 }
 
 /// Whether the server is on this machine (no proxy, and no warning about plain HTTP).
-pub fn is_loopback(url: &reqwest::Url) -> bool {
+pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -12,12 +12,12 @@
 //! streams in). `drawthings_grpc` holds the wire of Draw Things' gRPC API (messages,
 //! configuration, tensors, fpzip), the pieces a gRPC kind is built from.
 
-pub mod a1111;
-pub mod comfyui;
+pub(crate) mod a1111;
+pub(crate) mod comfyui;
 pub mod drawthings_grpc;
 pub mod drawthings_http;
-pub mod http;
-pub mod sdapi;
+pub(crate) mod http;
+pub(crate) mod sdapi;
 mod trouble;
 
 pub use trouble::{Disposition, Trouble};

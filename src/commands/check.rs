@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigSource};
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn check(flag: Option<&Path>) -> ExitCode {
+pub(super) fn check(flag: Option<&Path>) -> ExitCode {
     let (located, config) = match load_config(flag) {
         Ok(loaded) => loaded,
         Err(error) => {

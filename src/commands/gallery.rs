@@ -8,7 +8,7 @@ use crate::report::gallery::Gallery;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
-pub fn gallery(flag: Option<&Path>, open: bool) -> ExitCode {
+pub(super) fn gallery(flag: Option<&Path>, open: bool) -> ExitCode {
     let (_, config) = match load_config(flag) {
         Ok(loaded) => loaded,
         Err(error) => {

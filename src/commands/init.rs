@@ -15,7 +15,7 @@ use std::process::ExitCode;
 const DRAW_THINGS_SERVER: [&str; 2] = ["url = \"http://127.0.0.1:7860\"", "api = \"drawthings\""];
 const COMFYUI_SERVER: [&str; 2] = ["url = \"http://127.0.0.1:8188\"", "api = \"comfyui\"    "];
 
-pub fn init(flag: Option<&Path>, comfyui: bool) -> ExitCode {
+pub(super) fn init(flag: Option<&Path>, comfyui: bool) -> ExitCode {
     let located = match locate(flag) {
         Ok(located) => located,
         Err(error) => {

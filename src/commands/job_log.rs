@@ -25,7 +25,7 @@ const SUMMARY_NAME: &str = ".jobs-summary.json";
 
 /// What `status` shows of the jobs.
 #[derive(Debug, Default)]
-pub struct JobLog {
+pub(super) struct JobLog {
     pub done: usize,
     pub failed: usize,
     /// The last jobs, oldest first.
@@ -35,7 +35,7 @@ pub struct JobLog {
 
 /// One server's figures: its done jobs with a server time, their total, its last error.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServerFigures {
+pub(super) struct ServerFigures {
     pub done: usize,
     pub server_ms: f64,
     /// Where its line starts (to tell the later of two) and the server's words.
@@ -43,7 +43,7 @@ pub struct ServerFigures {
 }
 
 impl ServerFigures {
-    pub fn last_error(&self) -> Option<&str> {
+    pub(super) fn last_error(&self) -> Option<&str> {
         self.last_error.as_ref().map(|(_, error)| error.as_str())
     }
 
@@ -59,7 +59,7 @@ impl ServerFigures {
 
 impl JobLog {
     /// Reads `jobs_log` (a missing one has no jobs) and brings its summary up to date.
-    pub fn read(jobs_log: &Path, last: usize) -> JobLog {
+    pub(super) fn read(jobs_log: &Path, last: usize) -> JobLog {
         let summary_path = summary_path(jobs_log);
         let kept = Summary::load(&summary_path);
         let Ok(mut file) = File::open(jobs_log) else {
@@ -80,7 +80,7 @@ impl JobLog {
 
     /// The figures of a server, from the lines naming it or (written before servers had
     /// names) its URL.
-    pub fn server(&self, name: &str, url: &str) -> ServerFigures {
+    pub(super) fn server(&self, name: &str, url: &str) -> ServerFigures {
         let mut figures = ServerFigures::default();
         let keys: &[&str] = if name == url { &[name] } else { &[name, url] };
         for key in keys {

@@ -15,10 +15,10 @@ use crate::report::logging::LogHandle;
 use std::process::ExitCode;
 
 /// Exit status for a config or start-up error.
-pub const EXIT_START: u8 = 2;
+pub(crate) const EXIT_START: u8 = 2;
 
 /// Runs the command the user asked for.
-pub fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
+pub(crate) fn execute(cli: Cli, logs: LogHandle) -> ExitCode {
     let flag = cli.config.as_deref();
     if !matches!(cli.command, Command::Run { .. }) {
         end_quietly_when_the_reader_goes();

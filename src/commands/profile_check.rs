@@ -8,7 +8,7 @@ use crate::image::parameters::lora_name;
 
 /// One finding per line, each naming the profile, for the profiles server `index` takes;
 /// empty when nothing is wrong. `answers`: the server answered its probe.
-pub async fn findings(
+pub(super) async fn findings(
     config: &Config,
     index: usize,
     backend: &dyn Backend,
@@ -33,7 +33,7 @@ pub async fn findings(
 
 /// In a pool of servers of both kinds (those that run workflows and those that take the
 /// profile's keys), which profiles server `index` takes; `None` when every server takes any.
-pub fn takes(config: &Config, index: usize) -> Option<String> {
+pub(super) fn takes(config: &Config, index: usize) -> Option<String> {
     let servers = &config.servers;
     let runs = |workflows: bool| servers.iter().any(|s| s.api.runs_workflows() == workflows);
     if !(runs(true) && runs(false)) {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub fn run(flag: Option<&Path>, once: bool, logs: LogHandle) -> ExitCode {
+pub(super) fn run(flag: Option<&Path>, once: bool, logs: LogHandle) -> ExitCode {
     let located = match locate(flag) {
         Ok(located) => located,
         Err(error) => {

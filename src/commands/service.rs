@@ -11,7 +11,7 @@ use crate::service::{
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn service(
+pub(super) fn service(
     flag: Option<&Path>,
     action: ServiceAction,
     launchd: bool,

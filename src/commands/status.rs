@@ -27,7 +27,7 @@ const LAST_JOBS: usize = 10;
 /// Where the continuation lines of a long entry start.
 const INDENT: &str = "             ";
 
-pub fn status(flag: Option<&Path>) -> ExitCode {
+pub(super) fn status(flag: Option<&Path>) -> ExitCode {
     let located = match locate(flag) {
         Ok(located) => located,
         Err(error) => {

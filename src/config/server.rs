@@ -24,7 +24,7 @@ pub const DEFAULT_CONCURRENCY: usize = 1;
 pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
 /// The name of a lone `[server]` that names none.
-pub const DEFAULT_SERVER_NAME: &str = "server";
+pub(super) const DEFAULT_SERVER_NAME: &str = "server";
 
 /// The built-in server: Draw Things on this machine.
 pub(crate) fn default_server() -> Server {

@@ -269,8 +269,10 @@ impl Workflow {
         place("strength", settings.strength.map(Value::from));
         place("model", settings.model.clone().map(Value::from));
         place("seed", settings.seed.filter(|&s| s >= 0).map(Value::from));
-        if settings.batch_count.is_some() {
-            unplaced.push(self.spot("batch_count").unwrap_err());
+        if settings.batch_count.is_some()
+            && let Err(why) = self.spot("batch_count")
+        {
+            unplaced.push(why);
         }
         if settings.loras.as_ref().is_some_and(|l| !l.is_empty()) {
             unplaced.push(format!(

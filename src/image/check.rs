@@ -14,7 +14,7 @@ const MAX_PNG_DIMENSION: u32 = 0x7fff_ffff;
 
 /// Why a file is not a PNG drawdrop will send. `Display` is a reason a person can read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PngProblem {
+pub(crate) enum PngProblem {
     /// Zero bytes.
     #[error("the file is empty")]
     Empty,
@@ -124,7 +124,7 @@ pub enum PngProblem {
 
 /// A pixel-count limit, shown as `8192 x 8192` when it is a square, else as a count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PixelLimit(pub u64);
+pub(crate) struct PixelLimit(pub u64);
 
 impl fmt::Display for PixelLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -145,7 +145,7 @@ impl fmt::Display for PixelLimit {
 /// tolerated. The declared size is checked against `limits` as soon as IHDR is read, so an
 /// absurd size is refused before the rest is even looked at. Nothing is decompressed: this is a
 /// linear CRC pass, and it allocates nothing unless it fails.
-pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<PngInfo, PngProblem> {
+pub(crate) fn inspect(bytes: &[u8], limits: &Limits) -> Result<PngInfo, PngProblem> {
     walk(bytes, Some(limits)).map(|walk| walk.info)
 }
 

@@ -17,7 +17,7 @@ pub(super) const CHUNK_OVERHEAD: usize = 12;
 
 /// A chunk's four-byte type code, shown as text (`IDAT`) or, when it is not letters, escaped.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChunkName(pub [u8; 4]);
+pub(crate) struct ChunkName(pub [u8; 4]);
 
 impl ChunkName {
     pub(super) const IHDR: ChunkName = ChunkName(*b"IHDR");
@@ -29,7 +29,7 @@ impl ChunkName {
     pub(super) const EXIF: ChunkName = ChunkName(*b"eXIf");
 
     /// Whether all four bytes are ASCII letters, as the specification requires.
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         self.0.iter().all(u8::is_ascii_alphabetic)
     }
 }
@@ -69,7 +69,7 @@ pub(super) struct Chunk<'a> {
 
 impl Chunk<'_> {
     /// Where the next chunk starts.
-    pub fn end(&self) -> usize {
+    pub(super) fn end(&self) -> usize {
         self.offset + CHUNK_OVERHEAD + self.data.len()
     }
 }
@@ -103,7 +103,7 @@ pub(super) struct Chunks<'a> {
 
 impl<'a> Chunks<'a> {
     /// Walks `bytes`, which must start with the signature (it is skipped, not checked).
-    pub fn after_signature(bytes: &'a [u8]) -> Self {
+    pub(super) fn after_signature(bytes: &'a [u8]) -> Self {
         Chunks {
             bytes,
             pos: SIGNATURE.len().min(bytes.len()),

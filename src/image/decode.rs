@@ -26,7 +26,7 @@ use super::{Limits, PngInfo};
 /// Why a dropped file is not a picture drawdrop can send. `Display` is a reason a person can
 /// read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PictureProblem {
+pub(crate) enum PictureProblem {
     /// A PNG that is not complete and sane, a picture of an absurd size, an empty file.
     #[error(transparent)]
     Png(#[from] PngProblem),
@@ -67,7 +67,7 @@ pub enum PictureProblem {
 
 /// A picture opened and checked: its format, size and orientation, ready to be sent at a size.
 #[derive(Debug)]
-pub struct Picture<'a> {
+pub(crate) struct Picture<'a> {
     /// What the bytes are (a HEIC stays a HEIC here, though its PNG is what is kept).
     pub format: Format,
     /// Which way it is stored, relative to upright.
@@ -82,7 +82,7 @@ pub struct Picture<'a> {
 
 /// Opens the picture in `bytes`. `named` is the format the file's name promises, used only to
 /// word the reason when the bytes are no picture; the bytes decide what the picture is.
-pub fn open<'a>(
+pub(crate) fn open<'a>(
     bytes: &'a [u8],
     named: Option<Format>,
     limits: &Limits,
@@ -138,7 +138,7 @@ pub fn open<'a>(
 
 impl Picture<'_> {
     /// The size once turned upright: what the size rule applies to.
-    pub fn upright_size(&self) -> (u32, u32) {
+    pub(crate) fn upright_size(&self) -> (u32, u32) {
         upright(self.stored, self.orientation)
     }
 
@@ -146,7 +146,7 @@ impl Picture<'_> {
     /// bytes (no decode, no copy); every other picture is decoded, converted to 8-bit RGB (or
     /// RGBA), cropped and resized to `target`, converted to sRGB (from its ICC profile), turned
     /// upright and encoded as PNG.
-    pub fn init_image(&self, target: (u32, u32)) -> Result<Cow<'_, [u8]>, PictureProblem> {
+    pub(crate) fn init_image(&self, target: (u32, u32)) -> Result<Cow<'_, [u8]>, PictureProblem> {
         if let Some(info) = &self.png {
             return Ok(png_init_image(&self.bytes, info, self.orientation, target)?);
         }

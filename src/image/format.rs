@@ -8,7 +8,7 @@ use super::sniff::{OtherFormat, sniff_format};
 
 /// A picture format drawdrop takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
+pub(crate) enum Format {
     Png,
     Jpeg,
     WebP,
@@ -30,11 +30,11 @@ const EXTENSIONS: [(&str, Format); 8] = [
 ];
 
 /// The sentence that says what is taken, for log lines and reasons.
-pub const TAKEN_FORMATS: &str = "PNG, JPEG, WebP, HEIC and TIFF";
+pub(crate) const TAKEN_FORMATS: &str = "PNG, JPEG, WebP, HEIC and TIFF";
 
 impl Format {
     /// The format a file name's extension promises, any case (`cat.JPG` -> JPEG).
-    pub fn for_name(name: &str) -> Option<Format> {
+    pub(crate) fn for_name(name: &str) -> Option<Format> {
         let (stem, extension) = name.rsplit_once('.')?;
         if stem.is_empty() {
             return None;
@@ -47,7 +47,7 @@ impl Format {
 
     /// The format `bytes` are in, by their magic bytes; `None` when they are not a picture
     /// drawdrop takes (or too short to tell).
-    pub fn of(bytes: &[u8]) -> Option<Format> {
+    pub(crate) fn of(bytes: &[u8]) -> Option<Format> {
         if bytes.starts_with(&SIGNATURE) {
             return Some(Format::Png);
         }
@@ -61,7 +61,7 @@ impl Format {
     }
 
     /// The short name people know: "JPEG".
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Format::Png => "PNG",
             Format::Jpeg => "JPEG",

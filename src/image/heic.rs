@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a conversion may take before the converter is stopped.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Overrides [`DEFAULT_TIMEOUT`], in milliseconds (for tests and very slow machines).
-pub const TIMEOUT_ENV: &str = "DRAWDROP_HEIC_TIMEOUT_MS";
+pub(crate) const TIMEOUT_ENV: &str = "DRAWDROP_HEIC_TIMEOUT_MS";
 /// What to install when no converter is found, for the reason and `drawdrop check`.
-pub const INSTALL_HINT: &str = "install libheif: `apt install libheif-examples` (Debian, Ubuntu), \
+pub(crate) const INSTALL_HINT: &str = "install libheif: `apt install libheif-examples` (Debian, Ubuntu), \
      `dnf install libheif-tools` (Fedora) or `brew install libheif`, which provide heif-convert";
 
 /// How often a running converter is looked at.
@@ -27,7 +27,7 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// A program that turns a HEIC into a PNG.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Converter {
+pub(crate) struct Converter {
     kind: ConverterKind,
     /// The program, as found on PATH.
     pub program: PathBuf,
@@ -83,7 +83,7 @@ pub enum HeicProblem {
 
 /// The converter this machine has: `sips` on macOS, `heif-convert` elsewhere, looked up on
 /// PATH now (so one installed while drawdrop runs is used from the next picture on).
-pub fn converter() -> Option<Converter> {
+pub(crate) fn converter() -> Option<Converter> {
     let (kind, name) = if cfg!(target_os = "macos") {
         (ConverterKind::Sips, "sips")
     } else {
@@ -93,7 +93,7 @@ pub fn converter() -> Option<Converter> {
 }
 
 /// One line for `drawdrop check`: whether HEIC pictures can be read here, and how.
-pub fn describe_support() -> Result<String, String> {
+pub(crate) fn describe_support() -> Result<String, String> {
     match converter() {
         Some(converter) => Ok(format!("HEIC pictures are read with {converter}")),
         None => Err(format!("HEIC pictures cannot be read: {INSTALL_HINT}")),
@@ -102,7 +102,7 @@ pub fn describe_support() -> Result<String, String> {
 
 /// The HEIC `bytes` as PNG bytes, through the machine's converter. `max_output` bounds what
 /// is read back.
-pub fn to_png(bytes: &[u8], max_output: u64) -> Result<Vec<u8>, HeicProblem> {
+pub(crate) fn to_png(bytes: &[u8], max_output: u64) -> Result<Vec<u8>, HeicProblem> {
     let converter = converter().ok_or(HeicProblem::NoConverter)?;
     convert(&converter, bytes, max_output, timeout())
 }
@@ -265,7 +265,8 @@ impl Drop for PrivateFolder {
     }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use super::*;
 

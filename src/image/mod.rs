@@ -19,9 +19,9 @@ mod chunks;
 mod color;
 mod decode;
 mod format;
-pub mod heic;
+pub(crate) mod heic;
 mod orientation;
-pub mod parameters;
+pub(crate) mod parameters;
 mod resize;
 mod size;
 mod sniff;
@@ -35,18 +35,14 @@ pub(crate) use orientation::exif_block;
 
 use std::fmt;
 
-pub use check::{PixelLimit, PngProblem, inspect};
-pub use chunks::ChunkName;
-pub use decode::{Picture, PictureProblem, open};
-pub use format::{Format, TAKEN_FORMATS};
-pub use orientation::{ExifProblem, Orientation};
-pub use resize::{ImageError, init_image};
-pub use size::{
-    DEFAULT_MAX_MEGAPIXELS, MAX_SIDE, MEGAPIXEL, MIN_SIDE, SIDE_STEP, pixels_for_megapixels,
-    target_size,
-};
-pub use sniff::OtherFormat;
-pub use text::{insert_text_chunk, text_chunks, with_text_chunk};
+pub(crate) use check::inspect;
+pub(crate) use decode::{Picture, PictureProblem, open};
+pub(crate) use format::{Format, TAKEN_FORMATS};
+pub(crate) use orientation::Orientation;
+pub(crate) use size::{DEFAULT_MAX_MEGAPIXELS, MAX_SIDE, pixels_for_megapixels, target_size};
+#[cfg(test)]
+pub(crate) use text::with_text_chunk;
+pub(crate) use text::{insert_text_chunk, text_chunks};
 
 /// Limits for what drawdrop will take as input and decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +66,7 @@ impl Default for Limits {
 
 /// What the header (IHDR) says about a complete, sane PNG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PngInfo {
+pub(crate) struct PngInfo {
     /// Width in pixels, at least 1.
     pub width: u32,
     /// Height in pixels, at least 1.
@@ -85,14 +81,14 @@ pub struct PngInfo {
 
 impl PngInfo {
     /// `(width, height)`.
-    pub fn size(&self) -> (u32, u32) {
+    pub(crate) fn size(&self) -> (u32, u32) {
         (self.width, self.height)
     }
 }
 
 /// A PNG color type, as stored in IHDR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ColorType {
+pub(crate) enum ColorType {
     /// Code 0: gray levels.
     Grayscale,
     /// Code 2: red, green, blue.
@@ -107,7 +103,7 @@ pub enum ColorType {
 
 impl ColorType {
     /// The color type for an IHDR code, if the code exists.
-    pub fn from_code(code: u8) -> Option<ColorType> {
+    pub(crate) fn from_code(code: u8) -> Option<ColorType> {
         match code {
             0 => Some(ColorType::Grayscale),
             2 => Some(ColorType::Rgb),
@@ -118,19 +114,8 @@ impl ColorType {
         }
     }
 
-    /// The IHDR code.
-    pub fn code(self) -> u8 {
-        match self {
-            ColorType::Grayscale => 0,
-            ColorType::Rgb => 2,
-            ColorType::Indexed => 3,
-            ColorType::GrayscaleAlpha => 4,
-            ColorType::Rgba => 6,
-        }
-    }
-
     /// The bit depths the PNG specification allows with this color type.
-    pub fn allowed_bit_depths(self) -> &'static [u8] {
+    pub(crate) fn allowed_bit_depths(self) -> &'static [u8] {
         match self {
             ColorType::Grayscale => &[1, 2, 4, 8, 16],
             ColorType::Indexed => &[1, 2, 4, 8],

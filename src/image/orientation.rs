@@ -6,7 +6,7 @@
 //! offset against the block's length before following it, and never allocates: a block with
 //! absurd offsets or counts is a [`ExifProblem`], never a crash or a long loop.
 
-pub use ::image::metadata::Orientation;
+pub(crate) use ::image::metadata::Orientation;
 
 /// The TIFF tag number of the orientation.
 const ORIENTATION_TAG: u16 = 0x0112;
@@ -18,7 +18,7 @@ const ENTRY_LEN: usize = 12;
 
 /// Why the orientation of a picture cannot be told. `Display` is a reason a person can read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExifProblem {
+pub(crate) enum ExifProblem {
     /// The block's structure is broken.
     #[error(
         "its EXIF data is damaged ({0}), so which way is up cannot be told; \
@@ -36,7 +36,7 @@ pub enum ExifProblem {
 /// The orientation an EXIF block gives: [`Orientation::NoTransforms`] when it has no
 /// orientation tag. `exif` is the TIFF structure (`II*\0` or `MM\0*` first), optionally after
 /// an `Exif\0\0` header (as some writers leave it in PNG and WebP chunks).
-pub fn exif_orientation(exif: &[u8]) -> Result<Orientation, ExifProblem> {
+pub(super) fn exif_orientation(exif: &[u8]) -> Result<Orientation, ExifProblem> {
     let exif = exif.strip_prefix(b"Exif\0\0").unwrap_or(exif);
     let damaged = |reason: String| Err(ExifProblem::Damaged(reason));
     let big_endian = match exif.get(..4) {
@@ -85,7 +85,7 @@ pub fn exif_orientation(exif: &[u8]) -> Result<Orientation, ExifProblem> {
 }
 
 /// Whether turning by `orientation` swaps width and height (the quarter turns).
-pub fn swaps_sides(orientation: Orientation) -> bool {
+pub(super) fn swaps_sides(orientation: Orientation) -> bool {
     matches!(
         orientation,
         Orientation::Rotate90
@@ -96,7 +96,7 @@ pub fn swaps_sides(orientation: Orientation) -> bool {
 }
 
 /// The size of a picture stored at `stored` once turned upright by `orientation`.
-pub fn upright((width, height): (u32, u32), orientation: Orientation) -> (u32, u32) {
+pub(super) fn upright((width, height): (u32, u32), orientation: Orientation) -> (u32, u32) {
     if swaps_sides(orientation) {
         (height, width)
     } else {

@@ -15,10 +15,10 @@ use crate::config::Settings;
 use crate::image::{insert_text_chunk, text_chunks};
 
 /// The chunk keyword A1111 and its readers use.
-pub const KEYWORD: &str = "parameters";
+pub(crate) const KEYWORD: &str = "parameters";
 
 /// The infotext for an image made with `settings` at `size` with `seed`.
-pub fn infotext(settings: &Settings, size: (u32, u32), seed: u32) -> String {
+pub(crate) fn infotext(settings: &Settings, size: (u32, u32), seed: u32) -> String {
     let mut prompt = settings.prompt.clone().unwrap_or_default();
     for lora in settings.loras.iter().flatten() {
         let name = lora_name(&lora.file);
@@ -67,7 +67,7 @@ pub fn infotext(settings: &Settings, size: (u32, u32), seed: u32) -> String {
 
 /// Adds the infotext to `png` in place, unless the server already wrote a `parameters`
 /// chunk. A PNG that cannot take the chunk stays unchanged (it was checked before).
-pub fn add_infotext(png: &mut Vec<u8>, infotext: &str) {
+pub(crate) fn add_infotext(png: &mut Vec<u8>, infotext: &str) {
     if text_chunks(png)
         .iter()
         .any(|(keyword, _)| keyword == KEYWORD)
@@ -87,7 +87,7 @@ fn quote(value: &str) -> String {
 }
 
 /// A LoRA as A1111 names it: the file name without its extension.
-pub fn lora_name(file: &str) -> &str {
+pub(crate) fn lora_name(file: &str) -> &str {
     for extension in [".safetensors", ".ckpt", ".pt", ".bin"] {
         if let Some(name) = file.strip_suffix(extension) {
             return name;

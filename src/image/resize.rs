@@ -22,7 +22,7 @@ const DECODER_OVERHEAD: u64 = 64 * 1024 * 1024;
 
 /// Why an init image could not be made. `Display` is a reason a person can read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ImageError {
+pub(crate) enum ImageError {
     /// The PNG passed [`inspect`](super::inspect) but its pixel data cannot be decoded.
     #[error("the PNG's image data cannot be decoded: {0}")]
     Decode(String),
@@ -42,7 +42,8 @@ pub enum ImageError {
 /// crop alone gives the size), and encoded as an 8-bit RGB PNG, or RGBA when the source has
 /// alpha, with fast compression. `info` must be what [`inspect`](super::inspect) returned for
 /// `bytes`: the decoder is limited to that size, so a lying file cannot allocate more.
-pub fn init_image<'a>(
+#[cfg(test)]
+pub(crate) fn init_image<'a>(
     bytes: &'a [u8],
     info: &PngInfo,
     target: (u32, u32),

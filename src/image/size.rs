@@ -4,19 +4,19 @@
 //! 128..=8192 (see docs/protocols.md), so every size drawdrop sends follows this rule.
 
 /// Smallest side drawdrop sends.
-pub const MIN_SIDE: u32 = 128;
+pub(crate) const MIN_SIDE: u32 = 128;
 /// Largest side drawdrop sends.
-pub const MAX_SIDE: u32 = 8192;
+pub(crate) const MAX_SIDE: u32 = 8192;
 /// Every side drawdrop sends is a multiple of this.
-pub const SIDE_STEP: u32 = 64;
+pub(crate) const SIDE_STEP: u32 = 64;
 /// One megapixel as `max_megapixels` counts it: 1024 x 1024 pixels, so that 1.0 is SDXL's
 /// 1024 x 1024 and 0.25 is SD 1.5's 512 x 512.
-pub const MEGAPIXEL: u64 = 1024 * 1024;
+pub(crate) const MEGAPIXEL: u64 = 1024 * 1024;
 /// `max_megapixels` when a profile does not set it.
-pub const DEFAULT_MAX_MEGAPIXELS: f64 = 1.0;
+pub(crate) const DEFAULT_MAX_MEGAPIXELS: f64 = 1.0;
 
 /// The pixel count `megapixels` stands for (see [`MEGAPIXEL`]).
-pub fn pixels_for_megapixels(megapixels: f64) -> u64 {
+pub(crate) fn pixels_for_megapixels(megapixels: f64) -> u64 {
     (megapixels * MEGAPIXEL as f64).round() as u64
 }
 
@@ -34,7 +34,7 @@ pub fn pixels_for_megapixels(megapixels: f64) -> u64 {
 ///
 /// The init image is then center-cropped to the result's aspect ratio and resized
 /// ([`init_image`](super::init_image)).
-pub fn target_size(
+pub(crate) fn target_size(
     input: (u32, u32),
     wanted: (Option<u32>, Option<u32>),
     max_pixels: u64,

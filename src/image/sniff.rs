@@ -5,7 +5,7 @@ use std::fmt;
 
 /// A file format that is not PNG, recognised by its magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OtherFormat {
+pub(crate) enum OtherFormat {
     /// JPEG (`FF D8 FF`).
     Jpeg,
     /// GIF87a / GIF89a.

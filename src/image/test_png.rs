@@ -7,7 +7,7 @@ use ::image::{DynamicImage, ImageEncoder, Rgb, RgbImage};
 use super::chunks::{ChunkName, SIGNATURE, write_chunk};
 
 /// Encodes `image` as a PNG with the `image` crate.
-pub fn encode(image: &DynamicImage) -> Vec<u8> {
+pub(crate) fn encode(image: &DynamicImage) -> Vec<u8> {
     let mut out = Vec::new();
     PngEncoder::new(&mut out)
         .write_image(
@@ -21,7 +21,7 @@ pub fn encode(image: &DynamicImage) -> Vec<u8> {
 }
 
 /// An RGB8 image whose colors vary with the position.
-pub fn gradient(width: u32, height: u32) -> RgbImage {
+pub(crate) fn gradient(width: u32, height: u32) -> RgbImage {
     RgbImage::from_fn(width, height, |x, y| {
         Rgb([
             (x * 7 % 256) as u8,
@@ -32,12 +32,12 @@ pub fn gradient(width: u32, height: u32) -> RgbImage {
 }
 
 /// A PNG of [`gradient`].
-pub fn gradient_png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn gradient_png(width: u32, height: u32) -> Vec<u8> {
     encode(&DynamicImage::ImageRgb8(gradient(width, height)))
 }
 
 /// The 13 bytes of an IHDR.
-pub fn ihdr(width: u32, height: u32, bit_depth: u8, color: u8, interlace: u8) -> Vec<u8> {
+pub(crate) fn ihdr(width: u32, height: u32, bit_depth: u8, color: u8, interlace: u8) -> Vec<u8> {
     let mut data = Vec::with_capacity(13);
     data.extend_from_slice(&width.to_be_bytes());
     data.extend_from_slice(&height.to_be_bytes());
@@ -46,7 +46,7 @@ pub fn ihdr(width: u32, height: u32, bit_depth: u8, color: u8, interlace: u8) ->
 }
 
 /// A file: the signature, then each chunk with a correct CRC.
-pub fn build(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+pub(crate) fn build(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
     let mut out = SIGNATURE.to_vec();
     for (name, data) in chunks {
         write_chunk(&mut out, ChunkName(**name), data);
@@ -55,12 +55,12 @@ pub fn build(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
 }
 
 /// A zlib stream of `raw`.
-pub fn zlib(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn zlib(raw: &[u8]) -> Vec<u8> {
     fdeflate::compress_to_vec(raw)
 }
 
 /// An indexed PNG: `index(x, y)` gives each pixel's palette index, packed at `bit_depth`.
-pub fn indexed_png(
+pub(crate) fn indexed_png(
     width: u32,
     height: u32,
     bit_depth: u8,
@@ -102,7 +102,7 @@ const ADAM7: [(u32, u32, u32, u32); 7] = [
 ];
 
 /// An interlaced (Adam7) RGB8 PNG of `image`.
-pub fn interlaced_png(image: &RgbImage) -> Vec<u8> {
+pub(crate) fn interlaced_png(image: &RgbImage) -> Vec<u8> {
     let (width, height) = image.dimensions();
     let mut raw = Vec::new();
     for (x0, y0, dx, dy) in ADAM7 {
@@ -122,7 +122,7 @@ pub fn interlaced_png(image: &RgbImage) -> Vec<u8> {
 }
 
 /// A small valid PNG built by hand: `width` x `height`, RGB8, black.
-pub fn handmade_png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn handmade_png(width: u32, height: u32) -> Vec<u8> {
     let raw = vec![0u8; ((width * 3 + 1) * height) as usize];
     let header = ihdr(width, height, 8, 2, 0);
     build(&[(b"IHDR", &header), (b"IDAT", &zlib(&raw)), (b"IEND", &[])])

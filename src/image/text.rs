@@ -19,7 +19,12 @@ const ITXT: ChunkName = ChunkName(*b"iTXt");
 /// The keyword must be 1 to 79 Latin-1 printable characters without leading, trailing or
 /// double spaces; neither may hold NUL. `png` must be a structurally sound PNG (chunks, CRCs,
 /// IHDR, IDAT, IEND as [`inspect`](super::inspect) checks them; its size is not limited).
-pub fn with_text_chunk(png: &[u8], keyword: &str, text: &str) -> Result<Vec<u8>, PngProblem> {
+#[cfg(test)]
+pub(crate) fn with_text_chunk(
+    png: &[u8],
+    keyword: &str,
+    text: &str,
+) -> Result<Vec<u8>, PngProblem> {
     let mut out = png.to_vec();
     insert_text_chunk(&mut out, keyword, text)?;
     Ok(out)
@@ -27,7 +32,11 @@ pub fn with_text_chunk(png: &[u8], keyword: &str, text: &str) -> Result<Vec<u8>,
 
 /// [`with_text_chunk`] in place: only the bytes from IEND on move, so adding metadata to a
 /// large result costs no copy of the image.
-pub fn insert_text_chunk(png: &mut Vec<u8>, keyword: &str, text: &str) -> Result<(), PngProblem> {
+pub(crate) fn insert_text_chunk(
+    png: &mut Vec<u8>,
+    keyword: &str,
+    text: &str,
+) -> Result<(), PngProblem> {
     let keyword_bytes =
         latin1_keyword(keyword).ok_or_else(|| PngProblem::BadKeyword(keyword.to_owned()))?;
     if text.contains('\0') {
@@ -96,7 +105,7 @@ fn latin1_text(text: &str) -> Option<Vec<u8>> {
 /// Lenient: anything that is not a PNG gives no pairs, the walk stops at the first damaged
 /// chunk, and a text chunk that cannot be read (bad compression, over 16 MiB inflated) is
 /// skipped. Latin-1 is decoded as such; invalid UTF-8 in `iTXt` is replaced.
-pub fn text_chunks(png: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn text_chunks(png: &[u8]) -> Vec<(String, String)> {
     if !png.starts_with(&SIGNATURE) {
         return Vec::new();
     }

@@ -25,18 +25,18 @@ const RESTARTS_FILE: &str = "restarts";
 const SENT_FILE: &str = "sent";
 const INPUT_DIR: &str = "in";
 /// Files beside `cat.png` that belong to it: `cat.txt` (its prompt) and `cat.toml` (settings).
-pub const SIDECAR_EXTENSIONS: [&str; 2] = ["txt", "toml"];
+pub(crate) const SIDECAR_EXTENSIONS: [&str; 2] = ["txt", "toml"];
 
 /// The claimed-jobs area of one inbox.
 #[derive(Debug, Clone)]
-pub struct Claims {
+pub(crate) struct Claims {
     inbox: PathBuf,
     jobs: PathBuf,
 }
 
 /// One claimed input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
+pub(crate) struct Job {
     /// Sorts in claim order; also names the job's staging folder in the outbox.
     pub id: String,
     /// Path relative to the inbox, as it was dropped.
@@ -46,36 +46,36 @@ pub struct Job {
 
 impl Job {
     /// Where the claimed input is now.
-    pub fn input(&self) -> PathBuf {
+    pub(crate) fn input(&self) -> PathBuf {
         self.dir.join(INPUT_DIR).join(&self.relative)
     }
 
     /// The claimed sidecar with this extension (`cat.txt`, `cat.toml`), if it came along.
-    pub fn sidecar(&self, extension: &str) -> Option<PathBuf> {
+    pub(crate) fn sidecar(&self, extension: &str) -> Option<PathBuf> {
         let path = self.input().with_extension(extension);
         path.is_file().then_some(path)
     }
 
     /// Every file the job holds (the picture and its sidecars), relative to the inbox.
-    pub fn files(&self) -> io::Result<Vec<PathBuf>> {
+    pub(crate) fn files(&self) -> io::Result<Vec<PathBuf>> {
         let mut files = durable::files_under(&self.dir.join(INPUT_DIR))?;
         files.sort();
         Ok(files)
     }
 
     /// Where a file of [`Job::files`] is now.
-    pub fn claimed(&self, relative: &Path) -> PathBuf {
+    pub(crate) fn claimed(&self, relative: &Path) -> PathBuf {
         self.dir.join(INPUT_DIR).join(relative)
     }
 
     /// The job's commit record, present once its outcome is decided.
-    pub fn commit_file(&self) -> PathBuf {
+    pub(crate) fn commit_file(&self) -> PathBuf {
         self.dir.join(COMMIT_FILE)
     }
 
     /// What a backend noted it sent for this job, as (server name, note); kept across a
     /// restart, gone with the claim.
-    pub fn sent_note(&self) -> Option<(String, String)> {
+    pub(crate) fn sent_note(&self) -> Option<(String, String)> {
         let text = fs::read_to_string(self.dir.join(SENT_FILE)).ok()?;
         let (server, note) = text.split_once('\n')?;
         Some((server.to_owned(), note.trim_end().to_owned()))
@@ -83,14 +83,14 @@ impl Job {
 
     /// Notes durably (it is on disk when this returns) what server `server` was sent for
     /// this job, replacing an earlier note.
-    pub fn note_sent(&self, server: &str, note: &str) -> io::Result<()> {
+    pub(crate) fn note_sent(&self, server: &str, note: &str) -> io::Result<()> {
         let text = format!("{}\n{note}\n", server.replace('\n', " "));
         durable::write_whole(&self.dir.join(SENT_FILE), text.as_bytes())
     }
 
     /// Counts one more start that found this job unfinished, and returns how many did. A
     /// file that makes drawdrop crash every time is failed after a few, not retried forever.
-    pub fn count_restart(&self) -> io::Result<u32> {
+    pub(crate) fn count_restart(&self) -> io::Result<u32> {
         let path = self.dir.join(RESTARTS_FILE);
         let before: u32 = fs::read_to_string(&path)
             .ok()
@@ -103,7 +103,7 @@ impl Job {
 
 /// A second daemon found the inbox already taken.
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub(crate) enum LockError {
     #[error("another drawdrop{} is already watching {inbox}", holder.map(|pid| format!(" (process {pid})")).unwrap_or_default())]
     Held { inbox: PathBuf, holder: Option<u32> },
     #[error("cannot lock {path}: {source}")]
@@ -113,12 +113,12 @@ pub enum LockError {
 /// Held while this process owns the inbox; the OS releases it when the process dies, so a
 /// lock left by a killed daemon never blocks a restart.
 #[derive(Debug)]
-pub struct InboxLock {
+pub(crate) struct InboxLock {
     _file: File,
 }
 
 impl Claims {
-    pub fn new(inbox: &Path) -> Self {
+    pub(crate) fn new(inbox: &Path) -> Self {
         Claims {
             inbox: inbox.to_path_buf(),
             jobs: inbox.join(STATE_DIR).join("jobs"),
@@ -126,12 +126,12 @@ impl Claims {
     }
 
     /// Creates the state folders.
-    pub fn create(&self) -> io::Result<()> {
+    pub(crate) fn create(&self) -> io::Result<()> {
         durable::create_dir_all(&self.jobs)
     }
 
     /// Takes the inbox for this process, or says who has it.
-    pub fn lock(&self) -> Result<InboxLock, LockError> {
+    pub(crate) fn lock(&self) -> Result<InboxLock, LockError> {
         let path = self.inbox.join(STATE_DIR).join("lock");
         let io_error = |source| LockError::Io {
             path: path.clone(),
@@ -165,7 +165,7 @@ impl Claims {
 
     /// The process that holds the inbox, if one runs (for `status`): the pid written in the
     /// lock file, if that process is alive. Never takes the lock itself.
-    pub fn holder(&self) -> Option<u32> {
+    pub(crate) fn holder(&self) -> Option<u32> {
         let text = fs::read_to_string(self.inbox.join(STATE_DIR).join("lock")).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
         is_alive(pid).then_some(pid)
@@ -175,7 +175,7 @@ impl Claims {
     /// (`cat.txt`, `cat.toml` beside `cat.png`), which go first: a claim holding sidecars but
     /// no picture never completed and is undone by [`Claims::recover`]. `Ok(None)` when the
     /// picture is no longer there (the person took it back).
-    pub fn claim(&self, relative: &Path) -> io::Result<Option<Job>> {
+    pub(crate) fn claim(&self, relative: &Path) -> io::Result<Option<Job>> {
         let id = new_job_id();
         let job = Job {
             id: id.clone(),
@@ -219,7 +219,7 @@ impl Claims {
     /// Puts a claimed input and its sidecars back into the inbox (at their old paths, or the
     /// next free ` (N)` names if new files took them) and forgets the job. Returns the
     /// picture's path in the inbox.
-    pub fn unclaim(&self, job: &Job) -> io::Result<PathBuf> {
+    pub(crate) fn unclaim(&self, job: &Job) -> io::Result<PathBuf> {
         let placed = self.return_files(job)?;
         self.forget(job)?;
         Ok(placed
@@ -253,14 +253,14 @@ impl Claims {
 
     /// Removes a finished job's folder. A jobs folder that is gone (the inbox was deleted,
     /// with drawdrop's state in it) means the job is forgotten already.
-    pub fn forget(&self, job: &Job) -> io::Result<()> {
+    pub(crate) fn forget(&self, job: &Job) -> io::Result<()> {
         durable::remove_tree(&job.dir)
     }
 
     /// Jobs left by an earlier run, in claim order. Folders of claims that never completed
     /// (no input and no commit) are removed, and so are jobs whose input was being put back
     /// into the inbox (see [`Claims::put_back_as`]).
-    pub fn recover(&self) -> io::Result<Vec<Job>> {
+    pub(crate) fn recover(&self) -> io::Result<Vec<Job>> {
         let mut ids: Vec<String> = match fs::read_dir(&self.jobs) {
             Ok(entries) => entries
                 .filter_map(Result::ok)
@@ -335,7 +335,7 @@ impl Claims {
     /// itself, nor a folder `keep` names (a profile's); never a folder that holds anything:
     /// `rmdir` fails unless the folder is empty, so a file arriving meanwhile keeps it.
     /// Returns the folders removed, relative to the inbox.
-    pub fn remove_emptied_folders(
+    pub(crate) fn remove_emptied_folders(
         &self,
         relative: &Path,
         keep: impl Fn(&Path) -> bool,
@@ -353,7 +353,7 @@ impl Claims {
     }
 
     /// How many jobs are claimed right now (for `status`).
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         fs::read_dir(&self.jobs).map(|e| e.count()).unwrap_or(0)
     }
 }

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The environment variable that names the crash point.
-pub const CRASH_AT_ENV: &str = "DRAWDROP_CRASH_AT";
+pub(crate) const CRASH_AT_ENV: &str = "DRAWDROP_CRASH_AT";
 
 struct Target {
     name: String,
@@ -37,7 +37,7 @@ fn target() -> Option<&'static Target> {
 }
 
 /// Aborts the process here if `DRAWDROP_CRASH_AT` names this point (and this is the n-th hit).
-pub fn crash_point(name: &str) {
+pub(crate) fn crash_point(name: &str) {
     if let Some(target) = target()
         && target.name == name
         && target.seen.fetch_add(1, Ordering::SeqCst) + 1 == target.nth

@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// Where the input goes once the job is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum InputTo {
+pub(crate) enum InputTo {
     Originals,
     Failed,
     Deleted,
@@ -31,7 +31,7 @@ pub enum InputTo {
 
 /// The decision about a job, written before anything is moved into the outbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Commit {
+pub(crate) struct Commit {
     pub input_to: InputTo,
     /// The collision number of the input's new name (1: its own name).
     pub input_number: u32,
@@ -41,7 +41,7 @@ pub struct Commit {
 
 /// What happened to a job's files, relative to the outbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Placed {
+pub(crate) struct Placed {
     pub results: Vec<PathBuf>,
     /// `originals/...` or `failed/...`; `None` when deleted.
     pub input: Option<PathBuf>,
@@ -49,7 +49,7 @@ pub struct Placed {
 
 /// The outbox and inbox sides of finishing; cheap to clone into blocking tasks.
 #[derive(Debug, Clone)]
-pub struct Finisher {
+pub(crate) struct Finisher {
     pub outbox: Arc<Outbox>,
     pub claims: Claims,
     /// Inbox and outbox on one file system: its journal orders the staged files' names
@@ -61,7 +61,7 @@ impl Finisher {
     /// Decides a job that made `images`: the results (named after the input) are staged and
     /// the commit written. From here on the job is never sent again; [`Finisher::resume`]
     /// moves everything into place.
-    pub fn decide_done(
+    pub(crate) fn decide_done(
         &self,
         job: &Job,
         images: &[Vec<u8>],
@@ -83,7 +83,7 @@ impl Finisher {
     }
 
     /// Decides a job that could not be done: the input and `<name>.error.txt` go to `failed/`.
-    pub fn decide_failed(
+    pub(crate) fn decide_failed(
         &self,
         job: &Job,
         reason_text: &str,
@@ -100,7 +100,7 @@ impl Finisher {
     /// Completes a decided job: moves its files into place, writes its `jobs.jsonl` line and
     /// forgets it. Idempotent, so it also finishes a job found committed at start, or one an
     /// earlier try left half done (`Resumed::Yes`: its line may be written already).
-    pub fn resume(&self, job: &Job, resumed: Resumed) -> io::Result<Placed> {
+    pub(crate) fn resume(&self, job: &Job, resumed: Resumed) -> io::Result<Placed> {
         let text = std::fs::read(job.commit_file())?;
         let commit: Commit = serde_json::from_slice(&text)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
@@ -109,7 +109,7 @@ impl Finisher {
 
     /// Removes what a crash left in the staging area that belongs to no claimed job (folders
     /// of jobs that were finished all but this, probe files).
-    pub fn clear_stale_staging(&self, jobs: &[Job]) -> io::Result<()> {
+    pub(crate) fn clear_stale_staging(&self, jobs: &[Job]) -> io::Result<()> {
         let root = self.outbox.staging_root();
         let entries = match std::fs::read_dir(&root) {
             Ok(entries) => entries,
@@ -132,7 +132,7 @@ impl Finisher {
     }
 
     /// A job claimed but not committed: anything staged for it is stale.
-    pub fn discard_staging(&self, job: &Job) -> io::Result<()> {
+    pub(crate) fn discard_staging(&self, job: &Job) -> io::Result<()> {
         durable::remove_tree(&self.outbox.staging(&job.id))
     }
 
@@ -250,7 +250,7 @@ impl Finisher {
 /// Whether completing a decided job is a first try (`No`) or a job an earlier try (in this
 /// run or a previous one) may have left half done (`Yes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resumed {
+pub(crate) enum Resumed {
     No,
     Yes,
 }

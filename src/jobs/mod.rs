@@ -3,10 +3,10 @@
 //! commit, apply), the outbox's names and `jobs.jsonl` (`outbox`), which inbox names are
 //! taken and how they are shown (`names`), a file as seen (`seen`), and crash points for the fault tests (`failpoint`).
 
-pub mod claim;
+pub(crate) mod claim;
 pub mod durable;
-pub mod failpoint;
-pub mod finish;
-pub mod names;
+pub(crate) mod failpoint;
+pub(crate) mod finish;
+pub(crate) mod names;
 pub mod outbox;
-pub mod seen;
+pub(crate) mod seen;

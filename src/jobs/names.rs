@@ -22,7 +22,7 @@ const SYSTEM_FILES: &[&str] = &["thumbs.db", "desktop.ini", "icon\r"];
 
 /// What drawdrop makes of a file in the inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A picture to take.
     Picture,
     /// Left alone without a word: hidden, temporary, a sidecar, a system file.
@@ -32,7 +32,7 @@ pub enum Kind {
 }
 
 /// What drawdrop makes of the file at `relative` (a path inside the inbox).
-pub fn kind(relative: &Path) -> Kind {
+pub(crate) fn kind(relative: &Path) -> Kind {
     let mut components = relative.components().peekable();
     if components.peek().is_none() {
         return Kind::Silent;
@@ -65,18 +65,18 @@ pub fn kind(relative: &Path) -> Kind {
 }
 
 /// Whether a file at `relative` (a path inside the inbox) is a picture drawdrop should take.
-pub fn is_candidate(relative: &Path) -> bool {
+pub(crate) fn is_candidate(relative: &Path) -> bool {
     kind(relative) == Kind::Picture
 }
 
 /// Whether a folder inside the inbox is worth descending into.
-pub fn is_visible_dir(name: &OsStr) -> bool {
+pub(crate) fn is_visible_dir(name: &OsStr) -> bool {
     !is_hidden(name)
 }
 
 /// A path as it may be shown in a log line or an error file: control characters (a newline
 /// in a file name, say) are escaped so one name is always one line.
-pub fn shown(path: &Path) -> String {
+pub(crate) fn shown(path: &Path) -> String {
     let text = path.to_string_lossy();
     if !text.chars().any(char::is_control) {
         return text.into_owned();

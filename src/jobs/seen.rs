@@ -8,18 +8,18 @@ use std::time::SystemTime;
 
 /// What the file system said about a file at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Observation {
+pub(crate) struct Observation {
     pub size: u64,
     pub mtime: SystemTime,
 }
 
 /// Size and mtime of a regular file (symbolic links are not followed).
-pub fn observe(path: &Path) -> io::Result<Observation> {
+pub(crate) fn observe(path: &Path) -> io::Result<Observation> {
     observation(&fs::symlink_metadata(path)?)
 }
 
 /// [`observe`] from metadata already read (with `symlink_metadata`).
-pub fn observation(meta: &fs::Metadata) -> io::Result<Observation> {
+pub(crate) fn observation(meta: &fs::Metadata) -> io::Result<Observation> {
     if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

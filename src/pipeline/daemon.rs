@@ -34,14 +34,14 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(9);
 
 /// How `run` should behave.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Process what is in the inbox now, then return.
     pub once: bool,
 }
 
 /// Why drawdrop could not start, or (`--once`) could not go on: exit status 2.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error(transparent)]
     Folders(#[from] folders::FolderError),
     #[error(transparent)]
@@ -64,7 +64,7 @@ pub enum StartError {
 
 /// What a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub done: usize,
     pub failed: usize,
     /// Files left in the inbox because their profile is broken.
@@ -73,7 +73,7 @@ pub struct Summary {
 
 /// Runs until `shutdown` is cancelled (or, with `once`, until the inbox is done).
 /// `located` is where the config came from: the daemon reloads it when it changes.
-pub async fn run(
+pub(crate) async fn run(
     config: Config,
     located: Located,
     options: Options,

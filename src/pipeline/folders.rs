@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// A folder that cannot be made or used.
 #[derive(Debug, thiserror::Error)]
-pub enum FolderError {
+pub(crate) enum FolderError {
     #[error("cannot create {path}: {source}")]
     Create { path: PathBuf, source: io::Error },
     #[error(
@@ -24,7 +24,7 @@ pub enum FolderError {
 }
 
 impl FolderError {
-    pub fn create(path: &Path, source: io::Error) -> Self {
+    pub(crate) fn create(path: &Path, source: io::Error) -> Self {
         FolderError::Create {
             path: path.to_path_buf(),
             source,
@@ -33,7 +33,7 @@ impl FolderError {
 }
 
 /// Creates every folder and returns the inbox's canonical path (what file events report).
-pub fn prepare(config: &Config) -> Result<PathBuf, FolderError> {
+pub(crate) fn prepare(config: &Config) -> Result<PathBuf, FolderError> {
     let create = |path: &Path| {
         crate::jobs::durable::create_dir_all(path)
             .map_err(|source| FolderError::create(path, source))
@@ -58,7 +58,7 @@ pub fn prepare(config: &Config) -> Result<PathBuf, FolderError> {
 
 /// Whether broken profile `name` has an inbox folder of its own: not when the name itself is
 /// what is wrong (one of the outbox's own folder names, or not a plain folder name).
-pub fn waits_in_a_folder(name: &str) -> bool {
+pub(crate) fn waits_in_a_folder(name: &str) -> bool {
     !crate::jobs::outbox::is_reserved(name)
         && !name.is_empty()
         && !name.starts_with('.')
@@ -67,7 +67,7 @@ pub fn waits_in_a_folder(name: &str) -> bool {
 
 /// Whether two folders are on one file system (where renames between them work and one
 /// journal orders their changes). Unknown means no.
-pub fn one_file_system(a: &Path, b: &Path) -> bool {
+pub(crate) fn one_file_system(a: &Path, b: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

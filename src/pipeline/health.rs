@@ -8,9 +8,9 @@
 //! (Draw Things closed, a wrong URL), and says until when it waits.
 
 use crate::backends::{Backend, Probe};
-use crate::pipeline::timing;
 use crate::mutex::lock;
 use crate::pipeline::reload::Live;
+use crate::pipeline::timing;
 use crate::report::tally::Tally;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ const REMIND_EVERY: Duration = Duration::from_secs(300);
 /// 5 s for the first two minutes of the outage (a restart is noticed within seconds), then
 /// at most 30 s (an app closed for the night costs two requests a minute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProbePauses {
+pub(crate) struct ProbePauses {
     next: Duration,
 }
 
@@ -36,12 +36,12 @@ impl ProbePauses {
     const EARLY_FOR: Duration = Duration::from_secs(120);
     const LONGEST: Duration = Duration::from_secs(30);
 
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ProbePauses { next: Self::FIRST }
     }
 
     /// The pause after a probe that found the server down, `outage` into the outage.
-    pub fn after(&mut self, outage: Duration) -> Duration {
+    pub(crate) fn after(&mut self, outage: Duration) -> Duration {
         let longest = if outage < Self::EARLY_FOR {
             Self::EARLY_LONGEST
         } else {
@@ -61,7 +61,7 @@ impl Default for ProbePauses {
 
 /// How long `run --once` waits for a server that does not answer before it gives up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Patience {
+pub(crate) struct Patience {
     /// For a server that answered earlier in this run (it may be restarting): `timeout_s`.
     pub answered: Duration,
     /// For a server that has not answered once since drawdrop started (closed, a wrong URL).
@@ -71,7 +71,7 @@ pub struct Patience {
 impl Patience {
     /// `timeout_s`, and at most [`timing::never_answered_limit`] (a minute) until the
     /// server first answers.
-    pub fn for_timeout(timeout: Duration) -> Patience {
+    pub(crate) fn for_timeout(timeout: Duration) -> Patience {
         Patience {
             answered: timeout,
             never_answered: timeout.min(timing::never_answered_limit()),
@@ -89,7 +89,7 @@ impl Patience {
 
 /// What is known about the server.
 #[derive(Debug, Clone, PartialEq)]
-pub enum State {
+pub(crate) enum State {
     /// Not probed yet.
     Unknown,
     Up,
@@ -100,7 +100,7 @@ pub enum State {
 
 /// The server's state, shared by the workers and the prober.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     state: watch::Sender<State>,
     /// Told about every change (the pool wakes idle workers with it).
     on_change: Option<Arc<Notify>>,
@@ -122,7 +122,7 @@ pub struct Health {
     waited.as_secs(),
     if *never_answered { " (not once since drawdrop started)" } else { "" }
 )]
-pub struct Unreachable {
+pub(crate) struct Unreachable {
     pub reason: String,
     pub waited: Duration,
     /// It never answered in this run (so the shorter limit applied).
@@ -143,12 +143,13 @@ impl Default for Health {
 }
 
 impl Health {
-    pub fn new() -> Self {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// A health that tells `on_change` about every change of state.
-    pub fn notifying(on_change: Arc<Notify>) -> Self {
+    pub(crate) fn notifying(on_change: Arc<Notify>) -> Self {
         Health {
             on_change: Some(on_change),
             ..Self::default()
@@ -156,15 +157,15 @@ impl Health {
     }
 
     /// Waits give up after `patience` (`run --once`), or never (`None`).
-    pub fn giving_up(self, patience: Option<Patience>) -> Self {
+    pub(crate) fn giving_up(self, patience: Option<Patience>) -> Self {
         Health { patience, ..self }
     }
 
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state.borrow().clone()
     }
 
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         *self.state.borrow() == State::Up
     }
 
@@ -183,12 +184,13 @@ impl Health {
     }
 
     /// The server answers (a probe said so).
-    pub fn mark_up(&self) {
+    #[cfg(test)]
+    pub(crate) fn mark_up(&self) {
         self.set(State::Up);
     }
 
     /// A worker found the server gone; the prober takes over.
-    pub fn mark_down(&self, reason: &str) {
+    pub(crate) fn mark_down(&self, reason: &str) {
         let changed = self.state.send_if_modified(|state| {
             if *state == State::Up || *state == State::Unknown {
                 *state = State::Down {
@@ -205,13 +207,13 @@ impl Health {
     }
 
     /// Asks the prober to find out whether the server answers.
-    pub fn want_server(&self) {
+    pub(crate) fn want_server(&self) {
         self.demand
             .send_if_modified(|wanted| !std::mem::replace(wanted, true));
     }
 
     /// When waiting for this server gives up (`run --once`, once a wait has begun).
-    pub fn gives_up_at(&self) -> Option<Instant> {
+    pub(crate) fn gives_up_at(&self) -> Option<Instant> {
         let patience = self.patience?;
         let since = (*lock(&self.waiting_since))?;
         Some(since + patience.limit(self.has_answered()))
@@ -220,7 +222,7 @@ impl Health {
     /// Waits until the server answers; with a [`Patience`], gives up when it runs out. Every
     /// waiter of one outage gives up at the same moment; a wait begun after that starts anew
     /// (a pool's server keeps waiting for its own while another one works).
-    pub async fn wait_up(&self) -> Result<(), Unreachable> {
+    pub(crate) async fn wait_up(&self) -> Result<(), Unreachable> {
         let mut states = self.state.subscribe();
         loop {
             let Some(since) = self.begin_wait() else {
@@ -279,7 +281,7 @@ impl Health {
 
     /// Probes whenever the server is not known to be up, until cancelled.
     /// `server` is the server's index in the pool; `tally` shows a wait on the progress bar.
-    pub async fn run_prober(
+    pub(crate) async fn run_prober(
         &self,
         live: &Live,
         server: usize,
@@ -465,7 +467,11 @@ mod tests {
         health.wait_up().await.unwrap_err();
         let again = Instant::now();
         let error = health.wait_up().await.unwrap_err();
-        assert_eq!(again.elapsed(), timing::never_answered_limit(), "not at once");
+        assert_eq!(
+            again.elapsed(),
+            timing::never_answered_limit(),
+            "not at once"
+        );
         assert_eq!(error.waited, timing::never_answered_limit());
     }
 

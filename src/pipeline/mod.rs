@@ -5,14 +5,14 @@
 //! `reload` holds the settings in force (and each server's backend) and follows edits;
 //! `natural` is the order files are taken in; `timing` the periods it waits.
 
-pub mod daemon;
-pub mod folders;
-pub mod health;
-pub mod natural;
-pub mod outbox_gate;
-pub mod pool;
-pub mod queue;
-pub mod reload;
-pub mod timing;
-pub mod watch;
-pub mod worker;
+pub(crate) mod daemon;
+pub(crate) mod folders;
+pub(crate) mod health;
+pub(crate) mod natural;
+pub(crate) mod outbox_gate;
+pub(crate) mod pool;
+pub(crate) mod queue;
+pub(crate) mod reload;
+pub(crate) mod timing;
+pub(crate) mod watch;
+pub(crate) mod worker;

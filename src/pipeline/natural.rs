@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Compares two paths component by component in natural order. Total: names that compare
 /// equal naturally (`img_02`, `img_2`; `A`, `a`) fall back to byte order.
-pub fn compare_paths(a: &Path, b: &Path) -> Ordering {
+pub(crate) fn compare_paths(a: &Path, b: &Path) -> Ordering {
     let mut a = a.components();
     let mut b = b.components();
     loop {
@@ -25,7 +25,7 @@ pub fn compare_paths(a: &Path, b: &Path) -> Ordering {
 }
 
 /// Compares two file names in natural order, then by their bytes.
-pub fn compare_names(a: &OsStr, b: &OsStr) -> Ordering {
+pub(crate) fn compare_names(a: &OsStr, b: &OsStr) -> Ordering {
     natural(&a.to_string_lossy(), &b.to_string_lossy())
         .then_with(|| a.as_encoded_bytes().cmp(b.as_encoded_bytes()))
 }

@@ -13,7 +13,7 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 
 /// Open while the outbox takes writes; closed with the reason otherwise.
 #[derive(Debug)]
-pub struct OutboxGate {
+pub(crate) struct OutboxGate {
     /// `None`: writable. `Some(reason)`: the last write failed.
     blocked: watch::Sender<Option<String>>,
     /// Where the probe writes (the outbox's staging folder).
@@ -21,7 +21,7 @@ pub struct OutboxGate {
 }
 
 impl OutboxGate {
-    pub fn new(probe_dir: PathBuf) -> Self {
+    pub(crate) fn new(probe_dir: PathBuf) -> Self {
         OutboxGate {
             blocked: watch::Sender::new(None),
             probe_dir,
@@ -29,7 +29,7 @@ impl OutboxGate {
     }
 
     /// A write failed: close the gate (and say so once).
-    pub fn close(&self, reason: &str) {
+    pub(crate) fn close(&self, reason: &str) {
         let newly = self.blocked.send_if_modified(|blocked| {
             if blocked.is_none() {
                 *blocked = Some(reason.to_owned());
@@ -45,18 +45,18 @@ impl OutboxGate {
         }
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.blocked.borrow().is_none()
     }
 
     /// Waits until the outbox can be written.
-    pub async fn wait_open(&self) {
+    pub(crate) async fn wait_open(&self) {
         let mut blocked = self.blocked.subscribe();
         let _ = blocked.wait_for(Option::is_none).await;
     }
 
     /// Probes the outbox whenever the gate is closed, until cancelled.
-    pub async fn run_prober(&self, cancel: &CancellationToken) {
+    pub(crate) async fn run_prober(&self, cancel: &CancellationToken) {
         let mut blocked = self.blocked.subscribe();
         loop {
             tokio::select! {

@@ -18,11 +18,11 @@ use tokio::time::Instant;
 
 /// How long a server that refused a profile (422: the model is missing on that Mac, say)
 /// is skipped for it before it is asked again.
-pub const SKIP_FOR: Duration = Duration::from_secs(600);
+pub(crate) const SKIP_FOR: Duration = Duration::from_secs(600);
 
 /// Why servers could not do one job so far; travels with the job when it is handed over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Handover {
+pub(crate) struct Handover {
     /// Attempts made on every server so far.
     pub attempts: u32,
     /// Servers (by index) that gave the job up, with their reasons.
@@ -30,18 +30,18 @@ pub struct Handover {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub server: usize,
     pub reason: String,
 }
 
 impl Handover {
-    pub fn refused_by(&self, server: usize) -> bool {
+    pub(crate) fn refused_by(&self, server: usize) -> bool {
         self.refusals.iter().any(|refusal| refusal.server == server)
     }
 
     /// Every server's reason, for the `.error.txt` of a file no server could do.
-    pub fn reasons(&self, config: &Config) -> String {
+    pub(crate) fn reasons(&self, config: &Config) -> String {
         self.refusals
             .iter()
             .map(|refusal| {
@@ -58,7 +58,7 @@ impl Handover {
 
 /// The run-time state of every server.
 #[derive(Debug)]
-pub struct Pool {
+pub(crate) struct Pool {
     healths: Vec<Arc<Health>>,
     /// (server, profile) -> until when, and why.
     skipped: Mutex<HashMap<(usize, String), (Instant, String)>>,
@@ -68,7 +68,7 @@ pub struct Pool {
 
 impl Pool {
     /// `servers` servers; waits for them give up after `patience` (`run --once`), if set.
-    pub fn new(servers: usize, patience: Option<Patience>) -> Pool {
+    pub(crate) fn new(servers: usize, patience: Option<Patience>) -> Pool {
         let changed = Arc::new(Notify::new());
         Pool {
             healths: (0..servers)
@@ -79,39 +79,35 @@ impl Pool {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.healths.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.healths.is_empty()
-    }
-
     /// More than one server: a job a server cannot do goes to another.
-    pub fn is_shared(&self) -> bool {
+    pub(crate) fn is_shared(&self) -> bool {
         self.len() > 1
     }
 
-    pub fn health(&self, server: usize) -> &Arc<Health> {
+    pub(crate) fn health(&self, server: usize) -> &Arc<Health> {
         &self.healths[server.min(self.healths.len() - 1)]
     }
 
-    pub fn healths(&self) -> &[Arc<Health>] {
+    pub(crate) fn healths(&self) -> &[Arc<Health>] {
         &self.healths
     }
 
     /// Whether any server answers now.
-    pub fn any_up(&self) -> bool {
+    pub(crate) fn any_up(&self) -> bool {
         self.healths.iter().any(|health| health.is_up())
     }
 
     /// Waits until some server's health changes.
-    pub async fn changed(&self) {
+    pub(crate) async fn changed(&self) {
         self.changed.notified().await;
     }
 
     /// `server` refused `profile`: it is not asked for it again for a while.
-    pub fn skip(&self, server: usize, profile: &str, reason: &str) {
+    pub(crate) fn skip(&self, server: usize, profile: &str, reason: &str) {
         let mut skipped = lock(&self.skipped);
         skipped.insert(
             (server, profile.to_owned()),
@@ -120,7 +116,7 @@ impl Pool {
     }
 
     /// Why `server` skips `profile` now, if it does.
-    pub fn skipping(&self, server: usize, profile: &str) -> Option<String> {
+    pub(crate) fn skipping(&self, server: usize, profile: &str) -> Option<String> {
         let skipped = lock(&self.skipped);
         skipped
             .get(&(server, profile.to_owned()))
@@ -129,7 +125,7 @@ impl Pool {
     }
 
     /// Whether `server` may take a job of `profile` that `handover` tells about.
-    pub fn may_take(
+    pub(crate) fn may_take(
         &self,
         config: &Config,
         server: usize,
@@ -160,14 +156,19 @@ impl Pool {
     }
 
     /// Whether any server is left that may still do a job of `profile`.
-    pub fn anyone_left(&self, config: &Config, profile: &Profile, handover: &Handover) -> bool {
+    pub(crate) fn anyone_left(
+        &self,
+        config: &Config,
+        profile: &Profile,
+        handover: &Handover,
+    ) -> bool {
         (0..config.servers.len())
             .any(|server| accepts(config, server, profile) && !handover.refused_by(server))
     }
 }
 
 /// Whether `server` takes `profile` at all (`profiles = [...]` of `[[servers]]`).
-pub fn accepts(config: &Config, server: usize, profile: &Profile) -> bool {
+pub(crate) fn accepts(config: &Config, server: usize, profile: &Profile) -> bool {
     config.servers.get(server).is_some_and(|server| {
         server
             .profiles
@@ -179,7 +180,7 @@ pub fn accepts(config: &Config, server: usize, profile: &Profile) -> bool {
 
 /// A server that runs workflows takes only the profiles that have one, and a profile with a
 /// workflow goes only to such servers.
-pub fn runs_its_kind(server: &crate::config::Server, profile: &Profile) -> bool {
+pub(crate) fn runs_its_kind(server: &crate::config::Server, profile: &Profile) -> bool {
     server.api.runs_workflows() == profile.settings.workflow.is_some()
 }
 

@@ -22,14 +22,14 @@ use tokio::time::Instant;
 
 /// Settled files queued within this long of each other count as present together: they
 /// are taken in natural order rather than in the order they happened to settle.
-pub const TOGETHER: Duration = Duration::from_secs(2);
+pub(crate) const TOGETHER: Duration = Duration::from_secs(2);
 /// A file queued together with others moves ahead of at most this many of them, so a flood
 /// of names arriving in reverse order costs no more than that per file.
 const LONGEST_REORDER: usize = 1000;
 
 /// One piece of work for a worker.
 #[derive(Debug)]
-pub enum Work {
+pub(crate) enum Work {
     /// A file in the inbox that has settled, with what it looked like then.
     Settled {
         relative: PathBuf,
@@ -43,7 +43,7 @@ pub enum Work {
 }
 
 #[derive(Debug, Default)]
-pub struct Queue {
+pub(crate) struct Queue {
     inner: Mutex<Inner>,
     /// Wakes every waiting worker: work came, a job ended, or the queue closed.
     work_ready: Notify,
@@ -72,7 +72,7 @@ impl Inner {
 }
 
 impl Queue {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -80,7 +80,7 @@ impl Queue {
     /// Settled files queued within [`TOGETHER`] of each other (a folder copied in, a
     /// multi-file drag, a scan) line up in natural order: `img_2` before `img_10`, whatever
     /// order they were written in; files that came apart keep their arrival order.
-    pub fn push(&self, work: Work) -> bool {
+    pub(crate) fn push(&self, work: Work) -> bool {
         let mut inner = self.lock();
         let Work::Settled { relative, .. } = &work else {
             inner.items.push_back(work);
@@ -114,13 +114,13 @@ impl Queue {
     }
 
     /// Puts a claimed job first in line (a server handed it over).
-    pub fn push_front(&self, work: Work) {
+    pub(crate) fn push_front(&self, work: Work) {
         self.lock().items.push_front(work);
         self.work_ready.notify_waiters();
     }
 
     /// Puts popped work back where it was, untouched (its worker cannot go on just now).
-    pub fn unpop(&self, work: Work) {
+    pub(crate) fn unpop(&self, work: Work) {
         let mut inner = self.lock();
         match work {
             Work::Settled { .. } => inner.in_hand = inner.in_hand.saturating_sub(1),
@@ -132,13 +132,13 @@ impl Queue {
     }
 
     /// Whether an inbox path is queued or being claimed right now.
-    pub fn contains(&self, relative: &Path) -> bool {
+    pub(crate) fn contains(&self, relative: &Path) -> bool {
         self.lock().queued.contains_key(relative)
     }
 
     /// The first work `matches` accepts, waiting for it; `None` once the queue is closed and
     /// nothing is left to do. A claimed job popped counts as active until [`Queue::job_ended`].
-    pub async fn pop_matching(&self, matches: impl Fn(&Work) -> bool) -> Option<Work> {
+    pub(crate) async fn pop_matching(&self, matches: impl Fn(&Work) -> bool) -> Option<Work> {
         self.wait_for(|inner| {
             if let Some(at) = inner.items.iter().position(&matches) {
                 let work = inner.items.remove(at)?;
@@ -156,7 +156,7 @@ impl Queue {
     /// Waits until work is waiting (true) or nothing is left to do (false). A worker waits
     /// here before it asks whether its server answers, so no server is asked anything
     /// before a file needs it (`run --once` on an empty inbox asks nothing).
-    pub async fn has_work(&self) -> bool {
+    pub(crate) async fn has_work(&self) -> bool {
         self.wait_for(|inner| {
             if !inner.items.is_empty() {
                 Some(true)
@@ -168,7 +168,7 @@ impl Queue {
     }
 
     /// Waits until the queue is closed and nothing is left to do.
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         self.wait_for(|inner| inner.drained().then_some(())).await
     }
 
@@ -187,7 +187,7 @@ impl Queue {
 
     /// A worker is done with a settled path it popped: it vanished, or it was claimed (then
     /// `claimed` and the job counts as active).
-    pub fn release(&self, relative: &Path, claimed: bool) {
+    pub(crate) fn release(&self, relative: &Path, claimed: bool) {
         let mut inner = self.lock();
         inner.queued.remove(relative);
         inner.in_hand = inner.in_hand.saturating_sub(1);
@@ -200,7 +200,7 @@ impl Queue {
     }
 
     /// A worker found a popped path changed since it settled: watch it again.
-    pub fn hand_back(&self, relative: &Path) {
+    pub(crate) fn hand_back(&self, relative: &Path) {
         let mut inner = self.lock();
         inner.queued.remove(relative);
         inner.in_hand = inner.in_hand.saturating_sub(1);
@@ -210,12 +210,12 @@ impl Queue {
     }
 
     /// A claimed job is being worked on outside the queue (one found decided at start).
-    pub fn job_started(&self) {
+    pub(crate) fn job_started(&self) {
         self.lock().active += 1;
     }
 
     /// A claimed job left a worker: decided, put back, or handed over (pushed again first).
-    pub fn job_ended(&self) {
+    pub(crate) fn job_ended(&self) {
         let mut inner = self.lock();
         inner.active = inner.active.saturating_sub(1);
         drop(inner);
@@ -223,24 +223,24 @@ impl Queue {
     }
 
     /// Paths handed back since the last call.
-    pub fn take_handed_back(&self) -> Vec<PathBuf> {
+    pub(crate) fn take_handed_back(&self) -> Vec<PathBuf> {
         std::mem::take(&mut self.lock().handed_back)
     }
 
     /// Waits until a path is handed back or a worker lets go of one.
-    pub async fn changed(&self) {
+    pub(crate) async fn changed(&self) {
         self.changed.notified().await;
     }
 
     /// True when no settled path is queued, in a worker's hand or handed back.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         let inner = self.lock();
         inner.queued.is_empty() && inner.in_hand == 0 && inner.handed_back.is_empty()
     }
 
     /// True when nothing is waiting, in hand, handed back or being worked on: a batch is
     /// over (the queue may stay open for more). Read at one instant, under one lock.
-    pub fn is_quiet(&self) -> bool {
+    pub(crate) fn is_quiet(&self) -> bool {
         let inner = self.lock();
         inner.items.is_empty()
             && inner.queued.is_empty()
@@ -250,17 +250,19 @@ impl Queue {
     }
 
     /// Items waiting for a worker.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.lock().items.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// No more files will come: workers finish what is queued and active, then
     /// `pop_matching` returns `None`.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.work_ready.notify_waiters();
     }

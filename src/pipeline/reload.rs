@@ -24,7 +24,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 /// One consistent snapshot: the config and a backend for each of its servers.
 #[derive(Debug)]
-pub struct Current {
+pub(crate) struct Current {
     pub config: Config,
     /// One per server, in the order of `config.servers`.
     pub backends: Vec<Arc<dyn Backend>>,
@@ -32,23 +32,23 @@ pub struct Current {
 
 impl Current {
     /// The backend of server `index` (the last one if out of range).
-    pub fn backend(&self, index: usize) -> &dyn Backend {
+    pub(crate) fn backend(&self, index: usize) -> &dyn Backend {
         &*self.backends[index.min(self.backends.len() - 1)]
     }
 
     /// [`Current::backend`], to take along into blocking work.
-    pub fn backend_shared(&self, index: usize) -> Arc<dyn Backend> {
+    pub(crate) fn backend_shared(&self, index: usize) -> Arc<dyn Backend> {
         self.backends[index.min(self.backends.len() - 1)].clone()
     }
 
     /// The settings of server `index` (the last one if out of range).
-    pub fn server(&self, index: usize) -> &Server {
+    pub(crate) fn server(&self, index: usize) -> &Server {
         &self.config.servers[index.min(self.config.servers.len() - 1)]
     }
 }
 
 /// The snapshot in force; a job takes one at its start and keeps it to its end.
-pub struct Live {
+pub(crate) struct Live {
     current: watch::Sender<Arc<Current>>,
     /// Tells the desktop about each breakage once (when `notifications` is on).
     notifications: Notifications,
@@ -66,7 +66,7 @@ impl std::fmt::Debug for Live {
 
 impl Live {
     /// The settings a run starts with; their broken profiles are reported now.
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         backends: Vec<Arc<dyn Backend>>,
         notifications: Notifications,
@@ -80,17 +80,17 @@ impl Live {
         live
     }
 
-    pub fn get(&self) -> Arc<Current> {
+    pub(crate) fn get(&self) -> Arc<Current> {
         self.current.borrow().clone()
     }
 
     /// Notified whenever a new snapshot is in force.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Current>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<Current>> {
         self.current.subscribe()
     }
 
     /// Reads the files again and puts a good result in force. Returns whether it did.
-    pub fn reload(&self, located: &Located) -> bool {
+    pub(crate) fn reload(&self, located: &Located) -> bool {
         let old = self.get();
         let mut config = match Config::load(located) {
             Ok(config) => config,
@@ -177,7 +177,7 @@ impl Live {
     /// Starts watching the config file's folder and the profiles folder. Called before the
     /// daemon says it is watching, so an edit made from then on is never missed; `None` (with
     /// a warning) when they cannot be watched, and edits then wait for a restart.
-    pub fn watch_config(&self, located: &Located) -> Option<ConfigWatch> {
+    pub(crate) fn watch_config(&self, located: &Located) -> Option<ConfigWatch> {
         let changed = Arc::new(Notify::new());
         match watch_config_files(&located.path, &self.get().config.profiles_dir(), &changed) {
             Ok(watchers) => Some(ConfigWatch {
@@ -195,7 +195,7 @@ impl Live {
 
     /// Reloads whenever the config file or a profile changes, until cancelled. Reading and
     /// checking the files runs off the async threads.
-    pub async fn watch_files(
+    pub(crate) async fn watch_files(
         self: Arc<Self>,
         watch: ConfigWatch,
         located: Located,
@@ -258,7 +258,7 @@ fn backends_for(config: &Config, old: &Current) -> Result<Vec<Arc<dyn Backend>>,
 }
 
 /// Builds a backend for every server of `config`.
-pub fn backends(config: &Config) -> Result<Vec<Arc<dyn Backend>>, Unusable> {
+pub(crate) fn backends(config: &Config) -> Result<Vec<Arc<dyn Backend>>, Unusable> {
     config.servers.iter().map(backends::for_server).collect()
 }
 
@@ -331,7 +331,7 @@ fn create_profile_folders(old: &Config, new: &Config) {
 }
 
 /// The watchers of the config files, and the signal they raise on a change.
-pub struct ConfigWatch {
+pub(crate) struct ConfigWatch {
     _watchers: Vec<RecommendedWatcher>,
     changed: Arc<Notify>,
 }

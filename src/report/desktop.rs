@@ -8,10 +8,10 @@ use crate::mutex::lock;
 use std::sync::Mutex;
 
 /// Shows one notification (title, message); the real one starts a command.
-pub type Show = Box<dyn Fn(&str, &str) + Send + Sync>;
+pub(crate) type Show = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Collects outcomes into batch summaries.
-pub struct Notifications {
+pub(crate) struct Notifications {
     show: Show,
     /// Done and failed since the last summary.
     batch: Mutex<(usize, usize)>,
@@ -19,11 +19,11 @@ pub struct Notifications {
 
 impl Notifications {
     /// Notifications through the platform's command.
-    pub fn platform() -> Notifications {
+    pub(crate) fn platform() -> Notifications {
         Notifications::with(Box::new(show_with_platform_command))
     }
 
-    pub fn with(show: Show) -> Notifications {
+    pub(crate) fn with(show: Show) -> Notifications {
         Notifications {
             show,
             batch: Mutex::new((0, 0)),
@@ -32,7 +32,7 @@ impl Notifications {
 
     /// A job ended. `drained`: nothing else is queued or being worked on, so the batch is
     /// over and its summary is shown.
-    pub fn job_finished(&self, failure: Option<(&str, &str)>, drained: bool) {
+    pub(crate) fn job_finished(&self, failure: Option<(&str, &str)>, drained: bool) {
         if let Some((name, reason)) = failure {
             (self.show)("drawdrop: a file failed", &format!("{name}: {reason}"));
         }
@@ -58,7 +58,7 @@ impl Notifications {
 impl Notifications {
     /// A config file or profile became unusable: `file` names it, `consequence` says what
     /// waits or what stays in force.
-    pub fn setting_broken(&self, file: &std::path::Path, consequence: &str) {
+    pub(crate) fn setting_broken(&self, file: &std::path::Path, consequence: &str) {
         let name = file.file_name().map_or_else(
             || file.display().to_string(),
             |name| name.to_string_lossy().into_owned(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// What `drawdrop run` recorded at its last start.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LastStart {
+pub(crate) struct LastStart {
     /// When it was recorded, local time, `2026-12-01 09:15:03 +01:00`.
     pub time: String,
     /// The folders of the last start that got going (kept when a later start fails).
@@ -21,13 +21,13 @@ pub struct LastStart {
 
 impl LastStart {
     /// The record for the config file at `config_file`, if there is one.
-    pub fn read(config_file: &Path) -> Option<LastStart> {
+    pub(crate) fn read(config_file: &Path) -> Option<LastStart> {
         let text = std::fs::read_to_string(record_path(config_file)).ok()?;
         serde_json::from_str(&text).ok()
     }
 
     /// A start got going with these folders.
-    pub fn started(config_file: &Path, inbox: &Path, outbox: &Path) {
+    pub(crate) fn started(config_file: &Path, inbox: &Path, outbox: &Path) {
         write(
             config_file,
             &LastStart {
@@ -40,7 +40,7 @@ impl LastStart {
     }
 
     /// A start failed with `error`; the folders of the last good start are kept.
-    pub fn failed(config_file: &Path, error: &str) {
+    pub(crate) fn failed(config_file: &Path, error: &str) {
         let last = LastStart::read(config_file).unwrap_or_default();
         write(
             config_file,

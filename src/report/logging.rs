@@ -23,35 +23,35 @@ const LOG_NAME: &str = "drawdrop.log";
 
 /// Controls where log lines go after start-up.
 #[derive(Clone, Default)]
-pub struct LogHandle {
+pub(crate) struct LogHandle {
     file: Arc<Mutex<Option<DailyFile>>>,
     bar: Arc<Mutex<Option<indicatif::ProgressBar>>>,
 }
 
 impl LogHandle {
     /// Also writes every line to `dir/drawdrop.log` from now on.
-    pub fn log_to_folder(&self, dir: &Path) -> io::Result<()> {
+    pub(crate) fn log_to_folder(&self, dir: &Path) -> io::Result<()> {
         let file = DailyFile::open(dir)?;
         *lock(&self.file) = Some(file);
         Ok(())
     }
 
     /// Prints stderr lines above this progress bar (or plainly again with `None`).
-    pub fn set_progress_bar(&self, bar: Option<indicatif::ProgressBar>) {
+    pub(crate) fn set_progress_bar(&self, bar: Option<indicatif::ProgressBar>) {
         *lock(&self.bar) = bar;
     }
 }
 
 /// Narrows what reaches stderr only (e.g. `warn`). The LaunchAgent sets it: launchd keeps
 /// stderr in a file that nothing rotates, while `drawdrop.log` has every line and is rotated.
-pub const STDERR_FILTER_VARIABLE: &str = "DRAWDROP_STDERR_LOG";
+pub(crate) const STDERR_FILTER_VARIABLE: &str = "DRAWDROP_STDERR_LOG";
 
 /// Overrides what is logged (a tracing filter such as `debug`).
-pub const FILTER_VARIABLE: &str = "DRAWDROP_LOG";
+pub(crate) const FILTER_VARIABLE: &str = "DRAWDROP_LOG";
 
 /// Starts logging to stderr. [`FILTER_VARIABLE`] overrides the filter (e.g. `debug`), and
 /// [`STDERR_FILTER_VARIABLE`] narrows stderr further.
-pub fn init() -> LogHandle {
+pub(crate) fn init() -> LogHandle {
     let handle = LogHandle::default();
     let filter = EnvFilter::try_from_env(FILTER_VARIABLE)
         .unwrap_or_else(|_| EnvFilter::new("warn,drawdrop=info"));

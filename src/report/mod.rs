@@ -2,10 +2,10 @@
 //! (`progress`, `tally`), desktop notifications (`desktop`), the jobs in flight for `status`
 //! (`live`), how the last start went (`last_start`), and the outbox gallery (`gallery`).
 
-pub mod desktop;
+pub(crate) mod desktop;
 pub mod gallery;
-pub mod last_start;
-pub mod live;
-pub mod logging;
-pub mod progress;
-pub mod tally;
+pub(crate) mod last_start;
+pub(crate) mod live;
+pub(crate) mod logging;
+pub(crate) mod progress;
+pub(crate) mod tally;

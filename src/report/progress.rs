@@ -4,7 +4,7 @@ use crate::report::tally::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A bar on stderr: files finished out of files found, failures, the last file.
-pub fn terminal_bar() -> ProgressBar {
+pub(crate) fn terminal_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     let style = ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg} [{elapsed}]")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -14,7 +14,7 @@ pub fn terminal_bar() -> ProgressBar {
 }
 
 /// Feeds a progress bar from the tally.
-pub struct BarProgress(pub ProgressBar);
+pub(crate) struct BarProgress(pub ProgressBar);
 
 impl Progress for BarProgress {
     fn found(&self, total: usize) {

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Something that shows progress (a terminal progress bar); optional.
-pub trait Progress: Send + Sync {
+pub(crate) trait Progress: Send + Sync {
     fn found(&self, total: usize);
     fn finished(&self, done: usize, failed: usize, last: &str);
     /// What the run waits for (a server that does not answer), or `None` once it stops.
@@ -13,7 +13,7 @@ pub trait Progress: Send + Sync {
 }
 
 #[derive(Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     done: AtomicUsize,
     failed: AtomicUsize,
     found: AtomicUsize,
@@ -21,16 +21,16 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn show_progress(&self, progress: Box<dyn Progress>) {
+    pub(crate) fn show_progress(&self, progress: Box<dyn Progress>) {
         *lock(&self.progress) = Some(progress);
     }
 
     /// More files were found (the total grows).
-    pub fn add_found(&self, count: usize) {
+    pub(crate) fn add_found(&self, count: usize) {
         if count == 0 {
             return;
         }
@@ -38,26 +38,26 @@ impl Tally {
         self.with_progress(|p| p.found(total));
     }
 
-    pub fn add_done(&self, what: &str) {
+    pub(crate) fn add_done(&self, what: &str) {
         self.done.fetch_add(1, Ordering::Relaxed);
         self.report(what);
     }
 
-    pub fn add_failed(&self, what: &str) {
+    pub(crate) fn add_failed(&self, what: &str) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         self.report(what);
     }
 
     /// Shows what the run waits for, or (`None`) that it waits no more.
-    pub fn waiting(&self, what: Option<&str>) {
+    pub(crate) fn waiting(&self, what: Option<&str>) {
         self.with_progress(|p| p.waiting(what));
     }
 
-    pub fn done(&self) -> usize {
+    pub(crate) fn done(&self) -> usize {
         self.done.load(Ordering::Relaxed)
     }
 
-    pub fn failed(&self) -> usize {
+    pub(crate) fn failed(&self) -> usize {
         self.failed.load(Ordering::Relaxed)
     }
 

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Everything the service files are rendered from; tests build it by hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceEnv {
+pub(crate) struct ServiceEnv {
     /// The drawdrop binary the service runs: absolute, symlinks resolved.
     pub binary: PathBuf,
     /// The config file passed with `--config`: absolute (it need not exist yet).
@@ -22,7 +22,7 @@ pub struct ServiceEnv {
 
 impl ServiceEnv {
     /// This process: its own binary, the user and home folder, and `config` made absolute.
-    pub fn current(config: &Path) -> Result<ServiceEnv, ServiceError> {
+    pub(crate) fn current(config: &Path) -> Result<ServiceEnv, ServiceError> {
         let binary = std::env::current_exe()
             .and_then(|exe| exe.canonicalize())
             .map_err(|source| ServiceError::Io {
@@ -51,30 +51,30 @@ impl ServiceEnv {
     }
 
     /// `~/Library/LaunchAgents/com.drawdrop.agent.plist`.
-    pub fn plist_path(&self) -> PathBuf {
+    pub(crate) fn plist_path(&self) -> PathBuf {
         self.home
             .join("Library/LaunchAgents")
             .join(format!("{LABEL}.plist"))
     }
 
     /// `~/Library/Logs/drawdrop`: the LaunchAgent's stdout and stderr.
-    pub fn log_dir(&self) -> PathBuf {
+    pub(crate) fn log_dir(&self) -> PathBuf {
         self.home.join("Library/Logs/drawdrop")
     }
 
     /// `~/.config/systemd/user/drawdrop.service`. Always under `~/.config`, not
     /// `$XDG_CONFIG_HOME`: the systemd user manager may not share the shell's environment.
-    pub fn unit_path(&self) -> PathBuf {
+    pub(crate) fn unit_path(&self) -> PathBuf {
         self.home.join(".config/systemd/user").join(UNIT_NAME)
     }
 
     /// launchd's domain for the user's login session: `gui/<uid>`.
-    pub fn domain(&self) -> String {
+    pub(crate) fn domain(&self) -> String {
         format!("gui/{}", self.uid)
     }
 
     /// The agent within that domain: `gui/<uid>/com.drawdrop.agent`.
-    pub fn target(&self) -> String {
+    pub(crate) fn target(&self) -> String {
         format!("gui/{}/{LABEL}", self.uid)
     }
 }
@@ -117,7 +117,7 @@ pub(crate) fn service_path<'a>(what: &str, path: &'a Path) -> Result<&'a str, Se
 
 /// Why the service should not run `binary`: a cargo build folder (`cargo clean` deletes it)
 /// or a temporary folder. `temp_dir` is the system's (`std::env::temp_dir()`).
-pub fn binary_warning(binary: &Path, temp_dir: &Path) -> Option<String> {
+pub(crate) fn binary_warning(binary: &Path, temp_dir: &Path) -> Option<String> {
     let advice = "install drawdrop with `cargo install --path .` first (then run that `drawdrop service install`) so the service keeps working after `cargo clean`";
     if in_cargo_target(binary) {
         return Some(format!(

@@ -22,22 +22,22 @@ mod status;
 mod systemd;
 mod unit;
 
-pub use environment::{ServiceEnv, binary_warning};
-pub use privacy::{privacy_note, privacy_note_for};
-pub use runner::{RunOutput, Runner, SystemRunner};
-pub use status::ServiceStatus;
+pub(crate) use environment::{ServiceEnv, binary_warning};
+pub(crate) use privacy::{privacy_note, privacy_note_for};
+pub(crate) use runner::{RunOutput, Runner, SystemRunner};
+pub(crate) use status::ServiceStatus;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The LaunchAgent's label.
-pub const LABEL: &str = "com.drawdrop.agent";
+pub(crate) const LABEL: &str = "com.drawdrop.agent";
 /// The systemd user unit's name.
-pub const UNIT_NAME: &str = "drawdrop.service";
+pub(crate) const UNIT_NAME: &str = "drawdrop.service";
 
 /// Which service manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// macOS: a LaunchAgent in `~/Library/LaunchAgents`, `launchctl`.
     Launchd,
     /// Linux: a user unit in `~/.config/systemd/user`, `systemctl --user`.
@@ -46,7 +46,7 @@ pub enum Kind {
 
 impl Kind {
     /// The service manager of the system this runs on.
-    pub fn host() -> Kind {
+    pub(crate) fn host() -> Kind {
         if cfg!(target_os = "macos") {
             Kind::Launchd
         } else {
@@ -55,7 +55,7 @@ impl Kind {
     }
 
     /// `--launchd` or `--systemd` as given, else the host's.
-    pub fn chosen(launchd: bool, systemd: bool) -> Kind {
+    pub(crate) fn chosen(launchd: bool, systemd: bool) -> Kind {
         match (launchd, systemd) {
             (true, _) => Kind::Launchd,
             (_, true) => Kind::Systemd,
@@ -64,7 +64,8 @@ impl Kind {
     }
 
     /// The file the service lives in.
-    pub fn file(self, env: &ServiceEnv) -> PathBuf {
+    #[cfg(test)]
+    pub(crate) fn file(self, env: &ServiceEnv) -> std::path::PathBuf {
         match self {
             Kind::Launchd => env.plist_path(),
             Kind::Systemd => env.unit_path(),
@@ -74,7 +75,7 @@ impl Kind {
 
 /// Why a service command did not do its job.
 #[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
+pub(crate) enum ServiceError {
     /// Not attempted: root, the other system's service manager, a path no service file can
     /// hold. Exit status 2.
     #[error("{0}")]
@@ -93,7 +94,7 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// The process exit status for this error.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             ServiceError::Refused(_) => 2,
             ServiceError::Manager { .. } | ServiceError::Io { .. } => 1,
@@ -103,13 +104,13 @@ impl ServiceError {
 
 /// What an install or uninstall did, line by line, and what the user should know.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub lines: Vec<String>,
     pub warnings: Vec<String>,
 }
 
 /// Refuses `kind` on a system that does not have it (only `print` works for either).
-pub fn check_host(kind: Kind) -> Result<(), ServiceError> {
+pub(crate) fn check_host(kind: Kind) -> Result<(), ServiceError> {
     check_host_with(kind, Kind::host())
 }
 
@@ -126,7 +127,7 @@ fn check_host_with(kind: Kind, host: Kind) -> Result<(), ServiceError> {
 }
 
 /// The plist or unit `install` would write, for any kind on any system.
-pub fn render(kind: Kind, env: &ServiceEnv) -> Result<String, ServiceError> {
+pub(crate) fn render(kind: Kind, env: &ServiceEnv) -> Result<String, ServiceError> {
     match kind {
         Kind::Launchd => plist::render_plist(env),
         Kind::Systemd => unit::render_unit(env),
@@ -135,7 +136,7 @@ pub fn render(kind: Kind, env: &ServiceEnv) -> Result<String, ServiceError> {
 
 /// Writes the service file and (re)loads the service; running it again rewrites the file
 /// and reloads. Refused as root.
-pub fn install(
+pub(crate) fn install(
     kind: Kind,
     env: &ServiceEnv,
     runner: &dyn Runner,
@@ -150,7 +151,7 @@ pub fn install(
 
 /// Stops and unloads the service and removes its file; only a message when it is not
 /// installed. Refused as root.
-pub fn uninstall(
+pub(crate) fn uninstall(
     kind: Kind,
     env: &ServiceEnv,
     runner: &dyn Runner,
@@ -165,7 +166,7 @@ pub fn uninstall(
 
 /// Whether the service is installed, loaded and running, its pid and last exit, and
 /// warnings when it runs another binary or config than `env`'s. Refused as root.
-pub fn status(
+pub(crate) fn status(
     kind: Kind,
     env: &ServiceEnv,
     runner: &dyn Runner,
@@ -180,7 +181,7 @@ pub fn status(
 /// What `install` should tell the user before it starts: a binary in a cargo `target/` or a
 /// temporary folder, a config file that does not exist yet, and (for launchd) every folder
 /// in ~/Desktop, ~/Documents or ~/Downloads, which needs Full Disk Access.
-pub fn install_warnings(kind: Kind, env: &ServiceEnv, folders: &[&Path]) -> Vec<String> {
+pub(crate) fn install_warnings(kind: Kind, env: &ServiceEnv, folders: &[&Path]) -> Vec<String> {
     let mut warnings = Vec::new();
     warnings.extend(binary_warning(&env.binary, &std::env::temp_dir()));
     if !env.config.exists() {

@@ -9,7 +9,7 @@ const PROTECTED: [&str; 3] = ["Desktop", "Documents", "Downloads"];
 /// A note for a folder drawdrop must read or write (the inbox, the outbox) when it lies in
 /// ~/Desktop, ~/Documents or ~/Downloads; `None` elsewhere. Names this binary as the program
 /// to give Full Disk Access. Show it on macOS (`check`) and for a launchd install.
-pub fn privacy_note(inbox: &Path, home: &Path) -> Option<String> {
+pub(crate) fn privacy_note(inbox: &Path, home: &Path) -> Option<String> {
     let binary = std::env::current_exe().and_then(|exe| exe.canonicalize());
     let binary = binary.as_deref().ok();
     privacy_note_for(inbox, home, binary).or_else(|| {
@@ -21,7 +21,11 @@ pub fn privacy_note(inbox: &Path, home: &Path) -> Option<String> {
 }
 
 /// [`privacy_note`] with the binary given (`None`: "the drawdrop binary").
-pub fn privacy_note_for(folder: &Path, home: &Path, binary: Option<&Path>) -> Option<String> {
+pub(crate) fn privacy_note_for(
+    folder: &Path,
+    home: &Path,
+    binary: Option<&Path>,
+) -> Option<String> {
     let protected = protected_folder(folder, home)?;
     let program = binary.map_or_else(
         || "the drawdrop binary".to_owned(),

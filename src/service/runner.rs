@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// What a finished command left behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunOutput {
+pub(crate) struct RunOutput {
     /// The exit status; `None` when a signal ended the command.
     pub code: Option<i32>,
     pub stdout: String,
@@ -16,13 +16,13 @@ pub struct RunOutput {
 
 impl RunOutput {
     /// Whether the command exited with status 0.
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0)
     }
 
     /// Standard error, else standard output (`launchctl` writes some errors to either),
     /// trimmed, for messages.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         let stderr = self.stderr.trim();
         if stderr.is_empty() {
             self.stdout.trim().to_owned()
@@ -40,7 +40,7 @@ impl RunOutput {
 }
 
 /// Runs service-manager commands.
-pub trait Runner {
+pub(crate) trait Runner {
     /// Runs `program` with `args` to completion, without input, and captures its output.
     fn run(&self, program: &str, args: &[String]) -> io::Result<RunOutput>;
 
@@ -52,7 +52,7 @@ pub trait Runner {
 
 /// The real thing: `std::process::Command`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemRunner;
+pub(crate) struct SystemRunner;
 
 impl Runner for SystemRunner {
     fn run(&self, program: &str, args: &[String]) -> io::Result<RunOutput> {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The service as the service manager and the installed file describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceStatus {
+pub(crate) struct ServiceStatus {
     pub kind: Kind,
     /// The plist or unit file.
     pub file: PathBuf,
@@ -69,7 +69,7 @@ impl ServiceStatus {
 
 impl ServiceStatus {
     /// One line for `drawdrop status`: `launchd agent installed, running (pid 123)`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let kind = match self.kind {
             Kind::Launchd => "launchd agent",
             Kind::Systemd => "systemd user unit",

@@ -9,6 +9,10 @@
 //! - [`pictures`]: the one builder of test pictures (PNG, JPEG, WebP, TIFF, broken files);
 //! - one module per suite, below; `fake_server`, `fake_comfyui` and `fake_grpc` test the fakes.
 
+// Test and tool code: its items are its own (nothing is exported), and a failed
+// unwrap() is the test failing.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod fakes;
 mod pictures;

@@ -5,7 +5,7 @@
 //! `GET /sdapi/v1/options`; `check` asks for its models, samplers and LoRAs; a batch's
 //! answer may lead with a grid; progress is asked for while a request runs (`progress`).
 
-pub mod progress;
+pub(crate) mod progress;
 
 use super::sdapi::{self, request};
 use super::{Backend, BoxFuture, Generation, Offer, Probe, Request, Trouble, Unusable, http};
@@ -16,12 +16,12 @@ use serde_json::{Map, Value, json};
 
 /// An AUTOMATIC1111-compatible server.
 #[derive(Debug, Clone)]
-pub struct A1111 {
+pub(crate) struct A1111 {
     client: http::Client,
 }
 
 impl A1111 {
-    pub fn new(server: &Server) -> Result<A1111, Unusable> {
+    pub(crate) fn new(server: &Server) -> Result<A1111, Unusable> {
         Ok(A1111 {
             client: http::Client::new(server)?,
         })

@@ -8,10 +8,10 @@ use std::future::Future;
 use std::time::Duration;
 
 /// How often a server is asked how far it is.
-pub const POLL_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs `request` to its end, reporting the server's progress meanwhile.
-pub async fn while_running<T>(
+pub(crate) async fn while_running<T>(
     client: &Client,
     reporter: &Reporter,
     request: impl Future<Output = T>,
@@ -41,7 +41,7 @@ async fn poll_a1111(client: &Client, reporter: &Reporter) -> std::convert::Infal
 
 /// The step in A1111's answer (`{"progress": 0.4, "state": {"sampling_step": 8,
 /// "sampling_steps": 20, "job_count": 1, ...}, ...}`); `None` while it runs nothing.
-pub fn a1111_step(answer: &Value) -> Option<Progress> {
+pub(crate) fn a1111_step(answer: &Value) -> Option<Progress> {
     let state = answer.get("state")?;
     let number = |key: &str| {
         state

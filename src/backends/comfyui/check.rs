@@ -24,7 +24,7 @@ fn list_of(spec: &[Value]) -> Option<Vec<String>> {
 
 /// What keeps `settings`' workflow (with its keys put in) from running on a server that
 /// runs `info`'s node types.
-pub fn problems(settings: &Settings, info: &Value) -> Vec<String> {
+pub(crate) fn problems(settings: &Settings, info: &Value) -> Vec<String> {
     let Some(workflow) = &settings.workflow else {
         return Vec::new();
     };

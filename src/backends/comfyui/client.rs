@@ -14,7 +14,11 @@ use serde_json::{Value, json};
 
 /// Uploads `png` as `name` into ComfyUI's input folder; the name ComfyUI gives it (another
 /// file of that name with other bytes makes it `name (1).png`).
-pub async fn upload(client: &http::Client, name: &str, png: &[u8]) -> Result<String, Trouble> {
+pub(super) async fn upload(
+    client: &http::Client,
+    name: &str,
+    png: &[u8],
+) -> Result<String, Trouble> {
     let boundary = format!("drawdrop-{:032x}", fastrand::u128(..));
     let body = multipart(&boundary, name, png);
     let content_type = format!("multipart/form-data; boundary={boundary}");
@@ -54,7 +58,7 @@ fn multipart(boundary: &str, name: &str, png: &[u8]) -> Bytes {
 
 /// Queues `graph` as prompt `prompt_id` for `client_id`'s websocket; the id ComfyUI runs it
 /// under (the one asked for, where ComfyUI lets the client choose it).
-pub async fn queue(
+pub(super) async fn queue(
     client: &http::Client,
     workflow: &Workflow,
     graph: &Value,
@@ -78,7 +82,7 @@ pub async fn queue(
 }
 
 /// ComfyUI's reasons for refusing a graph: each node's errors, named by id, type and title.
-pub fn refusal(workflow: &Workflow, answer: &[u8]) -> String {
+pub(super) fn refusal(workflow: &Workflow, answer: &[u8]) -> String {
     let Ok(answer) = serde_json::from_slice::<Value>(answer) else {
         return error_detail(answer);
     };
@@ -112,7 +116,10 @@ pub fn refusal(workflow: &Workflow, answer: &[u8]) -> String {
 }
 
 /// The history entry of `prompt_id`; `None` while it is not done (ComfyUI answers `{}`).
-pub async fn history(client: &http::Client, prompt_id: &str) -> Result<Option<Value>, Trouble> {
+pub(super) async fn history(
+    client: &http::Client,
+    prompt_id: &str,
+) -> Result<Option<Value>, Trouble> {
     let (status, answer) = client
         .call(Method::GET, &format!("history/{prompt_id}"), None)
         .await?;
@@ -124,7 +131,7 @@ pub async fn history(client: &http::Client, prompt_id: &str) -> Result<Option<Va
 }
 
 /// Whether `prompt_id` is running or waiting in ComfyUI's queue.
-pub async fn in_queue(client: &http::Client, prompt_id: &str) -> Result<bool, Trouble> {
+pub(super) async fn in_queue(client: &http::Client, prompt_id: &str) -> Result<bool, Trouble> {
     let (status, answer) = client.call(Method::GET, "queue", None).await?;
     let answer = ok_json(status, &answer)?;
     let listed = |list: &Value| {
@@ -137,7 +144,7 @@ pub async fn in_queue(client: &http::Client, prompt_id: &str) -> Result<bool, Tr
 }
 
 /// One result file (`{"filename", "subfolder", "type"}` of the history).
-pub async fn view(client: &http::Client, image: &Value) -> Result<Vec<u8>, Trouble> {
+pub(super) async fn view(client: &http::Client, image: &Value) -> Result<Vec<u8>, Trouble> {
     let text = |key: &str| image[key].as_str().unwrap_or_default();
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("filename", text("filename"))

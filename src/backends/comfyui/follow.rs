@@ -20,11 +20,11 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An open websocket to ComfyUI.
-pub type Socket =
+pub(super) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens the websocket for `client_id`; `None` when it cannot be (the history is polled then).
-pub async fn connect(client: &http::Client, client_id: &str) -> Option<Socket> {
+pub(super) async fn connect(client: &http::Client, client_id: &str) -> Option<Socket> {
     let mut url = client.endpoint("ws");
     url.query_pairs_mut().append_pair("clientId", client_id);
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
@@ -48,7 +48,7 @@ pub async fn connect(client: &http::Client, client_id: &str) -> Option<Socket> {
 }
 
 /// Waits until prompt `prompt_id` is done and returns its history entry.
-pub async fn until_done(
+pub(super) async fn until_done(
     client: &http::Client,
     socket: Option<Socket>,
     prompt_id: &str,
@@ -112,7 +112,7 @@ async fn watch(
 
 /// The result files a finished prompt's history lists, node by node in the order of the
 /// workflow's `SaveImage` nodes; or why it failed.
-pub fn outcome(workflow: &Workflow, entry: &Value) -> Result<Vec<Value>, Trouble> {
+pub(super) fn outcome(workflow: &Workflow, entry: &Value) -> Result<Vec<Value>, Trouble> {
     let status = &entry["status"];
     if status["status_str"].as_str() == Some("error") {
         return Err(Trouble::BadAnswer(execution_error(workflow, status)));

@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// The placeholder in `[comfyui.set]` values replaced by the job's prompt.
-pub const PROMPT_PLACEHOLDER: &str = "{prompt}";
+pub(crate) const PROMPT_PLACEHOLDER: &str = "{prompt}";
 
 /// The job's graph and the settings it carries (for `jobs.jsonl`, in the profile's names).
-pub fn fill(
+pub(crate) fn fill(
     workflow: &Workflow,
     settings: &Settings,
     seed: u32,
@@ -60,7 +60,7 @@ pub fn fill(
 }
 
 /// The graph with the uploaded picture's name in its `LoadImage` node.
-pub fn with_picture(workflow: &Workflow, uploaded: &str) -> Result<Value, String> {
+pub(crate) fn with_picture(workflow: &Workflow, uploaded: &str) -> Result<Value, String> {
     let node = workflow.image_node()?;
     let mut graph = (*workflow.graph).clone();
     put(

@@ -9,10 +9,10 @@
 //! The websocket is plain `ws://`; with an `https` URL it is tried as `wss://` only where the
 //! build can, else the history is polled (the job goes through either way).
 
-pub mod check;
+pub(crate) mod check;
 mod client;
 mod follow;
-pub mod graph;
+pub(crate) mod graph;
 
 use super::{Backend, BoxFuture, Generation, Offer, Probe, Request, Trouble, Unusable, http};
 use crate::config::{Server, Settings, Workflow};
@@ -21,16 +21,16 @@ use bytes::Bytes;
 use serde_json::Value;
 
 /// The text chunk ComfyUI keeps the graph of a result in.
-pub const PROMPT_CHUNK: &str = "prompt";
+pub(crate) const PROMPT_CHUNK: &str = "prompt";
 
 /// A ComfyUI server.
 #[derive(Debug, Clone)]
-pub struct ComfyUi {
+pub(crate) struct ComfyUi {
     client: http::Client,
 }
 
 impl ComfyUi {
-    pub fn new(server: &Server) -> Result<ComfyUi, Unusable> {
+    pub(crate) fn new(server: &Server) -> Result<ComfyUi, Unusable> {
         Ok(ComfyUi {
             client: http::Client::new(server)?,
         })

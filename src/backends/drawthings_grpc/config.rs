@@ -494,17 +494,17 @@ pub fn encode(config: &GenerationConfig) -> Result<Vec<u8>, ConfigError> {
 
 /// The slots drawdrop writes itself (a test checks them against [`FIELDS`]).
 mod slot {
-    pub const START_WIDTH: usize = 1;
-    pub const START_HEIGHT: usize = 2;
-    pub const SEED: usize = 3;
-    pub const STEPS: usize = 4;
-    pub const GUIDANCE_SCALE: usize = 5;
-    pub const STRENGTH: usize = 6;
-    pub const MODEL: usize = 7;
-    pub const SAMPLER: usize = 8;
-    pub const BATCH_COUNT: usize = 9;
-    pub const BATCH_SIZE: usize = 10;
-    pub const LORAS: usize = 20;
+    pub(super) const START_WIDTH: usize = 1;
+    pub(super) const START_HEIGHT: usize = 2;
+    pub(super) const SEED: usize = 3;
+    pub(super) const STEPS: usize = 4;
+    pub(super) const GUIDANCE_SCALE: usize = 5;
+    pub(super) const STRENGTH: usize = 6;
+    pub(super) const MODEL: usize = 7;
+    pub(super) const SAMPLER: usize = 8;
+    pub(super) const BATCH_COUNT: usize = 9;
+    pub(super) const BATCH_SIZE: usize = 10;
+    pub(super) const LORAS: usize = 20;
 }
 
 /// A `GenerationConfiguration` table, verified, for reading fields by slot.

@@ -33,7 +33,7 @@ impl From<BadAnswer> for crate::backends::Trouble {
 /// The PNG images of a successful answer, checked to be complete PNGs. `expected` is the
 /// least number of images the request asked for; `grid_first`: A1111 may put a grid of the
 /// batch first.
-pub fn images(
+pub(crate) fn images(
     body: &[u8],
     grid_first: bool,
     expected: usize,
@@ -60,7 +60,7 @@ pub fn images(
 
 /// The number checks of an answer's images (whatever form they are in yet): at least one,
 /// A1111's grid dropped, at least `expected`; then `check` on each (1-based number).
-pub fn checked<T>(
+pub(crate) fn checked<T>(
     mut images: Vec<T>,
     grid_first: bool,
     expected: usize,
@@ -151,7 +151,7 @@ fn decode_dropping_escapes(text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> 
 
 /// The reason an error answer gives, for a person: the `detail` (Draw Things, A1111), or
 /// `error` (sd-server), or the start of the body.
-pub fn error_detail(body: &[u8]) -> String {
+pub(crate) fn error_detail(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<Value>(body) {
         for key in ["detail", "error", "message", "errors"] {
             match value.get(key) {

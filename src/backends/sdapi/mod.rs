@@ -2,9 +2,9 @@
 //! the request body built in one pass (`request`), a successful answer's pictures read as
 //! they stream in (`stream`) or from a whole body (`answer`), and an error answer's reason.
 
-pub mod answer;
-pub mod request;
-pub mod stream;
+pub(crate) mod answer;
+pub(crate) mod request;
+pub(crate) mod stream;
 
 /// The endpoint both kinds take img2img requests at.
-pub const IMG2IMG: &str = "sdapi/v1/img2img";
+pub(crate) const IMG2IMG: &str = "sdapi/v1/img2img";

@@ -10,11 +10,16 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 /// The settings of one request, without the image: what is sent, and what is logged.
-pub type RequestSettings = Map<String, Value>;
+pub(crate) type RequestSettings = Map<String, Value>;
 
 /// One job's request: `keys` (the profile's settings in the kind's words) with what every
 /// request carries.
-pub fn request(keys: RequestSettings, settings: &Settings, size: (u32, u32), seed: u32) -> Request {
+pub(crate) fn request(
+    keys: RequestSettings,
+    settings: &Settings,
+    size: (u32, u32),
+    seed: u32,
+) -> Request {
     Request {
         settings: with_seed_size_and_extra(keys, settings, size, seed),
         model: settings.model.clone(),
@@ -25,7 +30,7 @@ pub fn request(keys: RequestSettings, settings: &Settings, size: (u32, u32), see
 
 /// A profile with a ComfyUI workflow cannot go to a server that takes the profile's keys
 /// only (a pool sends such profiles to ComfyUI servers alone).
-pub fn refuse_workflow(settings: &Settings) -> Result<(), String> {
+pub(crate) fn refuse_workflow(settings: &Settings) -> Result<(), String> {
     match &settings.workflow {
         Some(workflow) => Err(format!(
             "this profile runs the ComfyUI workflow {}, and this server is not a ComfyUI server",
@@ -36,7 +41,7 @@ pub fn refuse_workflow(settings: &Settings) -> Result<(), String> {
 }
 
 /// The request body for `request` with the init picture.
-pub fn encode(request: &Request, init_png: &[u8]) -> Bytes {
+pub(crate) fn encode(request: &Request, init_png: &[u8]) -> Bytes {
     Bytes::from(body(&request.settings, init_png))
 }
 
@@ -57,14 +62,14 @@ fn with_seed_size_and_extra(
 }
 
 /// Puts `value` under `key` when there is one.
-pub fn put(out: &mut RequestSettings, key: &str, value: Option<Value>) {
+pub(crate) fn put(out: &mut RequestSettings, key: &str, value: Option<Value>) {
     if let Some(value) = value {
         out.insert(key.to_owned(), value);
     }
 }
 
 /// How many images the server must send back at least.
-pub fn expected_images(settings: &Settings) -> usize {
+pub(crate) fn expected_images(settings: &Settings) -> usize {
     let batch_count = settings.batch_count.unwrap_or(1) as usize;
     let batch_size = settings
         .extra
@@ -76,7 +81,7 @@ pub fn expected_images(settings: &Settings) -> usize {
 
 /// The JSON body: the settings with `"init_images": ["<base64>"]` appended. The base64
 /// text is encoded straight into the body (it never needs JSON escaping).
-pub fn body(settings: &RequestSettings, image: &[u8]) -> Vec<u8> {
+pub(crate) fn body(settings: &RequestSettings, image: &[u8]) -> Vec<u8> {
     let engine = &base64::engine::general_purpose::STANDARD;
     let encoded_len = base64::encoded_len(image.len(), true).unwrap_or(0);
     let mut body = serde_json::to_vec(settings).unwrap_or_else(|_| b"{}".to_vec());
@@ -98,7 +103,7 @@ pub fn body(settings: &RequestSettings, image: &[u8]) -> Vec<u8> {
 
 /// A profile with every key set, for the kinds' tests.
 #[cfg(test)]
-pub fn watercolor() -> Settings {
+pub(crate) fn watercolor() -> Settings {
     use crate::config::Lora;
     Settings {
         prompt: Some("a watercolor painting".into()),

@@ -41,7 +41,7 @@ enum State {
 }
 
 /// Decodes a 200 answer fed in chunks.
-pub struct AnswerDecoder {
+pub(crate) struct AnswerDecoder {
     state: State,
     /// Base64 text of the image being read, not yet decoded.
     block: Vec<u8>,
@@ -55,7 +55,7 @@ pub struct AnswerDecoder {
 
 impl AnswerDecoder {
     /// `length`: the answer's `Content-Length`, when known.
-    pub fn new(length: Option<u64>) -> AnswerDecoder {
+    pub(crate) fn new(length: Option<u64>) -> AnswerDecoder {
         let capacity_hint = length.map_or(0, |len| (len as usize / 4) * 3);
         AnswerDecoder {
             state: State::Prefix(0),
@@ -68,7 +68,7 @@ impl AnswerDecoder {
     }
 
     /// Takes the next piece of the answer.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), BadAnswer> {
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), BadAnswer> {
         let mut rest = chunk;
         while !rest.is_empty() {
             rest = self.step(rest)?;
@@ -192,7 +192,7 @@ impl AnswerDecoder {
     }
 
     /// The images, checked like those of a buffered answer.
-    pub fn finish(
+    pub(crate) fn finish(
         self,
         expected: usize,
         grid_first: bool,

@@ -8,9 +8,9 @@
 //! A settled file whose profile is broken is not queued: it waits in the inbox, and is
 //! queued as soon as new settings fix its profile.
 
-pub mod scan;
-pub mod settle;
-pub mod source;
+pub(crate) mod scan;
+pub(crate) mod settle;
+pub(crate) mod source;
 
 use crate::image::TAKEN_FORMATS;
 use crate::jobs::names::{self, Kind, is_candidate, is_visible_dir, shown};
@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The watch stage's state.
-pub struct WatchStage {
+pub(crate) struct WatchStage {
     inbox: PathBuf,
     settler: Settler,
     queue: Arc<Queue>,
@@ -64,7 +64,7 @@ type FolderId = (u64, u64, Option<std::time::SystemTime>);
 
 impl WatchStage {
     /// `inbox` should be canonical, as notify reports canonical paths.
-    pub fn new(inbox: PathBuf, settle: Duration, queue: Arc<Queue>, once: bool) -> Self {
+    pub(crate) fn new(inbox: PathBuf, settle: Duration, queue: Arc<Queue>, once: bool) -> Self {
         WatchStage {
             inbox,
             settler: Settler::new(settle, once),
@@ -81,27 +81,27 @@ impl WatchStage {
     }
 
     /// Follows the settings in force: `settle_ms`, and which profiles are broken.
-    pub fn with_settle_updates(mut self, settings: watch::Receiver<Arc<Current>>) -> Self {
+    pub(crate) fn with_settle_updates(mut self, settings: watch::Receiver<Arc<Current>>) -> Self {
         self.settings = Some(settings);
         self
     }
 
     /// Watches with this source (whose watcher is already running), re-watching when the
     /// inbox folder is created again after being deleted.
-    pub fn with_events(mut self, source: Source, watcher: RecommendedWatcher) -> Self {
+    pub(crate) fn with_events(mut self, source: Source, watcher: RecommendedWatcher) -> Self {
         self.events = Some((source, Some(watcher)));
         self.watched = folder_id(&self.inbox);
         self
     }
 
-    pub fn on_found(mut self, callback: impl Fn(usize) + Send + 'static) -> Self {
+    pub(crate) fn on_found(mut self, callback: impl Fn(usize) + Send + 'static) -> Self {
         self.on_found = Box::new(callback);
         self
     }
 
     /// Runs until cancelled (or, with `once`, until everything found at start is queued).
     /// Closes the queue when it ends.
-    pub async fn run(mut self, hints: Option<Hints>, cancel: CancellationToken) {
+    pub(crate) async fn run(mut self, hints: Option<Hints>, cancel: CancellationToken) {
         let (mut paths, rescan) = match hints {
             Some(Hints { paths, rescan }) => (Some(paths), Some(rescan)),
             None => (None, None),

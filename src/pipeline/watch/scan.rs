@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// A candidate file found in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
+pub(crate) struct Found {
     /// Path relative to the inbox.
     pub relative: PathBuf,
     pub seen: Observation,
@@ -20,7 +20,7 @@ pub struct Found {
 
 /// Something a scan left alone that a person should hear about.
 #[derive(Debug)]
-pub enum Notice<'a> {
+pub(crate) enum Notice<'a> {
     /// A folder inside the inbox that cannot be read.
     Unreadable(&'a Path, io::Error),
     /// A symbolic link with a picture's name, or to a folder: never followed, as it may
@@ -36,7 +36,7 @@ pub enum Notice<'a> {
 /// should know (unreadable folders, symbolic links, files not taken) goes to
 /// `notice`; an unreadable inbox is
 /// an error.
-pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<Found>> {
+pub(crate) fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut folders = vec![PathBuf::new()];
     let mut first = true;
@@ -81,7 +81,7 @@ pub fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<
 /// its IEND chunk, a JPEG its end-of-image marker, a WebP the length its RIFF header
 /// promised. So a closed file that ends so was written to its end. Other formats (TIFF,
 /// HEIC) have no such mark and wait for the settle window.
-pub fn ends_like_a_whole_picture(path: &Path) -> bool {
+pub(crate) fn ends_like_a_whole_picture(path: &Path) -> bool {
     use std::io::{Read, Seek, SeekFrom};
     const IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
     let mut head = [0u8; 12];

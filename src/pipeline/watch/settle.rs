@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 /// The outcome of one observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Not yet: look again at this instant.
     Waiting(Instant),
     /// Unchanged for the whole window: take it.
@@ -23,7 +23,7 @@ pub enum Verdict {
 
 /// Files being watched until they settle.
 #[derive(Debug)]
-pub struct Settler {
+pub(crate) struct Settler {
     window: Duration,
     /// `--once`: a file whose mtime is already older than the window counts as settled at once.
     trust_old_mtime: bool,
@@ -39,7 +39,7 @@ struct Tracked {
 }
 
 impl Settler {
-    pub fn new(window: Duration, trust_old_mtime: bool) -> Self {
+    pub(crate) fn new(window: Duration, trust_old_mtime: bool) -> Self {
         Settler {
             window,
             trust_old_mtime,
@@ -50,7 +50,7 @@ impl Settler {
 
     /// Records what a file looks like now and says whether it has settled.
     /// A settled path is forgotten: observing it again starts a new window.
-    pub fn observe(&mut self, path: &Path, seen: Observation, now: Instant) -> Verdict {
+    pub(crate) fn observe(&mut self, path: &Path, seen: Observation, now: Instant) -> Verdict {
         let trusted_old = self.trust_old_mtime && self.is_old(seen.mtime);
         let verdict = match self.tracked.get_mut(path) {
             Some(tracked) if tracked.seen == seen => {
@@ -90,7 +90,7 @@ impl Settler {
     }
 
     /// A new settle window (the config changed); files being watched keep their start.
-    pub fn set_window(&mut self, window: Duration) {
+    pub(crate) fn set_window(&mut self, window: Duration) {
         self.window = window;
         let deadlines = self
             .tracked
@@ -101,12 +101,12 @@ impl Settler {
     }
 
     /// Stops watching a path (it vanished or was taken).
-    pub fn forget(&mut self, path: &Path) {
+    pub(crate) fn forget(&mut self, path: &Path) {
         self.tracked.remove(path);
     }
 
     /// The earliest instant at which some tracked file may have settled.
-    pub fn next_deadline(&mut self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         self.drop_stale_deadlines();
         self.deadlines
             .peek()
@@ -115,7 +115,7 @@ impl Settler {
 
     /// Paths whose window has passed by `now`, in natural order; the caller looks at each
     /// again and observes it.
-    pub fn due(&mut self, now: Instant) -> Vec<PathBuf> {
+    pub(crate) fn due(&mut self, now: Instant) -> Vec<PathBuf> {
         let mut due = Vec::new();
         while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
             if *deadline > now {
@@ -134,16 +134,17 @@ impl Settler {
     }
 
     /// Number of files being watched.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.tracked.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.tracked.is_empty()
     }
 
     /// Whether a path is being watched.
-    pub fn is_tracking(&self, path: &Path) -> bool {
+    pub(crate) fn is_tracking(&self, path: &Path) -> bool {
         self.tracked.contains_key(path)
     }
 

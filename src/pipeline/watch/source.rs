@@ -17,19 +17,19 @@ const HINT_CAPACITY: usize = 4096;
 
 /// A request for a full rescan, set from notify's thread.
 #[derive(Debug, Default)]
-pub struct RescanRequest {
+pub(crate) struct RescanRequest {
     wanted: AtomicBool,
     notify: Notify,
 }
 
 impl RescanRequest {
-    pub fn request(&self) {
+    pub(crate) fn request(&self) {
         self.wanted.store(true, Ordering::Release);
         self.notify.notify_one();
     }
 
     /// Waits until a rescan is requested, and takes the request.
-    pub async fn requested(&self) {
+    pub(crate) async fn requested(&self) {
         loop {
             if self.wanted.swap(false, Ordering::AcqRel) {
                 return;
@@ -41,7 +41,7 @@ impl RescanRequest {
 
 /// A path to look at again, from a file event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hint {
+pub(crate) struct Hint {
     pub path: PathBuf,
     /// A writer closed the file (Linux reports this; macOS does not): if it now holds a
     /// complete PNG it need not wait out the settle window.
@@ -56,7 +56,7 @@ pub struct Hint {
 }
 
 /// What the watch stage receives from the event source.
-pub struct Hints {
+pub(crate) struct Hints {
     pub paths: mpsc::Receiver<Hint>,
     pub rescan: Arc<RescanRequest>,
 }
@@ -64,13 +64,13 @@ pub struct Hints {
 /// The sending side: makes watchers that feed the same `Hints` (a new one is needed when
 /// the inbox folder itself was deleted and created again).
 #[derive(Clone)]
-pub struct Source {
+pub(crate) struct Source {
     sender: mpsc::Sender<Hint>,
     rescan: Arc<RescanRequest>,
 }
 
 /// A source and the hints it feeds.
-pub fn channel() -> (Source, Hints) {
+pub(crate) fn channel() -> (Source, Hints) {
     let (sender, paths) = mpsc::channel(HINT_CAPACITY);
     let rescan = Arc::new(RescanRequest::default());
     let source = Source {
@@ -82,7 +82,7 @@ pub fn channel() -> (Source, Hints) {
 
 impl Source {
     /// Watches `inbox` recursively. Keep the watcher alive as long as events are wanted.
-    pub fn watch(&self, inbox: &Path) -> notify::Result<RecommendedWatcher> {
+    pub(crate) fn watch(&self, inbox: &Path) -> notify::Result<RecommendedWatcher> {
         let (sender, rescan) = (self.sender.clone(), self.rescan.clone());
         let mut watcher =
             notify::recommended_watcher(move |event| forward(event, &sender, &rescan))?;

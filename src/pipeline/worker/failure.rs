@@ -7,7 +7,7 @@ use crate::image::PictureProblem;
 
 /// Why a job ends in `failed/`.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum Failure {
+pub(super) enum Failure {
     /// The picture is in an inbox folder named like one of the outbox's own.
     #[error(
         "the inbox folder `{0}` has the name of an outbox folder drawdrop uses itself; rename the folder"
@@ -60,7 +60,7 @@ pub enum Failure {
 
 impl Failure {
     /// The `error_kind` in `jobs.jsonl`.
-    pub fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             Failure::ReservedFolder(_) => "reserved_folder",
             Failure::Sidecar(_) => "sidecar",

@@ -45,8 +45,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use outcome::apply_recovered;
-pub use send::SHUTDOWN_GRACE;
+pub(crate) use outcome::apply_recovered;
+pub(crate) use send::SHUTDOWN_GRACE;
 
 /// Starts that may find the same job unfinished before it is failed: a file that makes
 /// drawdrop crash (out of memory, say) must not keep it restarting forever, while a few
@@ -54,7 +54,7 @@ pub use send::SHUTDOWN_GRACE;
 const MAX_RESTARTS: u32 = 10;
 
 /// What every worker shares.
-pub struct Shared {
+pub(crate) struct Shared {
     /// The config in force (and a client for each server), replaced when the files change.
     pub live: Arc<Live>,
     /// The claims and the outbox.
@@ -109,7 +109,7 @@ enum Unsent {
 
 /// Runs one slot of server `server` until nothing is left to do or drawdrop shuts down.
 /// Returns an error when `--once` gave up waiting for the servers.
-pub async fn run(shared: Arc<Shared>, server: usize) -> Result<(), Unreachable> {
+pub(crate) async fn run(shared: Arc<Shared>, server: usize) -> Result<(), Unreachable> {
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>(1);
     let preparer = prepare_loop(&shared, server, ready_tx);
     let sender = send_loop(&shared, server, ready_rx);

@@ -43,7 +43,7 @@ pub(super) struct Report {
 
 impl Report {
     /// A report for `job` on `server`, counting `attempts` made on other servers before.
-    pub fn new(current: &Current, job: &Job, server: usize, attempts: u32) -> Report {
+    pub(super) fn new(current: &Current, job: &Job, server: usize, attempts: u32) -> Report {
         Report {
             started: Instant::now(),
             started_at: jiff::ZonedDateTime::now(),
@@ -270,7 +270,7 @@ async fn decide_with(
 /// cannot be written it waits; on shutdown meanwhile the job stays decided and the next
 /// start finishes it.
 /// Finishes a job an earlier run decided but did not complete (found at start).
-pub fn apply_recovered(shared: &Arc<Shared>, job: Job) {
+pub(crate) fn apply_recovered(shared: &Arc<Shared>, job: Job) {
     shared.queue.job_started();
     apply_in_background(shared, shared.live.get(), job, None);
 }

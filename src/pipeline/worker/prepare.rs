@@ -38,7 +38,7 @@ pub(super) struct Prepared {
 impl Prepared {
     /// The request body: the one built ahead, or built again by `backend` from the claimed
     /// file.
-    pub async fn body(&mut self, backend: Arc<dyn Backend>) -> Result<Bytes, Failure> {
+    pub(super) async fn body(&mut self, backend: Arc<dyn Backend>) -> Result<Bytes, Failure> {
         if let Some(body) = self.body.take() {
             return Ok(body);
         }

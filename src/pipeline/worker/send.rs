@@ -24,7 +24,7 @@ const LONGEST_BACKOFF: Duration = Duration::from_secs(60);
 /// A `Retry-After` longer than this is not honoured in full.
 const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// On shutdown, an answer already on its way gets this long to arrive.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How sending one job ended.
 pub(super) enum Sent {

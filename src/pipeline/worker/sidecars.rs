@@ -8,11 +8,11 @@ use crate::jobs::claim::Job;
 use std::path::Path;
 
 /// The placeholder replaced by the file stem.
-pub const NAME_PLACEHOLDER: &str = "{name}";
+pub(super) const NAME_PLACEHOLDER: &str = "{name}";
 
 /// Settings for a picture, and which sidecars shaped them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ImageSettings {
+pub(super) struct ImageSettings {
     pub settings: Settings,
     /// `cat.txt`, `cat.toml`: the sidecars used, for the log and jobs.jsonl.
     pub sidecars: Vec<String>,
@@ -20,7 +20,11 @@ pub struct ImageSettings {
 
 /// Resolves the settings of `job`'s picture. `inbox` is only used to name a broken
 /// `cat.toml` by the path the person knows in an error (`file:line:col`).
-pub fn resolve(profile: &Settings, job: &Job, inbox: &Path) -> Result<ImageSettings, String> {
+pub(super) fn resolve(
+    profile: &Settings,
+    job: &Job,
+    inbox: &Path,
+) -> Result<ImageSettings, String> {
     let mut settings = profile.clone();
     let mut sidecars = Vec::new();
     if let Some(path) = job.sidecar("toml") {

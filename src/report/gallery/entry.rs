@@ -83,7 +83,7 @@ impl Entry {
 }
 
 /// `path` when it names a place inside the outbox (relative, no `..`), else `None`.
-pub fn inside_outbox(path: &str) -> Option<PathBuf> {
+pub(super) fn inside_outbox(path: &str) -> Option<PathBuf> {
     let path = Path::new(path);
     let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
     (plain && !path.as_os_str().is_empty()).then(|| path.to_path_buf())

@@ -17,8 +17,9 @@ use crate::image::{insert_text_chunk, text_chunks};
 /// The chunk keyword A1111 and its readers use.
 pub(crate) const KEYWORD: &str = "parameters";
 
-/// The infotext for an image made with `settings` at `size` with `seed`.
-pub(crate) fn infotext(settings: &Settings, size: (u32, u32), seed: u32) -> String {
+/// The infotext for an image made with `settings` at `size` with `seed` (`None`: the request
+/// carried none, as a ComfyUI workflow without a sampler node for it).
+pub(crate) fn infotext(settings: &Settings, size: (u32, u32), seed: Option<u32>) -> String {
     let mut prompt = settings.prompt.clone().unwrap_or_default();
     for lora in settings.loras.iter().flatten() {
         let name = lora_name(&lora.file);
@@ -45,7 +46,9 @@ pub(crate) fn infotext(settings: &Settings, size: (u32, u32), seed: u32) -> Stri
     if let Some(scale) = settings.guidance_scale {
         fields.push(("CFG scale", scale.to_string()));
     }
-    fields.push(("Seed", seed.to_string()));
+    if let Some(seed) = seed {
+        fields.push(("Seed", seed.to_string()));
+    }
     fields.push(("Size", format!("{}x{}", size.0, size.1)));
     if let Some(model) = &settings.model {
         fields.push(("Model", model.clone()));
@@ -118,7 +121,7 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(
-            infotext(&settings, (1024, 768), 1234),
+            infotext(&settings, (1024, 768), Some(1234)),
             format!(
                 "a watercolor painting <lora:dmd2_lora:0.8>\nNegative prompt: blurry\n\
                  Steps: 4, Sampler: LCM, CFG scale: 1, Seed: 1234, Size: 1024x768, \
@@ -134,7 +137,7 @@ mod tests {
             model: Some("a, b: c".into()),
             ..Settings::default()
         };
-        let text = infotext(&settings, (512, 512), 7);
+        let text = infotext(&settings, (512, 512), Some(7));
         assert!(
             text.starts_with("Seed: 7, Size: 512x512, Model: \"a, b: c\", Version: "),
             "no prompt, no empty line for it: {text:?}"
@@ -144,12 +147,18 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_the_request_did_not_carry_is_not_claimed() {
+        let text = infotext(&Settings::default(), (512, 512), None);
+        assert!(text.starts_with("Size: 512x512, Version: "), "{text:?}");
+    }
+
+    #[test]
     fn a_negative_prompt_alone_comes_first() {
         let settings = Settings {
             negative_prompt: Some("blurry".into()),
             ..Settings::default()
         };
-        let text = infotext(&settings, (512, 512), 7);
+        let text = infotext(&settings, (512, 512), Some(7));
         assert!(
             text.starts_with("Negative prompt: blurry\nSeed: 7, Size: 512x512"),
             "{text:?}"

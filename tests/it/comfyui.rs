@@ -105,11 +105,10 @@ fn an_inverting_workflow_returns_the_inverted_picture_finished_like_any_result()
     assert_eq!(graph["2"]["class_type"], "ImageInvert");
     let uploaded = graph["1"]["inputs"]["image"].as_str().unwrap().to_owned();
     assert!(uploaded.starts_with("drawdrop-"), "{uploaded}");
-    assert!(
-        text_chunk(&result, "parameters")
-            .unwrap()
-            .contains("Size: 96x64")
-    );
+    let parameters = text_chunk(&result, "parameters").unwrap();
+    assert!(parameters.contains("Size: 96x64"), "{parameters}");
+    // The workflow has no sampler to take a seed: none is claimed.
+    assert!(!parameters.contains("Seed"), "{parameters}");
     let job = &setup.job_lines()[0];
     assert_eq!(job["outcome"], "done");
     assert_eq!(job["settings"]["workflow"], "invert.json", "{job}");
@@ -462,4 +461,40 @@ fn init_writes_a_comfyui_profile_and_workflow_that_run() {
     let check = drawdrop(&["check"]);
     let report = String::from_utf8_lossy(&check.stdout).into_owned();
     assert!(check.status.success(), "{report}");
+}
+
+#[test]
+fn status_shows_the_workflows_sampling_step_while_it_runs() {
+    let runtime = runtime();
+    let fake = runtime.block_on(FakeComfyUi::start());
+    fake.set_step_delay(std::time::Duration::from_millis(400));
+    let setup = comfy_setup(&fake, "paint", &img2img(), "steps = 20\n");
+    let _daemon = setup.start_daemon();
+    setup.drop_file("paint/owl.png", &png(64, 48, 7));
+    let status = || {
+        let output = setup.command().arg("status").output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let mut line = String::new();
+    wait_until("status shows the step of the job in flight", || {
+        line = status()
+            .lines()
+            .find(|line| line.contains("in flight") && line.contains("paint/owl.png on "))
+            .unwrap_or_default()
+            .to_owned();
+        line.contains(", step ") && line.contains("/20")
+    });
+    let step: u32 = line
+        .rsplit("step ")
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|step| step.parse().ok())
+        .unwrap_or_else(|| panic!("a step in {line:?}"));
+    assert!((1..=20).contains(&step), "{line}");
+    wait_until("the result is in the outbox", || {
+        setup.outbox.join("paint/owl.png").is_file()
+    });
+    wait_until("nothing is in flight any more", || {
+        !status().contains("in flight")
+    });
 }

@@ -102,7 +102,12 @@ pub(super) async fn prepare(
             target,
             input,
             limits,
-            infotext: parameters::infotext(&settings, target, seed),
+            // The seed only when the request carried it (a workflow may have nowhere for it).
+            infotext: parameters::infotext(
+                &settings,
+                target,
+                sent.contains_key("seed").then_some(seed),
+            ),
             summary: String::new(),
         };
         Ok((prepared, sent, upright, resized, format))

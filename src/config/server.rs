@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::checks::{choice, integer_in, non_empty};
 use super::diagnostic::{Problems, Source};
 use super::raw::RawServer;
-use super::{Api, BasicAuth, ConfigError, Server};
+use super::{Api, BasicAuth, ConfigError, Secret, Server};
 
 /// Where Draw Things' API server listens by default (as does A1111's).
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7860";
@@ -37,6 +37,7 @@ pub(crate) fn default_server() -> Server {
         max_attempts: DEFAULT_MAX_ATTEMPTS,
         concurrency: DEFAULT_CONCURRENCY,
         auth: None,
+        shared_secret: None,
     }
 }
 
@@ -102,6 +103,13 @@ pub(crate) fn server(
             None => defaults.concurrency,
         },
         auth: problems.keep(auth(source, raw, env)),
+        shared_secret: match &raw.shared_secret_env {
+            Some(variable) => problems.keep(
+                from_env(source, "shared_secret_env", variable, env)
+                    .map(|value| Some(Secret(value))),
+            ),
+            None => None,
+        },
     }
 }
 
@@ -168,21 +176,33 @@ fn auth(
         (Some(username), Some(password_env)) => (username, password_env),
     };
     let username = non_empty(source, "username", username, None)?;
-    let variable = non_empty(source, "password_env", password_env, None)?;
+    let password = from_env(source, "password_env", password_env, env)?;
+    Ok(Some(BasicAuth { username, password }))
+}
+
+/// The value of the environment variable that `key` (`password_env`, `shared_secret_env`)
+/// names: set, UTF-8 and not empty. The value is never shown.
+fn from_env(
+    source: &Source<'_>,
+    key: &str,
+    name: &Spanned<String>,
+    env: EnvLookup<'_>,
+) -> Result<String, ConfigError> {
+    let variable = non_empty(source, key, name, None)?;
     let problem = |what: &str| {
         source.error_at(
-            password_env.span(),
-            format!("password_env = \"{variable}\", but {variable} {what}"),
+            name.span(),
+            format!("{key} = \"{variable}\", but {variable} {what}"),
         )
     };
-    let password = env(&variable)
+    let value = env(&variable)
         .ok_or_else(|| problem("is not set in drawdrop's environment"))?
         .into_string()
         .map_err(|_| problem("is not valid UTF-8"))?;
-    if password.is_empty() {
+    if value.is_empty() {
         return Err(problem("is empty in drawdrop's environment"));
     }
-    Ok(Some(BasicAuth { username, password }))
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -273,5 +293,21 @@ mod tests {
         let error =
             check("[server]\nusername = \"me\"\npassword_env = \"PW\"", &empty).unwrap_err();
         assert!(error.message.contains("is empty"));
+    }
+
+    #[test]
+    fn the_shared_secret_comes_from_the_environment_and_is_never_shown() {
+        let env = |name: &str| (name == "DT").then(|| OsString::from("s3cret"));
+        let text = "[server]\napi = \"drawthings-grpc\"\nshared_secret_env = \"DT\"";
+        let server = check(text, &env).unwrap();
+        assert_eq!(server.api, Api::DrawThingsGrpc);
+        assert_eq!(server.shared_secret.as_ref().unwrap().0, "s3cret");
+        assert!(!format!("{server:?}").contains("s3cret"));
+        let error = check("[server]\nshared_secret_env = \"MISSING\"", &env).unwrap_err();
+        assert_eq!(error.position, Some((2, 21)));
+        assert_eq!(
+            error.message,
+            "shared_secret_env = \"MISSING\", but MISSING is not set in drawdrop's environment"
+        );
     }
 }

@@ -40,7 +40,7 @@ pub use chunks::ChunkName;
 pub use decode::{Picture, PictureProblem, open};
 pub use format::{Format, TAKEN_FORMATS};
 pub use orientation::{ExifProblem, Orientation};
-pub use resize::{ImageError, init_image};
+pub use resize::{ImageError, init_image, rgb_png};
 pub use size::{
     DEFAULT_MAX_MEGAPIXELS, MAX_SIDE, MEGAPIXEL, MIN_SIDE, SIDE_STEP, pixels_for_megapixels,
     target_size,

@@ -12,7 +12,8 @@
 //! deflate or through a codec the test gives, in 4 MiB slices when the client asks for
 //! `chunked` and the images exceed 4 MiB. With a shared secret set, `GenerateImage` without it
 //! fails INTERNAL "unknown error processing request" and `Echo` answers only
-//! `sharedSecretMissing`. Faults: INTERNAL, a connection cut before the images, a hang; and
+//! `sharedSecretMissing`. Faults: INTERNAL, a connection cut before the images or after the
+//! first image message, a hang; and
 //! down ([`FakeGrpc::stop`], then [`FakeGrpc::start_on`] the same address).
 
 use std::collections::VecDeque;
@@ -151,6 +152,9 @@ pub enum Fault {
     Internal(String),
     /// Send the signposts, then cut the connection before the images.
     CutBeforeImages,
+    /// Send the signposts, the announcement and the first image message (a whole image, or
+    /// the first slice of one), then cut the connection.
+    CutAfterFirstImage,
     /// Never answer; the call stays open until the client gives up.
     Hang,
 }
@@ -552,13 +556,15 @@ fn generate(
                 return;
             }
         }
-        match fault {
+        match &fault {
             Some(Fault::CutBeforeImages) => {
                 let _ = sender.send(Outgoing::Cut).await;
                 return;
             }
             Some(Fault::Internal(message)) => {
-                let _ = sender.send(Outgoing::Fail(Status::internal(message))).await;
+                let _ = sender
+                    .send(Outgoing::Fail(Status::internal(message.clone())))
+                    .await;
                 return;
             }
             _ => {}
@@ -572,6 +578,10 @@ fn generate(
             }
             if is_image {
                 shared.state().image_messages += 1;
+                if fault == Some(Fault::CutAfterFirstImage) {
+                    let _ = sender.send(Outgoing::Cut).await;
+                    return;
+                }
             }
         }
     });

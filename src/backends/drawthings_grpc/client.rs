@@ -39,22 +39,26 @@ pub struct Client {
     grpc: Grpc<Channel>,
 }
 
+/// Whether `url` is an address a client can be made for (without making one).
+pub fn check_address(url: &str) -> Result<(), ClientError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|failure| ClientError::BadAddress(url.to_string(), failure.to_string()))?;
+    match parsed.scheme() {
+        "http" => Ok(()),
+        "https" => Err(ClientError::TlsUnsupported(url.to_string())),
+        other => Err(ClientError::BadAddress(
+            url.to_string(),
+            format!("the scheme is `{other}`, not http"),
+        )),
+    }
+}
+
 impl Client {
     /// A client of the server at `url` (`http://host:port`). It connects on first use, so a
-    /// server that is down shows as an UNAVAILABLE status of the call, not here.
+    /// server that is down shows as an UNAVAILABLE status of the call, not here. Only on the
+    /// async runtime.
     pub fn new(url: &str, connect_timeout: Duration) -> Result<Client, ClientError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|failure| ClientError::BadAddress(url.to_string(), failure.to_string()))?;
-        match parsed.scheme() {
-            "http" => {}
-            "https" => return Err(ClientError::TlsUnsupported(url.to_string())),
-            other => {
-                return Err(ClientError::BadAddress(
-                    url.to_string(),
-                    format!("the scheme is `{other}`, not http"),
-                ));
-            }
-        }
+        check_address(url)?;
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|failure| ClientError::BadAddress(url.to_string(), failure.to_string()))?
             .connect_timeout(connect_timeout)

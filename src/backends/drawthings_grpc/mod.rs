@@ -50,6 +50,7 @@ mod job;
 pub mod messages;
 pub mod tensor;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -75,21 +76,31 @@ const INVALID_ARGUMENT: i32 = Code::InvalidArgument as i32;
 const UNAUTHENTICATED: i32 = Code::Unauthenticated as i32;
 
 /// A Draw Things server speaking gRPC.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DrawThingsGrpc {
     server: Server,
-    client: Client,
+    /// Made on first use: its channel needs the async runtime, which `check` and the daemon
+    /// start only after the backends are made.
+    client: OnceLock<Client>,
 }
 
 impl DrawThingsGrpc {
     pub fn new(server: &Server) -> Result<DrawThingsGrpc, Unusable> {
-        let url = server.url.as_str().trim_end_matches('/');
-        let client =
-            Client::new(url, CONNECT_TIMEOUT).map_err(|problem| Unusable(problem.to_string()))?;
+        client::check_address(url_of(server)).map_err(|problem| Unusable(problem.to_string()))?;
         Ok(DrawThingsGrpc {
             server: server.clone(),
-            client,
+            client: OnceLock::new(),
         })
+    }
+
+    /// The client (sharing one connection); only called on the async runtime.
+    fn client(&self) -> Result<Client, Trouble> {
+        if let Some(client) = self.client.get() {
+            return Ok(client.clone());
+        }
+        let client = Client::new(url_of(&self.server), CONNECT_TIMEOUT)
+            .map_err(|problem| Trouble::Unreachable(problem.to_string()))?;
+        Ok(self.client.get_or_init(|| client).clone())
     }
 
     fn secret(&self) -> Option<&str> {
@@ -105,7 +116,7 @@ impl DrawThingsGrpc {
             name: CLIENT_NAME.to_owned(),
             shared_secret: self.secret().map(str::to_owned),
         };
-        let mut client = self.client.clone();
+        let mut client = self.client().map_err(|trouble| trouble.to_string())?;
         match tokio::time::timeout(PROBE_TIMEOUT, client.echo(request)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(status)) => Err(status_text(&status)),
@@ -137,7 +148,7 @@ impl DrawThingsGrpc {
         // f32 RGB values for every pixel of every image, plus headers.
         let batch = message_batch(job);
         let limit = max_pixels.saturating_mul(12).saturating_mul(batch) + (1 << 20);
-        let mut client = self.client.clone();
+        let mut client = self.client()?;
         let mut stream = client
             .generate(message)
             .await
@@ -337,6 +348,11 @@ impl Backend for DrawThingsGrpc {
             Ok(images)
         })
     }
+}
+
+/// The server's address as the client takes it (`http://host:port`).
+fn url_of(server: &Server) -> &str {
+    server.url.as_str().trim_end_matches('/')
 }
 
 /// The images one generation makes (`batch_size`).

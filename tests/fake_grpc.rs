@@ -433,3 +433,19 @@ async fn a_server_that_is_down_is_unavailable_then_answers_once_back_up() {
         .unwrap();
     assert_inverted(&answer.images[0], &sent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_after_the_first_slice_breaks_the_answer() {
+    let fake = FakeGrpc::start(Options::default()).await;
+    fake.push_fault(Fault::CutAfterFirstImage);
+    let mut client = client(&fake);
+    // 1024x768 raw f16 is 4.5 MiB: two slices, cut after the first.
+    let mut chunked = request(&picture(1024, 768), &sized(1024, 768));
+    chunked.chunked = true;
+    let result = generate(&mut client, chunked).await;
+    assert!(
+        matches!(result, Err(AnswerError::ConnectionLost(_))),
+        "{result:?}"
+    );
+    assert_eq!(fake.image_messages(), 1);
+}

@@ -149,17 +149,22 @@ impl DrawThingsGrpc {
         let batch = message_batch(job);
         let limit = max_pixels.saturating_mul(12).saturating_mul(batch) + (1 << 20);
         let mut client = self.client()?;
-        let mut stream = client
-            .generate(message)
-            .await
-            .map_err(|status| self.trouble(status))?;
+        let mut stream = match client.generate(message).await {
+            Ok(stream) => stream,
+            Err(status) if status.code() == Code::Unavailable => {
+                return Err(Trouble::Unreachable(status_text(&status)));
+            }
+            Err(status) => return Err(self.answer_trouble(AnswerError::Status(status)).await),
+        };
         let mut assembler = Assembler::new(limit);
         let mut steps = None;
         loop {
             let message = match stream.message().await {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
-                Err(status) => return Err(self.answer_trouble(AnswerError::from(status)).await),
+                Err(status) => {
+                    return Err(self.answer_trouble(answer::broken_or_failed(status)).await);
+                }
             };
             if steps.is_none() {
                 steps = last_sampling_step(&message.signposts).map(|last| last + 1);
@@ -193,18 +198,9 @@ impl DrawThingsGrpc {
             .map_err(Trouble::BadAnswer)
     }
 
-    /// A status of the call, sorted: a refused secret (INTERNAL on the real server) is found
-    /// with `Echo` and waits, as refused credentials do.
-    fn trouble(&self, status: Status) -> Trouble {
-        match status.code() {
-            Code::Unavailable => Trouble::Unreachable(status_text(&status)),
-            code => Trouble::Rpc {
-                code: code as i32,
-                detail: status_text(&status),
-            },
-        }
-    }
-
+    /// A status the server answered with, sorted: a refused secret (INTERNAL on the real
+    /// server) is found with `Echo` and waits, as refused credentials do; UNAVAILABLE once
+    /// the call got through is a server gone in the middle of the answer.
     async fn answer_trouble(&self, problem: AnswerError) -> Trouble {
         match problem {
             AnswerError::Status(status) if status.code() == Code::Internal => {
@@ -213,10 +209,13 @@ impl DrawThingsGrpc {
                         code: UNAUTHENTICATED,
                         detail: format!("the server {secret}"),
                     },
-                    _ => self.trouble(status),
+                    _ => rpc(&status),
                 }
             }
-            AnswerError::Status(status) => self.trouble(status),
+            AnswerError::Status(status) if status.code() == Code::Unavailable => {
+                Trouble::Lost(status_text(&status))
+            }
+            AnswerError::Status(status) => rpc(&status),
             AnswerError::ConnectionLost(why) => Trouble::Lost(why),
             cut @ AnswerError::CutShort { .. } => Trouble::Lost(cut.to_string()),
             other => Trouble::BadAnswer(other.to_string()),
@@ -262,7 +261,7 @@ impl Backend for DrawThingsGrpc {
                 Ok(reply) => match self.secret_problem(&reply) {
                     Some(problem) => Probe::Down(format!("the server answers, but {problem}")),
                     None if reply.files.is_empty() => Probe::Up(String::new()),
-                    None => Probe::Up(format!(": it lists {} models", reply.files.len())),
+                    None => Probe::Up(format!(": {}", models_in_brief(&reply.files))),
                 },
                 Err(reason) => Probe::Down(reason),
             }
@@ -350,6 +349,17 @@ impl Backend for DrawThingsGrpc {
     }
 }
 
+/// The models a server lists, for `check`: the first few by name.
+fn models_in_brief(models: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let names = models[..models.len().min(SHOWN)].join(", ");
+    match models.len() {
+        1 => format!("its model is {names}"),
+        count if count <= SHOWN => format!("its {count} models are {names}"),
+        count => format!("its {count} models include {names}"),
+    }
+}
+
 /// The server's address as the client takes it (`http://host:port`).
 fn url_of(server: &Server) -> &str {
     server.url.as_str().trim_end_matches('/')
@@ -383,6 +393,14 @@ fn last_sampling_step(expected: &[messages::ImageGenerationSignpost]) -> Option<
             _ => None,
         })
         .max()
+}
+
+/// A status as a [`Trouble`].
+fn rpc(status: &Status) -> Trouble {
+    Trouble::Rpc {
+        code: status.code() as i32,
+        detail: status_text(status),
+    }
 }
 
 /// A status as a person reads it: its message, or its code when it has none.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::fake_grpc::{Answering, FakeGrpc, Fault, Options, SECRET_REFUSED, SLICE};
 use drawdrop::backends::drawthings_grpc::answer::{self, Answer, AnswerError};
-use drawdrop::backends::drawthings_grpc::client::Client;
+use drawdrop::backends::drawthings_grpc::client::{Client, Trust};
 use drawdrop::backends::drawthings_grpc::config::{self, GenerationConfig, Lora, LoraMode};
 use drawdrop::backends::drawthings_grpc::messages::{
     DeviceType, EchoRequest, ImageGenerationRequest, SamplingStep, Signpost, SignpostMark,
@@ -22,7 +22,7 @@ use tonic::Code;
 const LIMIT: u64 = 1 << 30;
 
 fn client(fake: &FakeGrpc) -> Client {
-    Client::new(&fake.url(), Duration::from_secs(10)).expect("client")
+    Client::new(&fake.url(), Duration::from_secs(10), Trust::DrawThings).expect("client")
 }
 
 /// A picture whose every byte differs from its neighbours'.

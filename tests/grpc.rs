@@ -423,3 +423,49 @@ fn a_pool_of_a_grpc_and_an_http_server_shares_the_work() {
         "both servers worked: {by_grpc} by gRPC"
     );
 }
+
+/// A certificate authority made for the test, and a server certificate it signed for
+/// `127.0.0.1` and `localhost`: (CA PEM, server certificate PEM, server key PEM).
+#[cfg(feature = "tls")]
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "drawdrop test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    (ca.pem(), server.pem(), server_key.serialize_pem())
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn over_tls_a_server_signed_by_the_ca_file_is_trusted_and_others_are_not() {
+    let runtime = runtime();
+    let (ca, certificate, key) = certificates();
+    let fake = runtime.block_on(FakeGrpc::start_tls(Options::default(), &certificate, &key));
+    let url = format!("https://{}", fake.addr());
+    let setup = Setup::with(&url, API, 300, "", "ca_file = \"ca.pem\"");
+    std::fs::write(setup.dir.path().join("ca.pem"), &ca).unwrap();
+    let picture = png(128, 128, 21);
+    setup.drop_file("tls.png", &picture);
+    let output = setup.run_once();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_inverted(&picture, &setup.read_out("tls.png"));
+    assert_eq!(fake.received().len(), 1);
+
+    // Without the CA, the server's certificate is not Draw Things' and is refused: the file
+    // waits, nothing is sent.
+    setup.write_config(&url, API, 300, "", "");
+    let check = setup.command().arg("check").output().unwrap();
+    let text = stdout_of(&check);
+    assert!(text.contains("does not answer"), "{text}");
+    assert_eq!(fake.received().len(), 1);
+}

@@ -103,6 +103,22 @@ pub struct Server {
     pub auth: Option<BasicAuth>,
     /// Draw Things' shared secret (gRPC), read from the variable `shared_secret_env` names.
     pub shared_secret: Option<Secret>,
+    /// `ca_file`: the certificate authority to trust for `https` instead of the usual ones
+    /// (for Draw Things over gRPC: instead of Draw Things' own root).
+    pub ca_file: Option<CaFile>,
+}
+
+/// A PEM file of certificate authorities, read when the config is loaded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CaFile").field(&self.path).finish()
+    }
 }
 
 impl Server {

@@ -43,6 +43,8 @@ pub(crate) struct RawServer {
     pub password_env: Option<Spanned<String>>,
     /// The environment variable holding Draw Things' shared secret (gRPC).
     pub shared_secret_env: Option<Spanned<String>>,
+    /// A PEM certificate authority to trust for https.
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// A profile file, or a per-image `.toml` sidecar.

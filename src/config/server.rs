@@ -9,8 +9,9 @@ use toml::Spanned;
 
 use super::checks::{choice, integer_in, non_empty};
 use super::diagnostic::{Problems, Source};
+use super::paths::resolve_folder;
 use super::raw::RawServer;
-use super::{Api, BasicAuth, ConfigError, Secret, Server};
+use super::{Api, BasicAuth, CaFile, ConfigError, Secret, Server};
 
 /// Where Draw Things' API server listens by default (as does A1111's).
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7860";
@@ -38,6 +39,7 @@ pub(crate) fn default_server() -> Server {
         concurrency: DEFAULT_CONCURRENCY,
         auth: None,
         shared_secret: None,
+        ca_file: None,
     }
 }
 
@@ -110,7 +112,47 @@ pub(crate) fn server(
             ),
             None => None,
         },
+        ca_file: match &raw.ca_file {
+            Some(path) => problems.keep(ca_file(source, path, raw.url.as_ref()).map(Some)),
+            None => None,
+        },
     }
+}
+
+/// `ca_file`: a PEM file of certificates (relative to the config file's folder), for an
+/// https `url`.
+fn ca_file(
+    source: &Source<'_>,
+    value: &Spanned<String>,
+    url: Option<&Spanned<String>>,
+) -> Result<CaFile, ConfigError> {
+    let error = |message: String| source.error_at(value.span(), message);
+    if !url.is_some_and(|url| url.get_ref().trim().starts_with("https://")) {
+        return Err(error(
+            "`ca_file` is the certificate authority to trust for https: `url` must start with https://"
+                .to_owned(),
+        ));
+    }
+    let base = source.file.parent().unwrap_or(std::path::Path::new("."));
+    let home = super::paths::home_dir();
+    let path = resolve_folder(value.get_ref(), base, home.as_deref())
+        .map_err(|problem| error(format!("`ca_file` {problem}")))?;
+    let pem = std::fs::read(&path).map_err(|problem| {
+        error(format!(
+            "`ca_file`: cannot read {}: {problem}",
+            path.display()
+        ))
+    })?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(error(format!(
+            "`ca_file`: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(CaFile { path, pem })
 }
 
 /// An http(s) URL with a host. The value is never quoted back: it might hold a password.
@@ -293,6 +335,39 @@ mod tests {
         let error =
             check("[server]\nusername = \"me\"\npassword_env = \"PW\"", &empty).unwrap_err();
         assert!(error.message.contains("is empty"));
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn ca_file_is_read_for_https_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let text = |url: &str, file: &str| {
+            format!("[server]\nurl = \"{url}\"\napi = \"drawthings-grpc\"\nca_file = {file:?}")
+        };
+        let https = check(&text("https://gpu:7859", &pem.to_string_lossy()), &no_env);
+        assert_eq!(https.unwrap().ca_file.unwrap().path, pem);
+        let plain = check(&text("http://gpu:7859", &pem.to_string_lossy()), &no_env).unwrap_err();
+        assert!(
+            plain.message.contains("must start with https://"),
+            "{}",
+            plain.message
+        );
+        let missing = dir.path().join("nope.pem");
+        let error = check(&text("https://gpu", &missing.to_string_lossy()), &no_env).unwrap_err();
+        assert!(error.message.contains("cannot read"), "{}", error.message);
+        std::fs::write(&pem, "not a certificate").unwrap();
+        let error = check(&text("https://gpu", &pem.to_string_lossy()), &no_env).unwrap_err();
+        assert!(
+            error.message.contains("holds no PEM certificate"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

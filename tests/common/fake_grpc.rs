@@ -248,6 +248,23 @@ impl FakeGrpc {
 
     /// Starts a fake on `addr` (e.g. the address of one that was stopped).
     pub async fn start_on(options: Options, addr: SocketAddr) -> io::Result<FakeGrpc> {
+        FakeGrpc::serve(options, addr, None).await
+    }
+
+    /// Starts a fake speaking TLS with this certificate (chain) and key, PEM.
+    pub async fn start_tls(options: Options, certificate: &str, key: &str) -> FakeGrpc {
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(certificate, key));
+        FakeGrpc::serve(options, SocketAddr::from(([127, 0, 0, 1], 0)), Some(tls))
+            .await
+            .expect("fake gRPC server: cannot bind")
+    }
+
+    async fn serve(
+        options: Options,
+        addr: SocketAddr,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> io::Result<FakeGrpc> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -274,10 +291,14 @@ impl FakeGrpc {
         let routes = Routes {
             shared: shared.clone(),
         };
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|error| io::Error::other(error.to_string()))?;
+        }
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .serve_with_incoming(routes, incoming)
-                .await;
+            let _ = builder.serve_with_incoming(routes, incoming).await;
         });
         Ok(FakeGrpc {
             shared,

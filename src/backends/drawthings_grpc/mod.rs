@@ -48,6 +48,8 @@ pub mod config;
 pub mod fpzip;
 mod job;
 pub mod messages;
+#[cfg(feature = "tls")]
+mod root_ca;
 pub mod tensor;
 
 use std::sync::OnceLock;
@@ -98,7 +100,11 @@ impl DrawThingsGrpc {
         if let Some(client) = self.client.get() {
             return Ok(client.clone());
         }
-        let client = Client::new(url_of(&self.server), CONNECT_TIMEOUT)
+        let trust = match &self.server.ca_file {
+            Some(authorities) => client::Trust::Authorities(&authorities.pem),
+            None => client::Trust::DrawThings,
+        };
+        let client = Client::new(url_of(&self.server), CONNECT_TIMEOUT, trust)
             .map_err(|problem| Trouble::Unreachable(problem.to_string()))?;
         Ok(self.client.get_or_init(|| client).clone())
     }

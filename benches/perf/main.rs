@@ -5,12 +5,18 @@
 //! Ratios are taken within one run on the same machine (the floor and the Python baseline are
 //! measured beside drawdrop), so a noisy machine moves both sides together.
 //!
-//! Scenarios: overhead, python, latency, idle, burst, scan, large, photo, gallery (default: all).
+//! Scenarios: overhead, python, latency, idle, burst, scan, large, photo, gallery, grpc
+//! (default: all).
 //! Sizes can be scaled down for a quick look: DRAWDROP_BENCH_QUICK=1.
 
+// The fake gRPC server is the tests' own; the bench uses a part of it.
+#[allow(dead_code)]
+#[path = "../../tests/common/fake_grpc.rs"]
+mod fake_grpc;
 #[path = "../../tests/common/fake_server.rs"]
 mod fake_server;
 mod gallery;
+mod grpc;
 mod harness;
 #[path = "../../tests/common/pictures.rs"]
 mod pictures;
@@ -18,8 +24,8 @@ mod scenarios;
 
 use harness::Row;
 
-const ALL: [&str; 9] = [
-    "overhead", "python", "latency", "idle", "burst", "scan", "large", "photo", "gallery",
+const ALL: [&str; 10] = [
+    "overhead", "python", "latency", "idle", "burst", "scan", "large", "photo", "gallery", "grpc",
 ];
 
 fn main() {
@@ -54,6 +60,7 @@ fn main() {
                 "large" => scenarios::large().await,
                 "photo" => scenarios::photo().await,
                 "gallery" => gallery::gallery().await,
+                "grpc" => grpc::grpc().await,
                 _ => Vec::new(),
             }
         });

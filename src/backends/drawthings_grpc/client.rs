@@ -22,6 +22,10 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// 384 MiB, but a real picture stays far below this).
 const MAX_SENT_BYTES: usize = 512 * 1024 * 1024;
 
+/// HTTP/2 receive windows: a whole 4 MiB slice (and then some) in flight.
+const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
 const ECHO: &str = "/ImageGenerationService/Echo";
 const GENERATE_IMAGE: &str = "/ImageGenerationService/GenerateImage";
 
@@ -79,7 +83,11 @@ impl Client {
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|failure| ClientError::BadAddress(url.to_string(), failure.to_string()))?
             .connect_timeout(connect_timeout)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Answers are megabytes: HTTP/2's default 64 KiB windows would stall them on
+            // round trips for window updates.
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
         let endpoint = if url.starts_with("https:") {
             with_tls(endpoint, url, trust)?
         } else {

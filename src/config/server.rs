@@ -106,6 +106,19 @@ pub(crate) fn server(
         },
         auth: problems.keep(auth(source, raw, env)),
         shared_secret: match &raw.shared_secret_env {
+            Some(variable)
+                if raw
+                    .api
+                    .as_ref()
+                    .is_none_or(|api| api.get_ref() != Api::DrawThingsGrpc.name()) =>
+            {
+                problems.push(source.error_at(
+                    variable.span(),
+                    "`shared_secret_env` is Draw Things' gRPC shared secret: it needs \
+                     api = \"drawthings-grpc\" (HTTP servers take `username` and `password_env`)",
+                ));
+                None
+            }
             Some(variable) => problems.keep(
                 from_env(source, "shared_secret_env", variable, env)
                     .map(|value| Some(Secret(value))),
@@ -378,11 +391,18 @@ mod tests {
         assert_eq!(server.api, Api::DrawThingsGrpc);
         assert_eq!(server.shared_secret.as_ref().unwrap().0, "s3cret");
         assert!(!format!("{server:?}").contains("s3cret"));
-        let error = check("[server]\nshared_secret_env = \"MISSING\"", &env).unwrap_err();
-        assert_eq!(error.position, Some((2, 21)));
+        let missing = "[server]\napi = \"drawthings-grpc\"\nshared_secret_env = \"MISSING\"";
+        let error = check(missing, &env).unwrap_err();
+        assert_eq!(error.position, Some((3, 21)));
         assert_eq!(
             error.message,
             "shared_secret_env = \"MISSING\", but MISSING is not set in drawdrop's environment"
+        );
+        let error = check("[server]\nshared_secret_env = \"DT\"", &env).unwrap_err();
+        assert!(
+            error.message.contains("needs api = \"drawthings-grpc\""),
+            "{}",
+            error.message
         );
     }
 }

@@ -4,7 +4,9 @@
 //! read them, `batch_count` looped with the seed moved on, 4 MiB slices reassembled, deflate
 //! and fpzip answers, a missing or wrong shared secret told in words to act on, a server
 //! down then up, streams cut before and in the middle of the answer, a refusal failing the
-//! file at once, `kill -9` mid-job giving one result, and a pool of a gRPC and an HTTP server.
+//! file at once, `kill -9` mid-job giving one result, a pool of a gRPC and an HTTP server, TLS
+//! with a certificate authority made here (`ca_file`), and the sampling signposts as the job's
+//! progress (the backend driven directly).
 
 mod common;
 
@@ -468,4 +470,61 @@ fn over_tls_a_server_signed_by_the_ca_file_is_trusted_and_others_are_not() {
     let text = stdout_of(&check);
     assert!(text.contains("does not answer"), "{text}");
     assert_eq!(fake.received().len(), 1);
+}
+
+/// A job's notebook that notes nothing (a gRPC job notes nothing).
+struct NoNotes;
+
+impl drawdrop::backends::Journal for NoNotes {
+    fn noted(&self) -> Option<String> {
+        None
+    }
+    fn note<'a>(&'a self, _: &'a str) -> drawdrop::backends::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampling_signposts_are_the_jobs_progress() {
+    use drawdrop::backends::{Backend, Generation, drawthings_grpc::DrawThingsGrpc};
+    use drawdrop::config::{Api, Server, Settings};
+    use drawdrop::report::live::InFlight;
+
+    let fake = FakeGrpc::start(Options::default()).await;
+    let server = Server {
+        name: "grpc".into(),
+        profiles: None,
+        url: fake.url().parse().unwrap(),
+        api: Api::DrawThingsGrpc,
+        timeout: std::time::Duration::from_secs(60),
+        max_attempts: 1,
+        concurrency: 1,
+        auth: None,
+        shared_secret: None,
+        ca_file: None,
+    };
+    let backend = DrawThingsGrpc::new(&server).unwrap();
+    let settings = Settings::parse("steps = 5\n", std::path::Path::new("p.toml")).unwrap();
+    let request = backend.request(&settings, (128, 128), 9).unwrap();
+    let picture = png(128, 128, 30);
+    let body = backend.encode(&request, &picture);
+    let outbox = tempfile::tempdir().unwrap();
+    let in_flight = InFlight::new(outbox.path());
+    let reporter = in_flight.start(std::path::Path::new("cat.png"), "grpc");
+    let limits = drawdrop::image::Limits::default();
+    let images = backend
+        .generate(Generation {
+            request: &request,
+            body,
+            limits: &limits,
+            progress: &reporter,
+            journal: &NoNotes,
+        })
+        .await
+        .unwrap();
+    assert_eq!(images.len(), 1);
+    assert_inverted(&picture, &images[0]);
+    // The fake signposts steps 0 to 4 and lists step 4 as the last it expects.
+    let job = in_flight.snapshot().jobs.pop().unwrap();
+    assert_eq!((job.step, job.steps), (Some(5), Some(5)));
 }

@@ -5,7 +5,8 @@
 //! Ratios are taken within one run on the same machine (the floor and the Python baseline are
 //! measured beside drawdrop), so a noisy machine moves both sides together.
 //!
-//! Scenarios: overhead, python, latency, idle, burst, scan, large, photo, gallery (default: all).
+//! Scenarios: overhead, python, latency, idle, burst, scan, large, photo, gallery, grpc
+//! (default: all).
 //! Sizes can be scaled down for a quick look: DRAWDROP_BENCH_QUICK=1.
 
 // Test and tool code: its items are its own (nothing is exported), and a failed
@@ -16,7 +17,12 @@
 #[allow(dead_code)]
 #[path = "../../tests/it/fakes/outside.rs"]
 mod fakes;
+// The fake gRPC server is the tests' own; the bench uses a part of it.
+#[allow(dead_code)]
+#[path = "../../tests/it/fakes/grpc.rs"]
+mod fake_grpc;
 mod gallery;
+mod grpc;
 mod harness;
 #[allow(dead_code)]
 #[path = "../../tests/it/pictures.rs"]
@@ -25,8 +31,8 @@ mod scenarios;
 
 use harness::Row;
 
-const ALL: [&str; 9] = [
-    "overhead", "python", "latency", "idle", "burst", "scan", "large", "photo", "gallery",
+const ALL: [&str; 10] = [
+    "overhead", "python", "latency", "idle", "burst", "scan", "large", "photo", "gallery", "grpc",
 ];
 
 fn main() {
@@ -61,6 +67,7 @@ fn main() {
                 "large" => scenarios::large().await,
                 "photo" => scenarios::photo().await,
                 "gallery" => gallery::gallery().await,
+                "grpc" => grpc::grpc().await,
                 _ => Vec::new(),
             }
         });

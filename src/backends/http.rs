@@ -36,6 +36,7 @@ impl Client {
             // A proxy from the environment must not get between us and a local app.
             builder = builder.no_proxy();
         }
+        let builder = trust_ca_file(builder, server)?;
         let http = builder
             .build()
             .map_err(|error| super::Unusable(error.to_string()))?;
@@ -230,6 +231,32 @@ fn install_tls_provider() {
 
 #[cfg(not(feature = "tls"))]
 fn install_tls_provider() {}
+
+/// The server's `ca_file` authorities, trusted beside the usual ones.
+#[cfg(feature = "tls")]
+fn trust_ca_file(
+    mut builder: reqwest::ClientBuilder,
+    server: &Server,
+) -> Result<reqwest::ClientBuilder, super::Unusable> {
+    if let Some(authorities) = &server.ca_file {
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&authorities.pem).map_err(|error| {
+                super::Unusable(format!("`ca_file` {}: {error}", authorities.path.display()))
+            })?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder)
+}
+
+#[cfg(not(feature = "tls"))]
+fn trust_ca_file(
+    builder: reqwest::ClientBuilder,
+    _: &Server,
+) -> Result<reqwest::ClientBuilder, super::Unusable> {
+    Ok(builder)
+}
 
 #[cfg(test)]
 mod tests {

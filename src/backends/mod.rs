@@ -7,10 +7,11 @@
 //! folder here and one line in [`for_server`].
 //!
 //! Kinds: `drawthings_http` (Draw Things' HTTP API), `a1111` (AUTOMATIC1111-compatible
-//! servers) and `comfyui` (a profile's ComfyUI workflow). What the HTTP kinds share: `http` (the client: requests, auth, failures sorted)
+//! servers), `comfyui` (a profile's ComfyUI workflow) and `drawthings_grpc` (Draw Things'
+//! gRPC API). What the HTTP kinds share: `http` (the client: requests, auth, failures sorted)
 //! and `sdapi` (the `/sdapi/v1/img2img` JSON request both speak, and its answer read as it
-//! streams in). `drawthings_grpc` holds the wire of Draw Things' gRPC API (messages,
-//! configuration, tensors, fpzip), the pieces a gRPC kind is built from.
+//! streams in). `drawthings_grpc` holds, beside its backend, the wire of Draw Things' gRPC API
+//! (messages, configuration, tensors, fpzip).
 
 pub(crate) mod a1111;
 pub(crate) mod comfyui;
@@ -20,10 +21,11 @@ pub(crate) mod http;
 pub(crate) mod sdapi;
 mod trouble;
 
-pub use trouble::{Disposition, Trouble};
+pub use crate::image::Limits;
+pub use trouble::{Disposition, Trouble, rpc_name};
 
 use crate::config::{Api, Server, Settings, Workflow};
-use crate::image::{self, Limits};
+use crate::image;
 use crate::report::live::Reporter;
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -83,6 +85,7 @@ pub fn for_server(server: &Server) -> Result<Arc<dyn Backend>, Unusable> {
         Api::DrawThings => Arc::new(drawthings_http::DrawThingsHttp::new(server)?),
         Api::A1111 => Arc::new(a1111::A1111::new(server)?),
         Api::ComfyUi => Arc::new(comfyui::ComfyUi::new(server)?),
+        Api::DrawThingsGrpc => Arc::new(drawthings_grpc::DrawThingsGrpc::new(server)?),
     })
 }
 

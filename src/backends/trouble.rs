@@ -24,9 +24,40 @@ pub enum Trouble {
         detail: String,
         retry_after: Option<Duration>,
     },
+    /// A gRPC status (`code`, its number in gRPC) with the reason the server gave.
+    #[error("the server answered {}: {detail}", rpc_name(*.code))]
+    Rpc { code: i32, detail: String },
     /// An answer came, but it cannot be used (no pictures, broken ones, too few).
     #[error("{0}")]
     BadAnswer(String),
+}
+
+/// gRPC's name of status `code`, as its documentation writes it (`INVALID_ARGUMENT`).
+pub fn rpc_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|at| NAMES.get(at))
+        .copied()
+        .unwrap_or("an unknown status")
 }
 
 /// What to do after a failed request.
@@ -50,6 +81,7 @@ impl Trouble {
             Trouble::Status {
                 code, retry_after, ..
             } => Disposition::of_status(*code, *retry_after),
+            Trouble::Rpc { code, .. } => Disposition::of_rpc(*code),
         }
     }
 
@@ -67,6 +99,17 @@ impl Disposition {
             401 | 403 | 407 => Disposition::WaitForServer,
             408 | 425 | 429 | 500..=599 => Disposition::Retry(retry_after),
             _ => Disposition::Fail,
+        }
+    }
+
+    /// What a gRPC status means for the file: unavailable or refused credentials wait, a
+    /// refusal of the request itself (invalid argument, not found, unimplemented ...) fails
+    /// it, anything else (deadline exceeded, internal, aborted ...) may pass.
+    pub fn of_rpc(code: i32) -> Disposition {
+        match code {
+            7 | 14 | 16 => Disposition::WaitForServer,
+            3 | 5 | 6 | 9 | 11 | 12 => Disposition::Fail,
+            _ => Disposition::Retry(None),
         }
     }
 }
@@ -110,5 +153,24 @@ mod tests {
         assert_eq!(status(401, None).disposition(), Disposition::WaitForServer);
         assert_eq!(status(422, None).disposition(), Disposition::Fail);
         assert_eq!(status(404, None).disposition(), Disposition::Fail);
+    }
+
+    #[test]
+    fn grpc_statuses_read_well_and_are_sorted() {
+        let rpc = |code: i32| Trouble::Rpc {
+            code,
+            detail: "unknown model".into(),
+        };
+        assert_eq!(
+            rpc(3).to_string(),
+            "the server answered INVALID_ARGUMENT: unknown model"
+        );
+        assert_eq!(rpc(3).disposition(), Disposition::Fail);
+        assert_eq!(rpc(5).disposition(), Disposition::Fail);
+        assert_eq!(rpc(4).disposition(), Disposition::Retry(None));
+        assert_eq!(rpc(13).disposition(), Disposition::Retry(None));
+        assert_eq!(rpc(14).disposition(), Disposition::WaitForServer);
+        assert_eq!(rpc(16).disposition(), Disposition::WaitForServer);
+        assert_eq!(rpc_name(99), "an unknown status");
     }
 }

@@ -101,6 +101,24 @@ pub struct Server {
     pub concurrency: usize,
     /// Sent with every request when `username` and `password_env` are set.
     pub auth: Option<BasicAuth>,
+    /// Draw Things' shared secret (gRPC), read from the variable `shared_secret_env` names.
+    pub shared_secret: Option<Secret>,
+    /// `ca_file`: the certificate authority to trust for `https` instead of the usual ones
+    /// (for Draw Things over gRPC: instead of Draw Things' own root).
+    pub ca_file: Option<CaFile>,
+}
+
+/// A PEM file of certificate authorities, read when the config is loaded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CaFile").field(&self.path).finish()
+    }
 }
 
 impl Server {
@@ -124,10 +142,18 @@ pub enum Api {
     A1111,
     /// ComfyUI: a profile's workflow, with the profile's keys put into its nodes.
     ComfyUi,
+    /// Draw Things' gRPC API (the app's API server in gRPC mode, gRPCServerCLI): the profile's
+    /// keys in its generation configuration.
+    DrawThingsGrpc,
 }
 
 impl Api {
-    pub const ALL: [Api; 3] = [Api::DrawThings, Api::A1111, Api::ComfyUi];
+    pub const ALL: [Api; 4] = [
+        Api::DrawThings,
+        Api::A1111,
+        Api::ComfyUi,
+        Api::DrawThingsGrpc,
+    ];
 
     /// Its name in the config, `check` and `jobs.jsonl`.
     pub fn name(self) -> &'static str {
@@ -135,6 +161,7 @@ impl Api {
             Api::DrawThings => "drawthings",
             Api::A1111 => "a1111",
             Api::ComfyUi => "comfyui",
+            Api::DrawThingsGrpc => "drawthings-grpc",
         }
     }
 
@@ -158,6 +185,16 @@ impl std::fmt::Debug for BasicAuth {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .finish()
+    }
+}
+
+/// A secret read from the environment; never shown by `Debug` or in errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 

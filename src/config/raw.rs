@@ -41,6 +41,10 @@ pub(crate) struct RawServer {
     pub concurrency: Option<Spanned<Integer>>,
     pub username: Option<Spanned<String>>,
     pub password_env: Option<Spanned<String>>,
+    /// The environment variable holding Draw Things' shared secret (gRPC).
+    pub shared_secret_env: Option<Spanned<String>>,
+    /// A PEM certificate authority to trust for https.
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// A profile file, or a per-image `.toml` sidecar.

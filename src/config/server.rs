@@ -9,8 +9,9 @@ use toml::Spanned;
 
 use super::checks::{choice, integer_in, non_empty};
 use super::diagnostic::{Problems, Source};
+use super::paths::resolve_folder;
 use super::raw::RawServer;
-use super::{Api, BasicAuth, ConfigError, Server};
+use super::{Api, BasicAuth, CaFile, ConfigError, Secret, Server};
 
 /// Where Draw Things' API server listens by default (as does A1111's).
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7860";
@@ -37,6 +38,8 @@ pub(crate) fn default_server() -> Server {
         max_attempts: DEFAULT_MAX_ATTEMPTS,
         concurrency: DEFAULT_CONCURRENCY,
         auth: None,
+        shared_secret: None,
+        ca_file: None,
     }
 }
 
@@ -102,7 +105,67 @@ pub(crate) fn server(
             None => defaults.concurrency,
         },
         auth: problems.keep(auth(source, raw, env)),
+        shared_secret: match &raw.shared_secret_env {
+            Some(variable)
+                if raw
+                    .api
+                    .as_ref()
+                    .is_none_or(|api| api.get_ref() != Api::DrawThingsGrpc.name()) =>
+            {
+                problems.push(source.error_at(
+                    variable.span(),
+                    "`shared_secret_env` is Draw Things' gRPC shared secret: it needs \
+                     api = \"drawthings-grpc\" (HTTP servers take `username` and `password_env`)",
+                ));
+                None
+            }
+            Some(variable) => problems.keep(
+                from_env(source, "shared_secret_env", variable, env)
+                    .map(|value| Some(Secret(value))),
+            ),
+            None => None,
+        },
+        ca_file: match &raw.ca_file {
+            Some(path) => problems.keep(ca_file(source, path, raw.url.as_ref()).map(Some)),
+            None => None,
+        },
     }
+}
+
+/// `ca_file`: a PEM file of certificates (relative to the config file's folder), for an
+/// https `url`.
+fn ca_file(
+    source: &Source<'_>,
+    value: &Spanned<String>,
+    url: Option<&Spanned<String>>,
+) -> Result<CaFile, ConfigError> {
+    let error = |message: String| source.error_at(value.span(), message);
+    if !url.is_some_and(|url| url.get_ref().trim().starts_with("https://")) {
+        return Err(error(
+            "`ca_file` is the certificate authority to trust for https: `url` must start with https://"
+                .to_owned(),
+        ));
+    }
+    let base = source.file.parent().unwrap_or(std::path::Path::new("."));
+    let home = super::paths::home_dir();
+    let path = resolve_folder(value.get_ref(), base, home.as_deref())
+        .map_err(|problem| error(format!("`ca_file` {problem}")))?;
+    let pem = std::fs::read(&path).map_err(|problem| {
+        error(format!(
+            "`ca_file`: cannot read {}: {problem}",
+            path.display()
+        ))
+    })?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(error(format!(
+            "`ca_file`: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(CaFile { path, pem })
 }
 
 /// An http(s) URL with a host. The value is never quoted back: it might hold a password.
@@ -168,21 +231,33 @@ fn auth(
         (Some(username), Some(password_env)) => (username, password_env),
     };
     let username = non_empty(source, "username", username, None)?;
-    let variable = non_empty(source, "password_env", password_env, None)?;
+    let password = from_env(source, "password_env", password_env, env)?;
+    Ok(Some(BasicAuth { username, password }))
+}
+
+/// The value of the environment variable that `key` (`password_env`, `shared_secret_env`)
+/// names: set, UTF-8 and not empty. The value is never shown.
+fn from_env(
+    source: &Source<'_>,
+    key: &str,
+    name: &Spanned<String>,
+    env: EnvLookup<'_>,
+) -> Result<String, ConfigError> {
+    let variable = non_empty(source, key, name, None)?;
     let problem = |what: &str| {
         source.error_at(
-            password_env.span(),
-            format!("password_env = \"{variable}\", but {variable} {what}"),
+            name.span(),
+            format!("{key} = \"{variable}\", but {variable} {what}"),
         )
     };
-    let password = env(&variable)
+    let value = env(&variable)
         .ok_or_else(|| problem("is not set in drawdrop's environment"))?
         .into_string()
         .map_err(|_| problem("is not valid UTF-8"))?;
-    if password.is_empty() {
+    if value.is_empty() {
         return Err(problem("is empty in drawdrop's environment"));
     }
-    Ok(Some(BasicAuth { username, password }))
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -273,5 +348,61 @@ mod tests {
         let error =
             check("[server]\nusername = \"me\"\npassword_env = \"PW\"", &empty).unwrap_err();
         assert!(error.message.contains("is empty"));
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn ca_file_is_read_for_https_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let text = |url: &str, file: &str| {
+            format!("[server]\nurl = \"{url}\"\napi = \"drawthings-grpc\"\nca_file = {file:?}")
+        };
+        let https = check(&text("https://gpu:7859", &pem.to_string_lossy()), &no_env);
+        assert_eq!(https.unwrap().ca_file.unwrap().path, pem);
+        let plain = check(&text("http://gpu:7859", &pem.to_string_lossy()), &no_env).unwrap_err();
+        assert!(
+            plain.message.contains("must start with https://"),
+            "{}",
+            plain.message
+        );
+        let missing = dir.path().join("nope.pem");
+        let error = check(&text("https://gpu", &missing.to_string_lossy()), &no_env).unwrap_err();
+        assert!(error.message.contains("cannot read"), "{}", error.message);
+        std::fs::write(&pem, "not a certificate").unwrap();
+        let error = check(&text("https://gpu", &pem.to_string_lossy()), &no_env).unwrap_err();
+        assert!(
+            error.message.contains("holds no PEM certificate"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn the_shared_secret_comes_from_the_environment_and_is_never_shown() {
+        let env = |name: &str| (name == "DT").then(|| OsString::from("s3cret"));
+        let text = "[server]\napi = \"drawthings-grpc\"\nshared_secret_env = \"DT\"";
+        let server = check(text, &env).unwrap();
+        assert_eq!(server.api, Api::DrawThingsGrpc);
+        assert_eq!(server.shared_secret.as_ref().unwrap().0, "s3cret");
+        assert!(!format!("{server:?}").contains("s3cret"));
+        let missing = "[server]\napi = \"drawthings-grpc\"\nshared_secret_env = \"MISSING\"";
+        let error = check(missing, &env).unwrap_err();
+        assert_eq!(error.position, Some((3, 21)));
+        assert_eq!(
+            error.message,
+            "shared_secret_env = \"MISSING\", but MISSING is not set in drawdrop's environment"
+        );
+        let error = check("[server]\nshared_secret_env = \"DT\"", &env).unwrap_err();
+        assert!(
+            error.message.contains("needs api = \"drawthings-grpc\""),
+            "{}",
+            error.message
+        );
     }
 }

@@ -165,6 +165,11 @@ fn narrow(value: u64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
+/// Encodes 8-bit RGB pixels (rows top to bottom) as a PNG with fast compression.
+pub(crate) fn rgb_png(pixels: &[u8], size: (u32, u32)) -> Result<Vec<u8>, ImageError> {
+    encode_png(pixels, size, ExtendedColorType::Rgb8)
+}
+
 /// Encodes 8-bit pixels as a PNG with fast compression.
 fn encode_png(
     pixels: &[u8],

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The state file is rewritten at most this often.
-pub(crate) const WRITES_PER_SECOND: u32 = 4;
+pub const WRITES_PER_SECOND: u32 = 4;
 
 /// What a backend says about a job while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum Progress {
 
 /// One job in flight, as written to the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Flying {
+pub struct Flying {
     /// The input's path in the inbox.
     pub file: String,
     pub server: String,
@@ -43,7 +43,7 @@ pub(crate) struct Flying {
 
 /// The state file's content.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Snapshot {
+pub struct Snapshot {
     /// The daemon that wrote it: a file left by a daemon that died means nothing.
     pub pid: u32,
     pub jobs: Vec<Flying>,
@@ -51,7 +51,7 @@ pub(crate) struct Snapshot {
 
 /// The daemon's list of jobs in flight.
 #[derive(Debug)]
-pub(crate) struct InFlight {
+pub struct InFlight {
     file: PathBuf,
     jobs: Mutex<(u64, BTreeMap<u64, Flying>)>,
     changed: Notify,
@@ -59,7 +59,7 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     /// A list written to `outbox/.drawdrop/in-flight.json`.
-    pub(crate) fn new(outbox: &Path) -> Arc<InFlight> {
+    pub fn new(outbox: &Path) -> Arc<InFlight> {
         Arc::new(InFlight {
             file: state_file(outbox),
             jobs: Mutex::new((0, BTreeMap::new())),
@@ -68,7 +68,7 @@ impl InFlight {
     }
 
     /// A job was sent to `server`: it is in flight until the reporter is dropped.
-    pub(crate) fn start(self: &Arc<Self>, file: &Path, server: &str) -> Reporter {
+    pub fn start(self: &Arc<Self>, file: &Path, server: &str) -> Reporter {
         let flying = Flying {
             file: file.to_string_lossy().into_owned(),
             server: server.to_owned(),
@@ -90,7 +90,7 @@ impl InFlight {
         }
     }
 
-    pub(crate) fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             pid: std::process::id(),
             jobs: lock(&self.jobs).1.values().cloned().collect(),
@@ -99,7 +99,7 @@ impl InFlight {
 
     /// Writes the state file after every change, at most [`WRITES_PER_SECOND`] times a
     /// second, until `cancel`; then removes it.
-    pub(crate) async fn run_writer(self: Arc<Self>, cancel: CancellationToken) {
+    pub async fn run_writer(self: Arc<Self>, cancel: CancellationToken) {
         let pause = Duration::from_secs(1) / WRITES_PER_SECOND;
         self.remove_leftovers();
         loop {
@@ -185,12 +185,12 @@ impl Drop for Reporter {
 }
 
 /// `outbox/.drawdrop/in-flight.json`.
-pub(crate) fn state_file(outbox: &Path) -> PathBuf {
+pub fn state_file(outbox: &Path) -> PathBuf {
     outbox.join(".drawdrop").join("in-flight.json")
 }
 
 /// The jobs in flight as daemon `pid` last wrote them; empty when it wrote none.
-pub(crate) fn read(outbox: &Path, pid: u32) -> Vec<Flying> {
+pub fn read(outbox: &Path, pid: u32) -> Vec<Flying> {
     std::fs::read(state_file(outbox))
         .ok()
         .and_then(|text| serde_json::from_slice::<Snapshot>(&text).ok())
@@ -200,7 +200,7 @@ pub(crate) fn read(outbox: &Path, pid: u32) -> Vec<Flying> {
 }
 
 /// `cat.png on mini, 12 s, step 12/30` (the time since it was sent, at `now_ms`).
-pub(crate) fn describe(job: &Flying, now_ms: i64) -> String {
+pub fn describe(job: &Flying, now_ms: i64) -> String {
     let seconds = (now_ms - job.started_ms).max(0) / 1000;
     let elapsed = if seconds >= 60 {
         format!("{}m {:02}s", seconds / 60, seconds % 60)

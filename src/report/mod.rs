@@ -5,7 +5,7 @@
 pub(crate) mod desktop;
 pub mod gallery;
 pub(crate) mod last_start;
-pub(crate) mod live;
+pub mod live;
 pub(crate) mod logging;
 pub(crate) mod progress;
 pub(crate) mod tally;

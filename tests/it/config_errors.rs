@@ -191,7 +191,7 @@ fn bad_api() {
         "[server]\napi = \"comfy\"\n",
         2,
         7,
-        "(allowed: \"drawthings\", \"a1111\", \"comfyui\")",
+        "(allowed: \"drawthings\", \"a1111\", \"comfyui\", \"drawthings-grpc\")",
     );
 }
 

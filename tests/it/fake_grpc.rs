@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::fakes::grpc::{Answering, FakeGrpc, Fault, Options, SECRET_REFUSED, SLICE};
 use drawdrop::backends::drawthings_grpc::answer::{self, Answer, AnswerError};
-use drawdrop::backends::drawthings_grpc::client::Client;
+use drawdrop::backends::drawthings_grpc::client::{Client, Trust};
 use drawdrop::backends::drawthings_grpc::config::{self, GenerationConfig, Lora, LoraMode};
 use drawdrop::backends::drawthings_grpc::messages::{
     DeviceType, EchoRequest, ImageGenerationRequest, SamplingStep, Signpost, SignpostMark,
@@ -20,7 +20,7 @@ use tonic::Code;
 const LIMIT: u64 = 1 << 30;
 
 fn client(fake: &FakeGrpc) -> Client {
-    Client::new(&fake.url(), Duration::from_secs(10)).expect("client")
+    Client::new(&fake.url(), Duration::from_secs(10), Trust::DrawThings).expect("client")
 }
 
 /// A picture whose every byte differs from its neighbours'.
@@ -430,4 +430,20 @@ async fn a_server_that_is_down_is_unavailable_then_answers_once_back_up() {
         .await
         .unwrap();
     assert_inverted(&answer.images[0], &sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_after_the_first_slice_breaks_the_answer() {
+    let fake = FakeGrpc::start(Options::default()).await;
+    fake.push_fault(Fault::CutAfterFirstImage);
+    let mut client = client(&fake);
+    // 1024x768 raw f16 is 4.5 MiB: two slices, cut after the first.
+    let mut chunked = request(&picture(1024, 768), &sized(1024, 768));
+    chunked.chunked = true;
+    let result = generate(&mut client, chunked).await;
+    assert!(
+        matches!(result, Err(AnswerError::ConnectionLost(_))),
+        "{result:?}"
+    );
+    assert_eq!(fake.image_messages(), 1);
 }

@@ -29,6 +29,7 @@ mod features;
 mod formats;
 mod fpzip;
 mod gallery;
+mod grpc;
 mod hostile_input;
 mod once;
 mod pool;

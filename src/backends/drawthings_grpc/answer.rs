@@ -136,7 +136,7 @@ pub async fn collect(
 /// A stream error that comes from the connection (the server went away, or cut it), not
 /// from the server: statuses the server sends are read from its trailers and have no source
 /// error, those of a broken connection carry the transport's error.
-fn broken_or_failed(status: Status) -> AnswerError {
+pub fn broken_or_failed(status: Status) -> AnswerError {
     match std::error::Error::source(&status) {
         Some(cause) => AnswerError::ConnectionLost(format!("{}: {cause}", status.message())),
         None => AnswerError::Status(status),

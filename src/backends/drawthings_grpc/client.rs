@@ -1,6 +1,7 @@
 //! A gRPC client of `ImageGenerationService`, written against tonic's generic client (no
-//! generated code): `Echo` and `GenerateImage` over one HTTP/2 channel, plain `http://` only
-//! for now.
+//! generated code): `Echo` and `GenerateImage` over one HTTP/2 channel, plain (`http://`) or,
+//! with the `tls` feature, TLS (`https://`) trusting Draw Things' own root certificate for the
+//! name `localhost` as Draw Things' clients do, or a certificate authority of the user's.
 
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// 384 MiB, but a real picture stays far below this).
 const MAX_SENT_BYTES: usize = 512 * 1024 * 1024;
 
+/// HTTP/2 receive windows: a whole 4 MiB slice (and then some) in flight.
+const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
 const ECHO: &str = "/ImageGenerationService/Echo";
 const GENERATE_IMAGE: &str = "/ImageGenerationService/GenerateImage";
 
@@ -29,8 +34,19 @@ const GENERATE_IMAGE: &str = "/ImageGenerationService/GenerateImage";
 pub enum ClientError {
     #[error("`{0}` is not a server address drawdrop can reach over gRPC: {1}")]
     BadAddress(String, String),
-    #[error("`{0}`: gRPC over TLS (https://) is not supported yet; use http://")]
+    #[error("`{0}`: this drawdrop was built without TLS (the `tls` feature); use http://")]
     TlsUnsupported(String),
+    #[error("`{0}`: TLS cannot be set up: {1}")]
+    Tls(String, String),
+}
+
+/// Whom to trust for `https://`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust<'a> {
+    /// Draw Things' own root certificate, for the name `localhost` (its servers' default).
+    DrawThings,
+    /// These PEM certificate authorities, for the URL's own host name.
+    Authorities(&'a [u8]),
 }
 
 /// A client of one server. Cloning shares the connection.
@@ -39,26 +55,44 @@ pub struct Client {
     grpc: Grpc<Channel>,
 }
 
+/// Whether `url` is an address a client can be made for (without making one).
+pub fn check_address(url: &str) -> Result<(), ClientError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|failure| ClientError::BadAddress(url.to_string(), failure.to_string()))?;
+    match parsed.scheme() {
+        "http" => Ok(()),
+        "https" if cfg!(feature = "tls") => Ok(()),
+        "https" => Err(ClientError::TlsUnsupported(url.to_string())),
+        other => Err(ClientError::BadAddress(
+            url.to_string(),
+            format!("the scheme is `{other}`, not http or https"),
+        )),
+    }
+}
+
 impl Client {
-    /// A client of the server at `url` (`http://host:port`). It connects on first use, so a
-    /// server that is down shows as an UNAVAILABLE status of the call, not here.
-    pub fn new(url: &str, connect_timeout: Duration) -> Result<Client, ClientError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|failure| ClientError::BadAddress(url.to_string(), failure.to_string()))?;
-        match parsed.scheme() {
-            "http" => {}
-            "https" => return Err(ClientError::TlsUnsupported(url.to_string())),
-            other => {
-                return Err(ClientError::BadAddress(
-                    url.to_string(),
-                    format!("the scheme is `{other}`, not http"),
-                ));
-            }
-        }
+    /// A client of the server at `url` (`http://host:port`, or `https://` trusting `trust`).
+    /// It connects on first use, so a server that is down shows as an UNAVAILABLE status of
+    /// the call, not here. Only on the async runtime.
+    pub fn new(
+        url: &str,
+        connect_timeout: Duration,
+        trust: Trust<'_>,
+    ) -> Result<Client, ClientError> {
+        check_address(url)?;
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|failure| ClientError::BadAddress(url.to_string(), failure.to_string()))?
             .connect_timeout(connect_timeout)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Answers are megabytes: HTTP/2's default 64 KiB windows would stall them on
+            // round trips for window updates.
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
+        let endpoint = if url.starts_with("https:") {
+            with_tls(endpoint, url, trust)?
+        } else {
+            endpoint
+        };
         let grpc = Grpc::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_SENT_BYTES);
@@ -108,6 +142,27 @@ impl Client {
     }
 }
 
+#[cfg(feature = "tls")]
+fn with_tls(endpoint: Endpoint, url: &str, trust: Trust<'_>) -> Result<Endpoint, ClientError> {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    let config = match trust {
+        Trust::DrawThings => ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(super::root_ca::PEM))
+            .domain_name(super::root_ca::SERVER_NAME),
+        Trust::Authorities(pem) => {
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+        }
+    };
+    endpoint
+        .tls_config(config)
+        .map_err(|failure| ClientError::Tls(url.to_string(), failure.to_string()))
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_tls(_: Endpoint, url: &str, _: Trust<'_>) -> Result<Endpoint, ClientError> {
+    Err(ClientError::TlsUnsupported(url.to_string()))
+}
+
 /// A call that failed on a connection that broke before any answer (the server went away
 /// while the channel still held its connection) is UNAVAILABLE, as a refused one is; tonic
 /// reports it as UNKNOWN "transport error" or CANCELLED "connection closed", with the
@@ -132,19 +187,19 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn only_plain_http_addresses_make_a_client() {
+    async fn http_and_with_tls_https_addresses_make_a_client() {
         let second = Duration::from_secs(1);
-        assert!(Client::new("http://127.0.0.1:7859", second).is_ok());
-        assert!(matches!(
-            Client::new("https://127.0.0.1:7859", second),
-            Err(ClientError::TlsUnsupported(_))
-        ));
-        let message = Client::new("ftp://host", second).unwrap_err().to_string();
+        let new = |url: &str| Client::new(url, second, Trust::DrawThings);
+        assert!(new("http://127.0.0.1:7859").is_ok());
+        let https = new("https://127.0.0.1:7859");
+        if cfg!(feature = "tls") {
+            assert!(https.is_ok(), "{https:?}");
+        } else {
+            assert!(matches!(https, Err(ClientError::TlsUnsupported(_))));
+        }
+        let message = new("ftp://host").unwrap_err().to_string();
         assert!(message.contains("`ftp`"), "{message}");
-        assert!(matches!(
-            Client::new("not a url", second),
-            Err(ClientError::BadAddress(..))
-        ));
+        assert!(matches!(new("not a url"), Err(ClientError::BadAddress(..))));
     }
 
     #[tokio::test]
@@ -153,7 +208,12 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         drop(listener);
-        let mut client = Client::new(&format!("http://{address}"), Duration::from_secs(5)).unwrap();
+        let mut client = Client::new(
+            &format!("http://{address}"),
+            Duration::from_secs(5),
+            Trust::DrawThings,
+        )
+        .unwrap();
         let status = client.echo(EchoRequest::default()).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     }

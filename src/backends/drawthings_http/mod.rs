@@ -77,8 +77,9 @@ impl Backend for DrawThingsHttp {
     }
 }
 
-/// The request keys: the profile's names, as Draw Things takes them.
-fn keys(settings: &Settings) -> request::RequestSettings {
+/// The request keys: the profile's names, as Draw Things takes them (over HTTP, and as
+/// recorded for its gRPC API).
+pub(crate) fn keys(settings: &Settings) -> request::RequestSettings {
     let mut out = Map::new();
     let put = |out: &mut Map<String, Value>, key, value| request::put(out, key, value);
     put(&mut out, "prompt", settings.prompt.clone().map(Value::from));

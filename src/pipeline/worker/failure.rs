@@ -32,10 +32,11 @@ pub(super) enum Failure {
     Picture(#[from] PictureProblem),
     /// The server refused the request itself; `hint` names what to fix (the model sent, the
     /// files whose settings were sent).
-    #[error("{product} refused the request (HTTP {code}): {detail} ({hint})")]
+    #[error("{product} refused the request ({status}): {detail} ({hint})")]
     Refused {
         product: &'static str,
-        code: u16,
+        /// The refusal's status: `HTTP 422`, `gRPC INVALID_ARGUMENT`.
+        status: String,
         detail: String,
         hint: String,
     },
@@ -102,7 +103,7 @@ mod tests {
         );
         let refused = Failure::Refused {
             product: "Draw Things",
-            code: 422,
+            status: "HTTP 422".into(),
             detail: "Unrecognized keys: hr_scale".into(),
             hint: "settings from p.toml".into(),
         };

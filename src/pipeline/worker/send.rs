@@ -6,7 +6,7 @@ use super::Shared;
 use super::failure::Failure;
 use super::outcome::Report;
 use super::prepare::Prepared;
-use crate::backends::{BoxFuture, Disposition, Generation, Journal, Request, Trouble};
+use crate::backends::{BoxFuture, Disposition, Generation, Journal, Request, Trouble, rpc_name};
 use crate::jobs::claim::Job;
 use crate::jobs::failpoint::crash_point;
 use crate::jobs::names::shown;
@@ -256,12 +256,16 @@ fn refusal(
     request: &Request,
     trouble: Trouble,
 ) -> Failure {
-    let Trouble::Status { code, detail, .. } = trouble else {
+    let (status, detail) = match trouble {
+        Trouble::Status { code, detail, .. } => (format!("HTTP {code}"), detail),
+        Trouble::Rpc { code, detail } => (format!("gRPC {}", rpc_name(code)), detail),
         // Only a status refuses a request; anything else that ends it is its last attempt.
-        return Failure::GaveUp {
-            attempts: report.attempts,
-            last: trouble,
-        };
+        last => {
+            return Failure::GaveUp {
+                attempts: report.attempts,
+                last,
+            };
+        }
     };
     let profile = current.config.profile_for(&job.relative);
     let profile_file = match &profile.file {
@@ -296,7 +300,7 @@ fn refusal(
     };
     Failure::Refused {
         product: current.backend(index).product(),
-        code,
+        status,
         detail,
         hint,
     }

@@ -12,7 +12,8 @@
 //! deflate or through a codec the test gives, in 4 MiB slices when the client asks for
 //! `chunked` and the images exceed 4 MiB. With a shared secret set, `GenerateImage` without it
 //! fails INTERNAL "unknown error processing request" and `Echo` answers only
-//! `sharedSecretMissing`. Faults: INTERNAL, a connection cut before the images, a hang; and
+//! `sharedSecretMissing`. Faults: INTERNAL, a connection cut before the images or after the
+//! first image message, a hang; and
 //! down ([`FakeGrpc::stop`], then [`FakeGrpc::start_on`] the same address).
 
 use std::collections::VecDeque;
@@ -151,6 +152,9 @@ pub enum Fault {
     Internal(String),
     /// Send the signposts, then cut the connection before the images.
     CutBeforeImages,
+    /// Send the signposts, the announcement and the first image message (a whole image, or
+    /// the first slice of one), then cut the connection.
+    CutAfterFirstImage,
     /// Never answer; the call stays open until the client gives up.
     Hang,
 }
@@ -243,6 +247,24 @@ impl FakeGrpc {
 
     /// Starts a fake on `addr` (e.g. the address of one that was stopped).
     pub async fn start_on(options: Options, addr: SocketAddr) -> io::Result<FakeGrpc> {
+        FakeGrpc::serve(options, addr, None).await
+    }
+
+    /// Starts a fake speaking TLS with this certificate (chain) and key, PEM.
+    #[cfg(feature = "tls")]
+    pub async fn start_tls(options: Options, certificate: &str, key: &str) -> FakeGrpc {
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(certificate, key));
+        FakeGrpc::serve(options, SocketAddr::from(([127, 0, 0, 1], 0)), Some(tls))
+            .await
+            .expect("fake gRPC server: cannot bind")
+    }
+
+    async fn serve(
+        options: Options,
+        addr: SocketAddr,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> io::Result<FakeGrpc> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -268,10 +290,14 @@ impl FakeGrpc {
         let routes = Routes {
             shared: shared.clone(),
         };
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|error| io::Error::other(error.to_string()))?;
+        }
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .serve_with_incoming(routes, incoming)
-                .await;
+            let _ = builder.serve_with_incoming(routes, incoming).await;
         });
         Ok(FakeGrpc {
             shared,
@@ -544,13 +570,15 @@ fn generate(
                 return;
             }
         }
-        match fault {
+        match &fault {
             Some(Fault::CutBeforeImages) => {
                 let _ = sender.send(Outgoing::Cut).await;
                 return;
             }
             Some(Fault::Internal(message)) => {
-                let _ = sender.send(Outgoing::Fail(Status::internal(message))).await;
+                let _ = sender
+                    .send(Outgoing::Fail(Status::internal(message.clone())))
+                    .await;
                 return;
             }
             _ => {}
@@ -564,6 +592,10 @@ fn generate(
             }
             if is_image {
                 shared.state().image_messages += 1;
+                if fault == Some(Fault::CutAfterFirstImage) {
+                    let _ = sender.send(Outgoing::Cut).await;
+                    return;
+                }
             }
         }
     });

@@ -1,0 +1,264 @@
+//! One job in the words of Draw Things' gRPC API: the recorded request settings (the profile's
+//! names, as over HTTP) turned into the generation configuration, the init picture into the
+//! request message with its raw f16 tensor, and an answer's tensors back into PNGs.
+
+use bytes::Bytes;
+use prost::Message;
+use serde_json::{Map, Value};
+
+use super::config::{self, ConfigError, GenerationConfig, Lora, LoraMode};
+use super::messages::{DeviceType, ImageGenerationRequest};
+use super::tensor::{self, Rgb8};
+use crate::image;
+
+/// The request keys drawdrop fills from the profile; every other key is an `[extra]` field
+/// of the configuration.
+const PROFILE_KEYS: &[&str] = &[
+    "prompt",
+    "negative_prompt",
+    "steps",
+    "strength",
+    "guidance_scale",
+    "sampler",
+    "model",
+    "batch_count",
+    "loras",
+    "seed",
+    "width",
+    "height",
+    "batch_size",
+];
+
+/// The configuration for the recorded request `settings` (as [`super::DrawThingsGrpc`]
+/// records them), generating with `seed`. `batch_count` is not sent: the server ignores it,
+/// drawdrop asks once per image.
+pub(super) fn configuration(
+    settings: &Map<String, Value>,
+    seed: u32,
+) -> Result<GenerationConfig, String> {
+    let number = |key: &str| settings.get(key).and_then(Value::as_f64);
+    let whole = |key: &str| {
+        settings
+            .get(key)
+            .and_then(Value::as_u64)
+            .and_then(|value| u32::try_from(value).ok())
+    };
+    let text = |key: &str| settings.get(key).and_then(Value::as_str).map(str::to_owned);
+    let loras = settings
+        .get("loras")
+        .and_then(Value::as_array)
+        .map(|loras| {
+            loras
+                .iter()
+                .map(|lora| Lora {
+                    file: lora["file"].as_str().unwrap_or_default().to_owned(),
+                    weight: lora["weight"].as_f64().unwrap_or(1.0) as f32,
+                    mode: LoraMode::All,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let extra = settings
+        .iter()
+        .filter(|(key, _)| !PROFILE_KEYS.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let generation = GenerationConfig {
+        width: whole("width").unwrap_or(0),
+        height: whole("height").unwrap_or(0),
+        seed,
+        steps: whole("steps"),
+        guidance_scale: number("guidance_scale").map(|value| value as f32),
+        strength: number("strength").map(|value| value as f32),
+        model: text("model"),
+        sampler: text("sampler"),
+        batch_count: None,
+        batch_size: whole("batch_size"),
+        loras,
+        extra,
+    };
+    // Written once here so that a wrong `[extra]` key or sampler fails the file now.
+    config::encode(&generation).map_err(|problem| describe(&problem))?;
+    Ok(generation)
+}
+
+/// A configuration problem as the file's failure (or `check`) says it.
+pub(super) fn describe(problem: &ConfigError) -> String {
+    match problem {
+        ConfigError::UnknownField { .. }
+        | ConfigError::NotSettable { .. }
+        | ConfigError::WrongValue { .. } => format!("[extra]: {problem}"),
+        _ => problem.to_string(),
+    }
+}
+
+/// The `[extra]` problems of recorded request `settings`, for `check`.
+pub(super) fn extra_problems(settings: &Map<String, Value>) -> Vec<String> {
+    settings
+        .iter()
+        .filter(|(key, _)| !PROFILE_KEYS.contains(&key.as_str()))
+        .filter_map(|(key, value)| config::check_extra(key, value).err())
+        .map(|problem| describe(&problem))
+        .collect()
+}
+
+/// The request message for the first image of a job, encoded: the init picture (a PNG at the
+/// configured size) as a raw f16 tensor with `scaleFactor` 1, the prompts, the configuration,
+/// the shared secret, and `chunked`.
+pub(super) fn request_message(
+    settings: &Map<String, Value>,
+    init_png: &[u8],
+    shared_secret: Option<&str>,
+) -> Result<Vec<u8>, String> {
+    let seed = settings
+        .get("seed")
+        .and_then(Value::as_u64)
+        .and_then(|seed| u32::try_from(seed).ok())
+        .unwrap_or(0);
+    let generation = configuration(settings, seed)?;
+    let picture = ::image::load_from_memory_with_format(init_png, ::image::ImageFormat::Png)
+        .map_err(|problem| format!("the picture to send cannot be read back: {problem}"))?
+        .to_rgb8();
+    let (width, height) = picture.dimensions();
+    if (width, height) != (generation.width, generation.height) {
+        return Err(format!(
+            "the picture to send is {width}x{height}, not the configured {}x{}",
+            generation.width, generation.height
+        ));
+    }
+    let tensor = tensor::encode_rgb8(&Rgb8 {
+        width,
+        height,
+        pixels: picture.into_raw(),
+    })
+    .map_err(|problem| problem.to_string())?;
+    let text = |key: &str| {
+        settings
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let message = ImageGenerationRequest {
+        image: Some(Bytes::from(tensor)),
+        scale_factor: 1,
+        prompt: text("prompt"),
+        negative_prompt: text("negative_prompt"),
+        configuration: config::encode(&generation).map_err(|problem| describe(&problem))?,
+        user: "drawdrop".to_owned(),
+        device: DeviceType::Laptop as i32,
+        shared_secret: shared_secret.map(str::to_owned),
+        chunked: true,
+        ..ImageGenerationRequest::default()
+    };
+    Ok(message.encode_to_vec())
+}
+
+/// The encoded request message back, for sending.
+pub(super) fn decode_message(body: Bytes) -> Result<ImageGenerationRequest, String> {
+    ImageGenerationRequest::decode(body).map_err(|problem| problem.to_string())
+}
+
+/// The message for image `index` (from 0) of a job: the first image's with the seed moved on
+/// by `index`, as the app does for a batch.
+pub(super) fn for_image(
+    first: &ImageGenerationRequest,
+    settings: &Map<String, Value>,
+    index: u32,
+) -> Result<ImageGenerationRequest, String> {
+    let seed = settings
+        .get("seed")
+        .and_then(Value::as_u64)
+        .and_then(|seed| u32::try_from(seed).ok())
+        .unwrap_or(0)
+        .wrapping_add(index);
+    let mut message = first.clone();
+    if index > 0 {
+        message.configuration = config::encode(&configuration(settings, seed)?)
+            .map_err(|problem| describe(&problem))?;
+    }
+    Ok(message)
+}
+
+/// An answer's image tensor as a PNG; `number` counts from 1, for the message.
+pub(super) fn png_of(tensor: &[u8], max_pixels: u64, number: usize) -> Result<Vec<u8>, String> {
+    let picture = tensor::decode_rgb8(tensor, max_pixels)
+        .map_err(|problem| format!("image {number} of the answer cannot be read: {problem}"))?;
+    image::rgb_png(&picture.pixels, (picture.width, picture.height))
+        .map_err(|problem| format!("image {number} of the answer cannot be written: {problem}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::drawthings_grpc::config::ConfigReader;
+    use crate::backends::drawthings_grpc::config::FieldValue;
+    use serde_json::json;
+
+    fn recorded() -> Map<String, Value> {
+        let Value::Object(map) = json!({
+            "prompt": "a watercolor", "negative_prompt": "blurry", "steps": 4,
+            "strength": 0.6, "guidance_scale": 7.0, "sampler": "DPM++ 2M Karras",
+            "model": "sd_xl_base_1.0_f16.ckpt", "batch_count": 2,
+            "loras": [{"file": "dmd2_lora_f16.ckpt", "weight": 0.5}],
+            "seed": 42, "width": 1024, "height": 768, "sharpness": 2
+        }) else {
+            unreachable!()
+        };
+        map
+    }
+
+    #[test]
+    fn the_profile_keys_fill_the_configuration() {
+        let generation = configuration(&recorded(), 42).unwrap();
+        let bytes = config::encode(&generation).unwrap();
+        let reader = ConfigReader::new(&bytes).unwrap();
+        assert_eq!(
+            reader.get("start_width").unwrap(),
+            Some(FieldValue::UShort(16))
+        );
+        assert_eq!(
+            reader.get("start_height").unwrap(),
+            Some(FieldValue::UShort(12))
+        );
+        assert_eq!(reader.get("seed").unwrap(), Some(FieldValue::UInt(42)));
+        assert_eq!(reader.get("sampler").unwrap(), Some(FieldValue::UByte(0)));
+        assert_eq!(reader.get("batch_count").unwrap(), None);
+        assert_eq!(
+            reader.get("sharpness").unwrap(),
+            Some(FieldValue::Float(2.0))
+        );
+        assert_eq!(reader.loras()[0].file, "dmd2_lora_f16.ckpt");
+        assert_eq!(reader.loras()[0].weight, 0.5);
+    }
+
+    #[test]
+    fn a_wrong_extra_key_is_named_with_the_reason() {
+        let mut settings = recorded();
+        settings.insert("hires_fixx".into(), json!(true));
+        settings.insert("seed_mode".into(), json!("Sideways"));
+        let problem = configuration(&settings, 1).unwrap_err();
+        assert!(
+            problem.starts_with("[extra]: `hires_fixx` is not a field"),
+            "{problem}"
+        );
+        let problems = extra_problems(&settings);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[1].contains("`seed_mode` must be one of Legacy"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn later_images_of_a_batch_move_the_seed_on() {
+        let first = ImageGenerationRequest {
+            configuration: config::encode(&configuration(&recorded(), 42).unwrap()).unwrap(),
+            ..Default::default()
+        };
+        let second = for_image(&first, &recorded(), 1).unwrap();
+        let reader = ConfigReader::new(&second.configuration).unwrap();
+        assert_eq!(reader.get("seed").unwrap(), Some(FieldValue::UInt(43)));
+        assert_eq!(for_image(&first, &recorded(), 0).unwrap(), first);
+    }
+}

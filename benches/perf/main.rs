@@ -5,7 +5,8 @@
 //! Ratios are taken within one run on the same machine (the floor and the Python baseline are
 //! measured beside drawdrop), so a noisy machine moves both sides together.
 //!
-//! Scenarios: overhead, python, latency, idle, burst, scan, large, photo, gallery (default: all).
+//! Scenarios: overhead, comfyui, python, latency, idle, burst, scan, large, photo, gallery
+//! (default: all). `comfyui` runs against an instant fake ComfyUI beside the fake Draw Things.
 //! Sizes can be scaled down for a quick look: DRAWDROP_BENCH_QUICK=1.
 
 // The test suite's fake server and pictures; the bench uses a part of them.
@@ -21,8 +22,9 @@ mod scenarios;
 
 use harness::Row;
 
-const ALL: [&str; 9] = [
-    "overhead", "python", "latency", "idle", "burst", "scan", "large", "photo", "gallery",
+const ALL: [&str; 10] = [
+    "overhead", "comfyui", "python", "latency", "idle", "burst", "scan", "large", "photo",
+    "gallery",
 ];
 
 fn main() {
@@ -49,6 +51,7 @@ fn main() {
         let found = runtime.block_on(async {
             match scenario {
                 "overhead" => scenarios::overhead().await,
+                "comfyui" => scenarios::comfyui().await,
                 "python" => scenarios::python().await,
                 "latency" => scenarios::latency().await,
                 "idle" => scenarios::idle().await,

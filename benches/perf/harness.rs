@@ -97,8 +97,24 @@ impl Setup {
         Setup::with(url, settle_ms, "")
     }
 
+    /// A setup for a ComfyUI server with one profile, `name`, running `workflow` (API
+    /// format JSON).
+    pub fn comfyui(url: &str, settle_ms: u64, name: &str, workflow: &str) -> Setup {
+        let setup = Setup::with_server(url, settle_ms, "", "api = \"comfyui\"\n");
+        let folder = setup.config.with_file_name("profiles");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("{name}.json")), workflow).unwrap();
+        setup.profile(name, &format!("workflow = \"{name}.json\"\n"));
+        setup
+    }
+
     /// A setup whose config also has the `top` lines (top-level keys).
     pub fn with(url: &str, settle_ms: u64, top: &str) -> Setup {
+        Setup::with_server(url, settle_ms, top, "")
+    }
+
+    /// [`Setup::with`], and `server` lines in `[server]` after its url.
+    fn with_server(url: &str, settle_ms: u64, top: &str, server: &str) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         let inbox = dir.path().join("in");
         let outbox = dir.path().join("out");
@@ -107,7 +123,7 @@ impl Setup {
         std::fs::write(
             &config,
             format!(
-                "inbox = {:?}\noutbox = {:?}\nsettle_ms = {settle_ms}\n{top}\n[server]\nurl = \"{url}\"\n",
+                "inbox = {:?}\noutbox = {:?}\nsettle_ms = {settle_ms}\n{top}\n[server]\nurl = \"{url}\"\n{server}",
                 inbox.to_string_lossy(),
                 outbox.to_string_lossy()
             ),

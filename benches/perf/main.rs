@@ -5,8 +5,8 @@
 //! Ratios are taken within one run on the same machine (the floor and the Python baseline are
 //! measured beside drawdrop), so a noisy machine moves both sides together.
 //!
-//! Scenarios: overhead, python, latency, idle, burst, scan, large, photo, gallery, grpc
-//! (default: all).
+//! Scenarios: overhead, comfyui, python, latency, idle, burst, scan, large, photo, gallery, grpc
+//! (default: all). `comfyui` runs against an instant fake ComfyUI beside the fake Draw Things.
 //! Sizes can be scaled down for a quick look: DRAWDROP_BENCH_QUICK=1.
 
 // Test and tool code: its items are its own (nothing is exported), and a failed
@@ -31,8 +31,9 @@ mod scenarios;
 
 use harness::Row;
 
-const ALL: [&str; 10] = [
-    "overhead", "python", "latency", "idle", "burst", "scan", "large", "photo", "gallery", "grpc",
+const ALL: [&str; 11] = [
+    "overhead", "comfyui", "python", "latency", "idle", "burst", "scan", "large", "photo",
+    "gallery", "grpc",
 ];
 
 fn main() {
@@ -59,6 +60,7 @@ fn main() {
         let found = runtime.block_on(async {
             match scenario {
                 "overhead" => scenarios::overhead().await,
+                "comfyui" => scenarios::comfyui().await,
                 "python" => scenarios::python().await,
                 "latency" => scenarios::latency().await,
                 "idle" => scenarios::idle().await,

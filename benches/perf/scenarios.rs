@@ -1,5 +1,6 @@
 //! The scenarios of the performance table, one function each.
 
+use crate::fakes::comfyui::FakeComfyUi;
 use crate::harness::{
     Row, Server, Setup, age, copy_all, median, megabyte_pictures, noise_png, percentile,
     proc_stats, quick, stop, wait_until,
@@ -33,19 +34,8 @@ pub async fn overhead() -> Vec<Row> {
     }
     let floor = median(&mut floor);
 
-    // drawdrop: `run --once` with one settled file, minus `run --once` with none.
     let setup = Setup::new(&server.fake.url(), 1000);
-    let mut empty = Vec::new();
-    let mut one = Vec::new();
-    for i in 0..runs + 1 {
-        empty.push(setup.run_once().as_secs_f64() * 1000.0);
-        let path = setup.inbox.join(format!("p{i}.png"));
-        std::fs::write(&path, &picture).unwrap();
-        age(&path);
-        one.push(setup.run_once().as_secs_f64() * 1000.0);
-    }
-    let (empty, one) = (median(&mut empty[1..]), median(&mut one[1..]));
-    let per_image = one - empty;
+    let per_image = per_job(&setup, "", &picture, runs);
     let ratio = per_image / floor;
     vec![
         Row::new(
@@ -62,6 +52,73 @@ pub async fn overhead() -> Vec<Row> {
         ),
     ]
 }
+
+/// drawdrop's cost of one job, in ms: `run --once` with one settled file in `folder` (the
+/// inbox itself: "") minus `run --once` with none, medians of `runs` (after one to warm up).
+fn per_job(setup: &Setup, folder: &str, picture: &[u8], runs: usize) -> f64 {
+    let mut empty = Vec::new();
+    let mut one = Vec::new();
+    for i in 0..runs + 1 {
+        empty.push(setup.run_once().as_secs_f64() * 1000.0);
+        let path = setup.inbox.join(folder).join(format!("p{i}.png"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, picture).unwrap();
+        age(&path);
+        one.push(setup.run_once().as_secs_f64() * 1000.0);
+    }
+    median(&mut one[1..]) - median(&mut empty[1..])
+}
+
+/// The ComfyUI path's cost per job against the Draw Things path's, for the same 1 MB
+/// picture, each against its instant fake: upload, queue, websocket, history and view
+/// against one img2img request.
+pub async fn comfyui() -> Vec<Row> {
+    let draw_things = Server::start().await;
+    let comfy = FakeComfyUi::start().await;
+    comfy.set_instant(true);
+    let runs = if quick() { 5 } else { 15 };
+    let picture = noise_png(576, 576, 1);
+    let megabytes = picture.len() as f64 / 1e6;
+    let mut through_draw_things = Vec::new();
+    let mut through_comfyui = Vec::new();
+    // Alternated, so that a change in the machine's load moves both sides.
+    for _ in 0..3 {
+        let setup = Setup::new(&draw_things.fake.url(), 1000);
+        through_draw_things.push(per_job(&setup, "", &picture, runs));
+        let setup = Setup::comfyui(&comfy.url(), 1000, "invert", INVERT);
+        through_comfyui.push(per_job(&setup, "invert", &picture, runs));
+    }
+    let draw_things = median(&mut through_draw_things);
+    let comfyui = median(&mut through_comfyui);
+    let ratio = comfyui / draw_things;
+    assert_eq!(
+        comfy.counters().prompts_queued,
+        3 * (runs + 1),
+        "one prompt per job"
+    );
+    vec![
+        Row::new(
+            &format!("Draw Things path per {megabytes:.1} MB image (img2img)"),
+            format!("{draw_things:.1} ms"),
+            "",
+            None,
+        ),
+        Row::new(
+            "ComfyUI path, same image (upload, queue, ws, history, view)",
+            format!("{comfyui:.1} ms = {ratio:.2} x Draw Things"),
+            "<= 2 x Draw Things",
+            Some(ratio <= 2.0),
+        ),
+    ]
+}
+
+/// The workflow of the ComfyUI scenario: LoadImage -> ImageInvert -> SaveImage (the
+/// instant fake saves the upload as it is).
+const INVERT: &str = r#"{
+  "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+  "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+  "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "ComfyUI"}}
+}"#;
 
 /// drawdrop `run --once` against the Python baseline over the same pictures and server.
 pub async fn python() -> Vec<Row> {

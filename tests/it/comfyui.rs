@@ -5,21 +5,14 @@
 //! is retried, a cut websocket falls back to the history, a `kill -9` after the prompt was
 //! queued gives one result from one prompt, and a pool sends each profile to its kind.
 
-use crate::common::{PATIENCE, Setup, runtime, set, stderr_of, wait_until};
+use crate::common::{
+    PATIENCE, Setup, invariants, invert_workflow, runtime, set, stderr_of, wait_until,
+};
 use crate::fakes::comfyui::FakeComfyUi;
 use crate::fakes::server::{FakeServer, Flavor};
 use crate::pictures::{png, text_chunk};
 use serde_json::{Value, json};
 use std::fs;
-
-/// LoadImage -> ImageInvert -> SaveImage: no model needed.
-fn invert() -> Value {
-    json!({
-        "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
-        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "ComfyUI"}}
-    })
-}
 
 /// An img2img workflow with a checkpoint, two prompts and a sampler.
 fn img2img() -> Value {
@@ -42,18 +35,8 @@ fn img2img() -> Value {
 /// A set-up with one ComfyUI server and profile `name` running `workflow`.
 fn comfy_setup(fake: &FakeComfyUi, name: &str, workflow: &Value, keys: &str) -> Setup {
     let setup = Setup::new(&fake.url(), "comfyui");
-    write_workflow(&setup, name, workflow, keys);
+    setup.workflow_profile(name, workflow, keys);
     setup
-}
-
-fn write_workflow(setup: &Setup, name: &str, workflow: &Value, keys: &str) {
-    let file = format!("{name}.json");
-    fs::write(
-        setup.dir.path().join("profiles").join(&file),
-        serde_json::to_vec_pretty(workflow).unwrap(),
-    )
-    .unwrap();
-    setup.profile(name, &format!("workflow = \"{file}\"\n{keys}"));
 }
 
 fn rgb(png: &[u8]) -> image::RgbImage {
@@ -62,13 +45,7 @@ fn rgb(png: &[u8]) -> image::RgbImage {
 
 /// Whether `result` is `input` inverted (ImageInvert gives 255-x or 254-x).
 fn is_inverted(input: &[u8], result: &[u8]) -> bool {
-    let (input, result) = (rgb(input), rgb(result));
-    input.dimensions() == result.dimensions()
-        && input.pixels().zip(result.pixels()).all(|(a, b)| {
-            a.0.iter()
-                .zip(b.0.iter())
-                .all(|(x, y)| (254 - i16::from(*x)..=255 - i16::from(*x)).contains(&i16::from(*y)))
-        })
+    invariants::is_inverted(&rgb(input), &rgb(result))
 }
 
 /// The prompts the fake ran, by id (each prompt's KSampler or first node's inputs).
@@ -86,7 +63,7 @@ fn executed_prompts(fake: &FakeComfyUi) -> Vec<String> {
 fn an_inverting_workflow_returns_the_inverted_picture_finished_like_any_result() {
     let runtime = runtime();
     let fake = runtime.block_on(FakeComfyUi::start());
-    let setup = comfy_setup(&fake, "invert", &invert(), "");
+    let setup = comfy_setup(&fake, "invert", &invert_workflow(), "");
     let picture = png(96, 64, 7);
     setup.drop_file("invert/cat.png", &picture);
     let output = setup.run_once();
@@ -171,7 +148,7 @@ fn the_profile_keys_and_the_set_go_into_their_nodes() {
 fn two_save_nodes_give_numbered_results() {
     let runtime = runtime();
     let fake = runtime.block_on(FakeComfyUi::start());
-    let mut workflow = invert();
+    let mut workflow = invert_workflow();
     workflow["4"] = json!({"class_type": "SaveImage",
         "inputs": {"images": ["1", 0], "filename_prefix": "plain"}});
     let setup = comfy_setup(&fake, "both", &workflow, "");
@@ -213,7 +190,7 @@ fn an_execution_error_is_retried_then_the_file_succeeds() {
     let runtime = runtime();
     let fake = runtime.block_on(FakeComfyUi::start());
     fake.fail_next_prompts(1, "CUDA out of memory");
-    let setup = comfy_setup(&fake, "invert", &invert(), "");
+    let setup = comfy_setup(&fake, "invert", &invert_workflow(), "");
     let picture = png(32, 32, 2);
     setup.drop_file("invert/cat.png", &picture);
     let output = setup.run_once_with(&[("DRAWDROP_BACKOFF_MS", "50")]);
@@ -259,7 +236,7 @@ fn a_cut_websocket_falls_back_to_the_history() {
 fn a_profile_key_with_nowhere_to_go_breaks_the_profile_with_its_place() {
     let runtime = runtime();
     let fake = runtime.block_on(FakeComfyUi::start());
-    let setup = comfy_setup(&fake, "invert", &invert(), "steps = 4\n");
+    let setup = comfy_setup(&fake, "invert", &invert_workflow(), "steps = 4\n");
     fs::write(
         setup.dir.path().join("profiles/bad.json"),
         "{\n  \"1\": {,\n}",
@@ -312,7 +289,7 @@ fn check_names_each_node_the_server_cannot_run() {
 fn an_exif_rotated_jpeg_reaches_comfyui_as_an_upright_png() {
     let runtime = runtime();
     let fake = runtime.block_on(FakeComfyUi::start());
-    let setup = comfy_setup(&fake, "invert", &invert(), "");
+    let setup = comfy_setup(&fake, "invert", &invert_workflow(), "");
     let scene = crate::pictures::quadrants(48, 32);
     // Stored sideways with orientation 6 (turn 90° clockwise to show it).
     let stored = image::imageops::rotate270(&scene);
@@ -339,16 +316,9 @@ fn a_pool_sends_workflows_to_comfyui_and_the_rest_to_draw_things() {
     let fake = runtime.block_on(FakeComfyUi::start());
     let draw_things = runtime.block_on(FakeServer::start(Flavor::DrawThings));
     let setup = Setup::new(&draw_things.url(), "drawthings");
-    let config = fs::read_to_string(&setup.config).unwrap();
-    let pool = config.replace(
-        "[server]\n",
-        &format!(
-            "[[servers]]\nname = \"comfy\"\nurl = \"{}\"\napi = \"comfyui\"\n\n[[servers]]\nname = \"mac\"\n",
-            fake.url()
-        ),
-    );
-    fs::write(&setup.config, pool).unwrap();
-    write_workflow(&setup, "invert", &invert(), "");
+    setup
+        .add_comfyui_server("comfy", &fake.url(), "")
+        .workflow_profile("invert", &invert_workflow(), "");
     setup.profile("plain", "prompt = \"a dog\"\nsteps = 2\n");
     for index in 0..3 {
         setup.drop_file(&format!("invert/{index}.png"), &png(32, 32, index));
@@ -381,7 +351,7 @@ fn a_kill_after_the_prompt_was_queued_finds_it_again_and_queues_nothing_twice() 
     let runtime = runtime();
     let fake = runtime.block_on(FakeComfyUi::start());
     fake.hang_next_prompts(1);
-    let setup = comfy_setup(&fake, "invert", &invert(), "");
+    let setup = comfy_setup(&fake, "invert", &invert_workflow(), "");
     let picture = png(32, 24, 9);
     setup.drop_file("invert/cat.png", &picture);
     let mut daemon = setup.start_daemon();
@@ -407,10 +377,50 @@ fn a_kill_after_the_prompt_was_queued_finds_it_again_and_queues_nothing_twice() 
 }
 
 #[test]
+fn a_stop_while_comfyui_runs_the_prompt_keeps_the_job_and_the_next_start_takes_its_results() {
+    let runtime = runtime();
+    let fake = runtime.block_on(FakeComfyUi::start());
+    fake.hang_next_prompts(1);
+    let setup = comfy_setup(&fake, "invert", &invert_workflow(), "");
+    let picture = png(32, 24, 11);
+    setup.drop_file("invert/cat.png", &picture);
+    let mut daemon = setup.start_daemon();
+    wait_until("the prompt is queued", || {
+        fake.counters().prompts_queued == 1
+    });
+    let (status, _) = daemon.terminate(std::time::Duration::from_secs(30));
+    assert!(status.success(), "{}", daemon.output());
+    assert!(
+        daemon
+            .output()
+            .contains("kept invert/cat.png claimed: its request is queued at"),
+        "{}",
+        daemon.output()
+    );
+    // Not put back into the inbox: it stays claimed, for the next start.
+    assert!(setup.inbox_files().is_empty(), "{:?}", setup.inbox_files());
+    assert!(!setup.is_finished());
+    // ComfyUI goes on with it meanwhile.
+    fake.release_hung();
+    runtime.block_on(fake.wait_executed(1, PATIENCE));
+    let output = setup.run_once();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("was done in ComfyUI: taking its results"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(fake.counters().prompts_queued, 1);
+    assert_eq!(fake.counters().uploads, 1);
+    assert!(is_inverted(&picture, &setup.read_out("invert/cat.png")));
+    assert!(setup.leftovers().is_empty(), "{:?}", setup.leftovers());
+}
+
+#[test]
 fn a_crash_after_noting_the_prompt_but_before_queueing_it_queues_it_once() {
     let runtime = runtime();
     let fake = runtime.block_on(FakeComfyUi::start());
-    let setup = comfy_setup(&fake, "invert", &invert(), "");
+    let setup = comfy_setup(&fake, "invert", &invert_workflow(), "");
     let picture = png(24, 24, 3);
     setup.drop_file("invert/cat.png", &picture);
     let output = setup.run_once_with(&[("DRAWDROP_CRASH_AT", "noted")]);

@@ -334,6 +334,7 @@ fn chaos_random_kills_and_server_faults_lose_and_duplicate_nothing() {
         min_kills: rng.usize(10..=15),
         term_rate: 0.1,
         drain_limit: Duration::from_secs(120),
+        comfyui: None,
     };
     let outcome = chaos::run(&plan);
     let summary = outcome.summary(&plan);

@@ -1235,6 +1235,124 @@ async fn scripted_http_faults_answer_once() {
 }
 
 #[tokio::test]
+async fn a_fault_source_is_asked_for_every_request_without_a_scripted_fault() {
+    let fake = FakeComfyUi::start().await;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    fake.set_fault_source(move |method, path| {
+        seen.lock().unwrap().push(format!("{method} {path}"));
+        (method == "POST" && path == "/prompt").then_some(HttpFault::Status(500))
+    });
+    let name = upload_ok(&fake, "in.png", &pictures::png(8, 8, 1)).await;
+    assert_eq!(queue(&fake, &invert_graph(&name), "c").await.status, 500);
+    assert_eq!(fake.counters().prompts_queued, 0);
+    // A scripted fault comes first and does not ask the source.
+    fake.push_http_fault("/system_stats", HttpFault::Status(503));
+    assert_eq!(get(&fake, "/api/system_stats").await.status, 503);
+    assert_eq!(
+        *asked.lock().unwrap(),
+        ["POST /upload/image", "POST /prompt"]
+    );
+    assert_eq!(get(&fake, "/api/system_stats").await.status, 200);
+    assert_eq!(asked.lock().unwrap().last().unwrap(), "GET /system_stats");
+}
+
+#[tokio::test]
+async fn instant_mode_saves_the_uploaded_picture_as_it_is_with_the_usual_messages() {
+    let fake = FakeComfyUi::start().await;
+    fake.set_instant(true);
+    let (mut ws, _) = connect(&fake, Some("bench")).await;
+    let picture = pictures::png(40, 24, 3);
+    let name = upload_ok(&fake, "in.png", &picture).await;
+    let mut graph = invert_graph(&name);
+    graph["4"] = json!({"class_type": "SaveImage",
+        "inputs": {"images": ["1", 0], "filename_prefix": "plain/%width%x%height%"}});
+    let prompt_id = queue_ok(&fake, &graph, "bench").await;
+    let messages = until_done(&mut ws, &prompt_id).await;
+    assert_eq!(
+        outline(&messages),
+        [
+            "status 1",
+            "status 1",
+            "execution_start",
+            "execution_cached",
+            "executing \"3\"",
+            "executed \"3\"",
+            "executing \"4\"",
+            "executed \"4\"",
+            "execution_success",
+            "status 0",
+            "executing null",
+        ]
+    );
+    let entry = history(&fake, &prompt_id).await;
+    let entry = &entry[prompt_id.as_str()];
+    assert_eq!(entry["status"]["status_str"], "success");
+    assert_eq!(
+        entry["outputs"]["4"]["images"][0],
+        json!({"filename": "40x24_00001_.png", "subfolder": "plain", "type": "output"})
+    );
+    // Nothing ran: both outputs are the upload, byte for byte (not inverted).
+    assert_eq!(output_image(&fake, entry, "3").await, picture);
+    assert_eq!(output_image(&fake, entry, "4").await, picture);
+    assert!(fake.executed_nodes().is_empty());
+    // The next prompt counts its files on.
+    let again = queue_ok(&fake, &invert_graph(&name), "bench").await;
+    until_done(&mut ws, &again).await;
+    assert_eq!(
+        history(&fake, &again).await[again.as_str()]["outputs"]["3"]["images"][0]["filename"],
+        "ComfyUI_00002_.png"
+    );
+    // Validation still applies.
+    let refused = queue(&fake, &invert_graph("missing.png"), "bench").await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let prompts = fake.prompts();
+    assert_eq!(prompts.len(), 2);
+    assert_eq!(prompts[0].prompt_id, prompt_id);
+    assert_eq!(prompts[0].state, comfyui::PromptState::Succeeded);
+    assert_eq!(prompts[0].loaded_image(), Some(name.as_str()));
+    assert_eq!(prompts[0].client_id.as_deref(), Some("bench"));
+}
+
+#[tokio::test]
+async fn prompts_lists_each_accepted_prompt_where_it_is() {
+    let fake = FakeComfyUi::start().await;
+    let name = upload_ok(&fake, "in.png", &pictures::png(8, 8, 1)).await;
+    fake.fail_next_prompts(1, "boom");
+    let failed = queue_ok(&fake, &invert_graph(&name), "c").await;
+    fake.wait_executed(1, PATIENCE).await;
+    fake.hang_next_prompts(1);
+    let running = queue_ok(&fake, &txt2img_graph(1, 1), "c").await;
+    let pending = queue_ok(&fake, &txt2img_graph(2, 1), "c").await;
+    assert!(
+        fake.wait_until(PATIENCE, |f| f
+            .prompts()
+            .iter()
+            .any(|p| p.state == comfyui::PromptState::Running))
+            .await
+    );
+    let states: Vec<(String, comfyui::PromptState)> = fake
+        .prompts()
+        .into_iter()
+        .map(|p| (p.prompt_id, p.state))
+        .collect();
+    use comfyui::PromptState::{Failed, Pending, Running, Succeeded};
+    assert_eq!(
+        states,
+        [
+            (failed.clone(), Failed),
+            (running.clone(), Running),
+            (pending.clone(), Pending)
+        ]
+    );
+    fake.release_hung();
+    fake.wait_executed(3, PATIENCE).await;
+    let states: Vec<comfyui::PromptState> = fake.prompts().iter().map(|p| p.state).collect();
+    assert_eq!(states, [Failed, Succeeded, Succeeded]);
+    assert_eq!(fake.prompts()[1].loaded_image(), None, "txt2img loads none");
+}
+
+#[tokio::test]
 async fn a_saved_picture_carries_extra_pnginfo_as_comfyui_writes_it() {
     let fake = FakeComfyUi::start().await;
     let name = upload_ok(&fake, "in.png", &pictures::png(8, 8, 1)).await;

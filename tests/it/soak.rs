@@ -1,6 +1,7 @@
-//! The soak run: at least 1,000 files through the real binary while it is killed with
-//! SIGKILL at random moments and the fake server faults at random, then every invariant of
-//! `common::invariants`. Ignored by default (it takes minutes); run it on demand:
+//! The soak run: at least 1,000 files through the real binary, in a pool of a fake Draw
+//! Things and a fake ComfyUI (workflow profiles), while it is killed with SIGKILL at random
+//! moments and both fake servers fault at random, then every invariant of
+//! `common::invariants` for both. Ignored by default (it takes minutes); run it on demand:
 //!
 //! ```sh
 //! cargo test --release --test it soak -- --ignored --nocapture
@@ -35,6 +36,7 @@ fn soak_thousands_of_files_through_random_kills_and_server_faults() {
         min_kills: 250,
         term_rate: 0.05,
         drain_limit: Duration::from_secs(600),
+        comfyui: Some(0.05),
     };
     let outcome = chaos::run(&plan);
     let f = &outcome.checked.figures;
@@ -43,8 +45,24 @@ fn soak_thousands_of_files_through_random_kills_and_server_faults() {
         ("files", f.files.to_string()),
         ("kills (SIGKILL)", outcome.kills.to_string()),
         ("graceful stops (SIGTERM)", outcome.terms.to_string()),
-        ("faults injected", f.faults.to_string()),
+        (
+            "files for ComfyUI (workflow profiles)",
+            outcome.comfyui_files.to_string(),
+        ),
+        ("faults injected (Draw Things)", f.faults.to_string()),
+        (
+            "faults injected (ComfyUI)",
+            outcome.comfyui_faults.to_string(),
+        ),
         ("img2img requests", f.requests.to_string()),
+        (
+            "ComfyUI prompts queued (failed in ComfyUI)",
+            format!("{} ({})", f.prompts, f.failed_prompts),
+        ),
+        (
+            "inputs with two successful prompts",
+            f.inputs_prompted_twice.to_string(),
+        ),
         (
             "resends (answers beyond the first)",
             format!("{} ({} inputs)", f.resends, f.resent_inputs),

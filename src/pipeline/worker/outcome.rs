@@ -388,9 +388,21 @@ async fn wait_for_outbox(shared: &Shared) -> bool {
     }
 }
 
-/// Puts a claimed input (and its sidecars) back into the inbox.
+/// Puts a claimed input (and its sidecars) back into the inbox; but when drawdrop stops
+/// and a backend noted the request it queued at its server (a ComfyUI prompt, which the
+/// server goes on with), the claim is kept, so the next start takes that request's results
+/// instead of queueing it a second time.
 pub(super) fn put_back(shared: &Shared, job: &Job) {
     let _ = shared.finisher.discard_staging(job);
+    if shared.cancel.is_cancelled()
+        && let Some((server, _)) = job.sent_note()
+    {
+        tracing::info!(
+            "kept {} claimed: its request is queued at {server}, and the next start takes its results",
+            shown(&job.relative)
+        );
+        return;
+    }
     match shared.finisher.claims.unclaim(job) {
         Ok(path) => tracing::info!("put {} back into the inbox", shown(&path)),
         Err(error) => tracing::error!(

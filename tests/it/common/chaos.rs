@@ -2,17 +2,24 @@
 //! several profile folders, known-bad ones, junk to leave alone) while the daemon is killed
 //! with SIGKILL (now and then stopped with SIGTERM) at random moments and the fake server
 //! answers with random faults and delays; then a last run until everything is finished, and
-//! the invariant check ([`super::invariants`]).
+//! the invariant check ([`super::invariants`]). With [`Plan::comfyui`] a fake ComfyUI joins
+//! the pool, taking the files of two workflow profiles (`invert/`: LoadImage -> ImageInvert
+//! -> SaveImage; `pair/`: the same plus a second SaveImage of the picture as it is), with
+//! its own random faults: 500s and dropped connections on its job routes (upload, prompt,
+//! history, view, the websocket), execution errors, websockets cut after a few messages.
 //!
 //! Everything random comes from one seed, printed first, so a failure can be replayed (the
 //! interleaving with the daemon's own timing cannot be replayed exactly, but the files, the
 //! kill schedule and the fault sequence are the same).
 
-use super::invariants::{self, Checked, Dropped};
-use super::{Daemon, Setup, wait_until_within};
+use super::invariants::{self, Checked, ComfyUiSeen, Dropped, Look};
+use super::{Daemon, PATIENCE, Setup, invert_workflow, wait_until_within};
+use crate::fakes::comfyui::{FakeComfyUi, HttpFault, PromptState};
 use crate::fakes::server::{FakeServer, Fault, Flavor};
 use crate::pictures::{jpeg_bytes, png, truncated, with_text};
 use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The environment variable that overrides the seed.
@@ -40,6 +47,9 @@ pub struct Plan {
     pub term_rate: f64,
     /// How long the last run may take to finish everything.
     pub drain_limit: Duration,
+    /// A fake ComfyUI in the pool, with this chance of a fault for each request to one of
+    /// its job routes; `None`: Draw Things alone.
+    pub comfyui: Option<f64>,
 }
 
 impl Plan {
@@ -63,6 +73,10 @@ pub struct Outcome {
     pub bursts: usize,
     pub took: Duration,
     pub drain: Duration,
+    /// Faults the fake ComfyUI answered with (HTTP ones and execution errors).
+    pub comfyui_faults: usize,
+    /// Inputs dropped into the workflow profiles' folders (good ones).
+    pub comfyui_files: usize,
     /// Kept on failure, so the logs can be read.
     pub kept: Option<std::path::PathBuf>,
 }
@@ -74,7 +88,8 @@ impl Outcome {
         format!(
             "seed {}: {} files in {} bursts, {} SIGKILLs, {} SIGTERMs, {} requests, {} faults injected, \
              {} resends ({} inputs), done {}, failed {} (known-bad {}, given up {}), lost {}, \
-             duplicates {}, duplicate journal lines {}, empty staging folders {}; {:.1} s \
+             duplicates {}, duplicate journal lines {}, empty staging folders {}; ComfyUI: {} \
+             files, {} prompts ({} failed), {} faults, {} inputs prompted twice; {:.1} s \
              (last run {:.1} s)",
             plan.seed,
             f.files,
@@ -93,6 +108,11 @@ impl Outcome {
             f.duplicates,
             f.journal_duplicates,
             f.empty_staging_folders,
+            self.comfyui_files,
+            f.prompts,
+            f.failed_prompts,
+            self.comfyui_faults,
+            f.inputs_prompted_twice,
             self.took.as_secs_f64(),
             self.drain.as_secs_f64()
         )
@@ -149,6 +169,32 @@ pub fn run(plan: &Plan) -> Outcome {
         &format!("concurrency = {}\nmax_attempts = 3\n", plan.concurrency),
     );
     setup.profile("watercolor", WATERCOLOR).profile("duo", DUO);
+    let comfyui_faults = Arc::new(AtomicUsize::new(0));
+    let comfyui = plan.comfyui.map(|rate| {
+        let fake = runtime.block_on(FakeComfyUi::start());
+        let mut faults = fastrand::Rng::with_seed(plan.seed ^ 0xC0F_FEE);
+        let counted = comfyui_faults.clone();
+        fake.set_fault_source(move |method, path| {
+            let job_route = matches!(
+                (method, path),
+                ("POST", "/upload/image" | "/prompt") | ("GET", "/view" | "/ws")
+            ) || path.starts_with("/history/");
+            if !job_route || faults.f64() >= rate {
+                return None;
+            }
+            counted.fetch_add(1, Ordering::Relaxed);
+            Some(if faults.bool() {
+                HttpFault::Status(500)
+            } else {
+                HttpFault::Drop
+            })
+        });
+        setup
+            .add_comfyui_server("comfy", &fake.url(), "max_attempts = 3\ntimeout_s = 60\n")
+            .workflow_profile("invert", &invert_workflow(), "")
+            .workflow_profile("pair", &pair_workflow(), "");
+        fake
+    });
 
     let mut dropped = Dropped::default();
     for (relative, bytes) in [
@@ -172,6 +218,7 @@ pub fn run(plan: &Plan) -> Outcome {
             };
             match kind {
                 Kind::Good(images) => dropped.good(&relative, bytes.clone(), images),
+                Kind::Workflow(looks) => dropped.good_for_comfyui(&relative, bytes.clone(), looks),
                 Kind::Bad => dropped.bad(&relative, bytes.clone()),
             }
             burst.push((relative, bytes));
@@ -216,6 +263,15 @@ pub fn run(plan: &Plan) -> Outcome {
             ));
         }
         server.set_delay(Duration::from_millis(rng.u64(0..=plan.max_delay_ms)));
+        if let Some(fake) = &comfyui {
+            if rng.f64() < 0.1 {
+                fake.fail_next_prompts(1, "chaos: CUDA out of memory");
+                comfyui_faults.fetch_add(1, Ordering::Relaxed);
+            }
+            // Websockets cut after a few messages now and then (the history is polled).
+            let cut = (rng.f64() < 0.2).then(|| rng.usize(1..=8));
+            fake.cut_websockets_after(cut);
+        }
         if rng.bool()
             && let Some(burst) = bursts.next()
         {
@@ -236,7 +292,15 @@ pub fn run(plan: &Plan) -> Outcome {
     drop(daemon);
     let answers = server.img2img_answers();
     let budget = (kills + terms) * plan.concurrency as usize;
-    let mut checked = invariants::check(&setup.inbox, &setup.outbox, &dropped, &answers, budget);
+    let seen = comfyui.as_ref().map(seen_by).unwrap_or_default();
+    let mut checked = invariants::check_with_comfyui(
+        &setup.inbox,
+        &setup.outbox,
+        &dropped,
+        &answers,
+        &seen,
+        budget,
+    );
     checked.violations.extend(seen_half_written);
     let kept = if checked.is_ok() {
         None
@@ -244,6 +308,12 @@ pub fn run(plan: &Plan) -> Outcome {
         let Setup { dir, .. } = setup;
         Some(dir.keep())
     };
+    let comfyui_files = dropped
+        .inputs
+        .values()
+        .filter(|input| matches!(input.made_by, invariants::MadeBy::ComfyUi(_)))
+        .count();
+    drop(comfyui);
     drop(runtime);
     Outcome {
         checked,
@@ -252,8 +322,42 @@ pub fn run(plan: &Plan) -> Outcome {
         bursts: burst_count,
         took: started.elapsed(),
         drain,
+        comfyui_faults: comfyui_faults.load(Ordering::Relaxed),
+        comfyui_files,
         kept,
     }
+}
+
+/// The fake ComfyUI's prompts, once none waits or runs (a prompt of an input that was given
+/// up may still be running when its file failed), and its uploads.
+fn seen_by(fake: &FakeComfyUi) -> ComfyUiSeen {
+    let settled = |fake: &FakeComfyUi| {
+        fake.prompts()
+            .iter()
+            .all(|p| matches!(p.state, PromptState::Succeeded | PromptState::Failed))
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !settled(fake) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let uploads = fake
+        .files("input")
+        .into_iter()
+        .filter_map(|name| Some((name.clone(), fake.file("input", "", &name)?)))
+        .collect();
+    ComfyUiSeen {
+        prompts: fake.prompts(),
+        uploads,
+    }
+}
+
+/// The invert workflow plus a second SaveImage (node 4) of the picture as it is: results
+/// `-1` inverted, `-2` the same.
+fn pair_workflow() -> serde_json::Value {
+    let mut workflow = invert_workflow();
+    workflow["4"] = serde_json::json!({"class_type": "SaveImage",
+        "inputs": {"images": ["1", 0], "filename_prefix": "plain"}});
+    workflow
 }
 
 /// SIGTERM, once drawdrop is up (a SIGTERM in its first milliseconds, before it has set up
@@ -269,7 +373,10 @@ fn stop_gracefully(daemon: &mut Daemon) {
 }
 
 enum Kind {
+    /// For Draw Things, making this many images.
     Good(usize),
+    /// For ComfyUI, one result per look.
+    Workflow(Vec<Look>),
     Bad,
 }
 
@@ -278,12 +385,17 @@ enum Kind {
 fn plan_files(plan: &Plan, rng: &mut fastrand::Rng) -> Vec<(String, Vec<u8>, Kind)> {
     const SIDES: [u32; 3] = [128, 192, 256];
     let mut files = Vec::with_capacity(plan.files);
+    // With ComfyUI, about one file in four goes to a workflow profile.
+    let kinds = if plan.comfyui.is_some() { 26 } else { 20 };
     for i in 0..plan.files {
-        let (folder, images) = match rng.u32(0..20) {
+        let (folder, images) = match rng.u32(0..kinds) {
             0..=9 => ("", 1),
             10..=14 => ("watercolor/", 1),
             15..=17 => ("duo/", 2),
-            _ => ("watercolor/sub/", 1),
+            18..=19 => ("watercolor/sub/", 1),
+            20..=22 => ("invert/", 1),
+            23 => ("invert/sub/", 1),
+            _ => ("pair/", 2),
         };
         let extension = if rng.u32(0..8) == 0 { "PNG" } else { "png" };
         let relative = format!("{folder}f{i:04}.{extension}");
@@ -299,7 +411,12 @@ fn plan_files(plan: &Plan, rng: &mut fastrand::Rng) -> Vec<(String, Vec<u8>, Kin
             let (width, height) = (SIDES[rng.usize(0..3)], SIDES[rng.usize(0..3)]);
             // The pixels repeat every 256 seeds; a text chunk makes every file unique.
             let bytes = with_text(&png(width, height, i as u32 + 1), "chaos", &relative);
-            files.push((relative, bytes, Kind::Good(images)));
+            let kind = match folder {
+                "invert/" | "invert/sub/" => Kind::Workflow(vec![Look::Inverted]),
+                "pair/" => Kind::Workflow(vec![Look::Inverted, Look::Same]),
+                _ => Kind::Good(images),
+            };
+            files.push((relative, bytes, kind));
         }
     }
     files

@@ -21,12 +21,20 @@
 //! - resends: counting, per input (identified by the init image's bytes), the img2img
 //!   requests the fake answered with a real 200, the answers beyond the first add up to at
 //!   most the budget given (kills x concurrency: only the jobs in flight at a kill may be
-//!   sent again), and no request was sent for a known-bad input or for nothing dropped.
+//!   sent again), and no request was sent for a known-bad input or for nothing dropped;
+//! - with a fake ComfyUI in the pool ([`check_with_comfyui`]): its inputs' results carry
+//!   the workflow in a `prompt` chunk and the pixels each SaveImage node gives (the input's,
+//!   or inverted); every prompt it was given finished and loads the bytes of an input of a
+//!   workflow profile (never a known-bad one, never a Draw Things one, which in turn never
+//!   reaches ComfyUI); each done input was made by exactly one successful prompt and a
+//!   failed one by at most one (a kill after queueing finds the prompt again instead of
+//!   queueing it twice), the other prompts of an input being the ones that failed in ComfyUI.
 //!
 //! Every violation is collected (not just the first) together with the figures, so a failing
 //! chaos run shows the whole picture.
 
 use super::files_under;
+use crate::fakes::comfyui::{PromptState, QueuedPrompt};
 use crate::fakes::server::{Answered, TAG_KEYWORD};
 use crate::pictures::{SIGNATURE, text_chunk};
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +53,37 @@ pub struct Input {
     pub bad: bool,
     /// Images per input (the profile's `batch_count`): 1 gives `stem.png`, N `stem-1..N.png`.
     pub images: usize,
+    /// The server kind its profile goes to.
+    pub made_by: MadeBy,
+}
+
+/// Which fake makes an input's results, and what they look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MadeBy {
+    /// The fake Draw Things: its tag, the input's pixels.
+    DrawThings,
+    /// The fake ComfyUI running a workflow: a `prompt` chunk, and per result (in the order of
+    /// its SaveImage nodes) the pixels it has.
+    ComfyUi(Vec<Look>),
+}
+
+/// A ComfyUI result's pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Look {
+    /// The input's own.
+    Same,
+    /// ImageInvert's: each channel 255 - x (or 254 - x: ComfyUI computes in float32).
+    Inverted,
+}
+
+/// Whether `result` holds `input`'s pixels inverted as ComfyUI's ImageInvert gives them.
+pub fn is_inverted(input: &image::RgbImage, result: &image::RgbImage) -> bool {
+    input.dimensions() == result.dimensions()
+        && input.pixels().zip(result.pixels()).all(|(a, b)| {
+            a.0.iter()
+                .zip(b.0.iter())
+                .all(|(x, y)| (254 - i16::from(*x)..=255 - i16::from(*x)).contains(&i16::from(*y)))
+        })
 }
 
 /// Everything put into the inbox during a run.
@@ -60,19 +99,18 @@ impl Dropped {
     /// A good picture making `images` results. Its bytes must differ from every other good
     /// input's: requests are matched to inputs by their init image.
     pub fn good(&mut self, relative: &str, bytes: Vec<u8>, images: usize) {
-        assert!(
-            !self
-                .inputs
-                .values()
-                .any(|input| !input.bad && input.bytes == bytes),
-            "two good inputs with the same bytes ({relative})"
-        );
-        self.add(relative, bytes, false, images);
+        self.add(relative, bytes, false, MadeBy::DrawThings, images);
+    }
+
+    /// A good picture in a workflow profile's folder, making one result per look.
+    pub fn good_for_comfyui(&mut self, relative: &str, bytes: Vec<u8>, looks: Vec<Look>) {
+        let images = looks.len();
+        self.add(relative, bytes, false, MadeBy::ComfyUi(looks), images);
     }
 
     /// A file named `.png` that is not a sane PNG.
     pub fn bad(&mut self, relative: &str, bytes: Vec<u8>) {
-        self.add(relative, bytes, true, 0);
+        self.add(relative, bytes, true, MadeBy::DrawThings, 0);
     }
 
     /// A file that is not a candidate (hidden, temporary, another extension).
@@ -84,10 +122,21 @@ impl Dropped {
         self.inputs.len()
     }
 
-    fn add(&mut self, relative: &str, bytes: Vec<u8>, bad: bool, images: usize) {
-        let previous = self
-            .inputs
-            .insert(relative.to_owned(), Input { bytes, bad, images });
+    fn add(&mut self, relative: &str, bytes: Vec<u8>, bad: bool, made_by: MadeBy, images: usize) {
+        assert!(
+            bad || !self
+                .inputs
+                .values()
+                .any(|input| !input.bad && input.bytes == bytes),
+            "two good inputs with the same bytes ({relative})"
+        );
+        let input = Input {
+            bytes,
+            bad,
+            images,
+            made_by,
+        };
+        let previous = self.inputs.insert(relative.to_owned(), input);
         assert!(previous.is_none(), "{relative} dropped twice");
     }
 }
@@ -123,6 +172,12 @@ pub struct Figures {
     /// was forgotten and before its staging folder was removed): no file, nothing visible,
     /// so not a violation, but counted.
     pub empty_staging_folders: usize,
+    /// Prompts the fake ComfyUI accepted.
+    pub prompts: usize,
+    /// Of those, the ones that failed in ComfyUI (an execution error).
+    pub failed_prompts: usize,
+    /// Inputs made by more than one successful prompt.
+    pub inputs_prompted_twice: usize,
 }
 
 /// The outcome of [`check`].
@@ -184,6 +239,32 @@ pub fn check(
     answers: &[Answered],
     resend_budget: usize,
 ) -> Checked {
+    check_with_comfyui(
+        inbox,
+        outbox,
+        dropped,
+        answers,
+        &ComfyUiSeen::default(),
+        resend_budget,
+    )
+}
+
+/// What a fake ComfyUI was given: its prompts, and its input folder's files by name.
+#[derive(Clone, Debug, Default)]
+pub struct ComfyUiSeen {
+    pub prompts: Vec<QueuedPrompt>,
+    pub uploads: HashMap<String, Vec<u8>>,
+}
+
+/// [`check`] for a pool with a fake ComfyUI beside the fake Draw Things.
+pub fn check_with_comfyui(
+    inbox: &Path,
+    outbox: &Path,
+    dropped: &Dropped,
+    answers: &[Answered],
+    comfyui: &ComfyUiSeen,
+    resend_budget: usize,
+) -> Checked {
     let mut checked = Checked::default();
     checked.figures.files = dropped.len();
     let mut checker = Checker {
@@ -204,6 +285,7 @@ pub fn check(
     check_inbox(inbox, dropped, &mut checked);
     check_journal(outbox, &outcomes, &mut checked);
     check_answers(dropped, &outcomes, answers, resend_budget, &mut checked);
+    check_prompts(dropped, &outcomes, comfyui, &mut checked);
     checked
 }
 
@@ -328,9 +410,9 @@ impl Checker<'_> {
         {
             self.violation(format!("{failed_name} differs from the input dropped"));
         }
-        for (name, bytes) in &found_results {
+        for (number, (name, bytes)) in found_results.iter().enumerate() {
             if let Some(bytes) = bytes {
-                self.result_is_complete(name, bytes, input);
+                self.result_is_complete(name, bytes, input, number);
             }
         }
         let given_up = error
@@ -389,7 +471,8 @@ impl Checker<'_> {
         }
     }
 
-    fn result_is_complete(&mut self, name: &str, bytes: &[u8], input: &Input) {
+    /// Result `number` (from 0) of `input`.
+    fn result_is_complete(&mut self, name: &str, bytes: &[u8], input: &Input, number: usize) {
         if !bytes.starts_with(SIGNATURE) || !bytes.ends_with(&IEND) {
             self.violation(format!(
                 "{name}: not a complete PNG (signature or IEND missing)"
@@ -403,15 +486,37 @@ impl Checker<'_> {
                 return;
             }
         };
-        if text_chunk(bytes, TAG_KEYWORD).is_none() {
-            self.violation(format!("{name}: not made by the fake server (no tag)"));
-        }
-        match image::load_from_memory_with_format(&input.bytes, image::ImageFormat::Png) {
-            Ok(original) if original == decoded => {}
-            Ok(_) => self.violation(format!(
-                "{name}: its pixels are not those of the input it is named after"
-            )),
-            Err(error) => self.violation(format!("{name}: its input does not decode: {error}")),
+        let original =
+            match image::load_from_memory_with_format(&input.bytes, image::ImageFormat::Png) {
+                Ok(original) => original,
+                Err(error) => {
+                    self.violation(format!("{name}: its input does not decode: {error}"));
+                    return;
+                }
+            };
+        let look = match &input.made_by {
+            MadeBy::DrawThings => {
+                if text_chunk(bytes, TAG_KEYWORD).is_none() {
+                    self.violation(format!("{name}: not made by the fake server (no tag)"));
+                }
+                Look::Same
+            }
+            MadeBy::ComfyUi(looks) => {
+                if text_chunk(bytes, "prompt").is_none() {
+                    self.violation(format!("{name}: no `prompt` chunk (the workflow)"));
+                }
+                looks.get(number).copied().unwrap_or(Look::Same)
+            }
+        };
+        let (original, decoded) = (original.to_rgb8(), decoded.to_rgb8());
+        let right = match look {
+            Look::Same => original == decoded,
+            Look::Inverted => is_inverted(&original, &decoded),
+        };
+        if !right {
+            self.violation(format!(
+                "{name}: its pixels are not those of the input it is named after ({look:?})"
+            ));
         }
     }
 
@@ -518,11 +623,11 @@ fn check_answers(
     resend_budget: usize,
     checked: &mut Checked,
 ) {
-    let by_bytes: HashMap<&[u8], &str> = dropped
+    let by_bytes: HashMap<&[u8], (&str, &MadeBy)> = dropped
         .inputs
         .iter()
         .filter(|(_, input)| !input.bad)
-        .map(|(relative, input)| (input.bytes.as_slice(), relative.as_str()))
+        .map(|(relative, input)| (input.bytes.as_slice(), (relative.as_str(), &input.made_by)))
         .collect();
     let bad: Vec<&[u8]> = dropped
         .inputs
@@ -543,7 +648,10 @@ fn check_answers(
             continue;
         };
         match by_bytes.get(init.as_slice()) {
-            Some(relative) => {
+            Some((relative, MadeBy::ComfyUi(_))) => checked.violations.push(format!(
+                "{relative}, an input of a workflow profile, was sent to Draw Things"
+            )),
+            Some((relative, MadeBy::DrawThings)) => {
                 if answer.is_good() {
                     checked.figures.good_answers += 1;
                     *good.entry(relative).or_default() += 1;
@@ -558,8 +666,12 @@ fn check_answers(
         }
     }
     for (relative, outcome) in outcomes {
+        let for_draw_things = dropped
+            .inputs
+            .get(relative)
+            .is_some_and(|input| input.made_by == MadeBy::DrawThings);
         let count = good.get(relative.as_str()).copied().unwrap_or(0);
-        if *outcome == Outcome::Done && count == 0 {
+        if *outcome == Outcome::Done && for_draw_things && count == 0 {
             checked.violations.push(format!(
                 "{relative}: done, but the server never answered it with images"
             ));
@@ -580,6 +692,85 @@ fn check_answers(
             checked.figures.resends,
             many.join(", ")
         ));
+    }
+}
+
+/// ComfyUI's prompts per input: each finished, each loading an upload of a workflow
+/// profile's good input; one successful prompt per done input, at most one per failed one.
+fn check_prompts(
+    dropped: &Dropped,
+    outcomes: &BTreeMap<String, Outcome>,
+    comfyui: &ComfyUiSeen,
+    checked: &mut Checked,
+) {
+    let by_bytes: HashMap<&[u8], (&str, &Input)> = dropped
+        .inputs
+        .iter()
+        .map(|(relative, input)| (input.bytes.as_slice(), (relative.as_str(), input)))
+        .collect();
+    let mut succeeded: BTreeMap<&str, usize> = BTreeMap::new();
+    for prompt in &comfyui.prompts {
+        checked.figures.prompts += 1;
+        let id = &prompt.prompt_id;
+        match prompt.state {
+            PromptState::Succeeded => {}
+            PromptState::Failed => checked.figures.failed_prompts += 1,
+            PromptState::Pending | PromptState::Running => checked.violations.push(format!(
+                "prompt {id} is still in ComfyUI's queue at the end"
+            )),
+        }
+        let loaded = prompt
+            .loaded_image()
+            .and_then(|name| comfyui.uploads.get(name));
+        let Some(bytes) = loaded else {
+            checked
+                .violations
+                .push(format!("prompt {id} loads no picture that was uploaded"));
+            continue;
+        };
+        match by_bytes.get(bytes.as_slice()) {
+            Some((relative, input)) if input.bad => checked.violations.push(format!(
+                "{relative}, a known-bad input, reached ComfyUI (prompt {id})"
+            )),
+            Some((relative, input)) if input.made_by == MadeBy::DrawThings => {
+                checked.violations.push(format!(
+                    "{relative}, an input of a profile without a workflow, reached ComfyUI"
+                ));
+            }
+            Some((relative, _)) => {
+                if prompt.state == PromptState::Succeeded {
+                    *succeeded.entry(relative).or_default() += 1;
+                }
+            }
+            None => checked.violations.push(format!(
+                "prompt {id} loads a picture that is no input dropped"
+            )),
+        }
+    }
+    for (name, bytes) in &comfyui.uploads {
+        if let Some((relative, input)) = by_bytes.get(bytes.as_slice())
+            && input.bad
+        {
+            checked.violations.push(format!(
+                "{relative}, a known-bad input, was uploaded to ComfyUI as {name}"
+            ));
+        }
+    }
+    for (relative, input) in &dropped.inputs {
+        if input.bad || input.made_by == MadeBy::DrawThings {
+            continue;
+        }
+        let count = succeeded.get(relative.as_str()).copied().unwrap_or(0);
+        let done = outcomes.get(relative) == Some(&Outcome::Done);
+        if count > 1 {
+            checked.figures.inputs_prompted_twice += 1;
+        }
+        if done && count != 1 || !done && count > 1 {
+            checked.violations.push(format!(
+                "{relative}: {} in ComfyUI by {count} successful prompts",
+                if done { "done" } else { "failed" }
+            ));
+        }
     }
 }
 

@@ -100,6 +100,33 @@ impl Setup {
         self
     }
 
+    /// Writes a workflow profile: `profiles/NAME.json` (API format) and `profiles/NAME.toml`
+    /// naming it, with the profile's other `keys`.
+    pub fn workflow_profile(&self, name: &str, workflow: &serde_json::Value, keys: &str) -> &Self {
+        let file = format!("{name}.json");
+        fs::write(
+            self.dir.path().join("profiles").join(&file),
+            serde_json::to_vec_pretty(workflow).expect("workflow JSON"),
+        )
+        .expect("write workflow");
+        self.profile(name, &format!("workflow = \"{file}\"\n{keys}"))
+    }
+
+    /// Makes the config a pool: a ComfyUI server `name` at `url` (with its `lines`), then
+    /// the config's `[server]` as a `[[servers]]` named `mac`.
+    pub fn add_comfyui_server(&self, name: &str, url: &str, lines: &str) -> &Self {
+        let config = fs::read_to_string(&self.config).expect("read config");
+        let pool = config.replace(
+            "[server]\n",
+            &format!(
+                "[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\napi = \"comfyui\"\n{lines}\n\
+                 [[servers]]\nname = \"mac\"\n"
+            ),
+        );
+        fs::write(&self.config, pool).expect("write config");
+        self
+    }
+
     pub fn profile(&self, name: &str, toml: &str) -> &Self {
         fs::write(
             self.dir
@@ -472,4 +499,13 @@ pub fn set(items: &[&str]) -> BTreeSet<String> {
 
 pub fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// LoadImage -> ImageInvert -> SaveImage (prefix `ComfyUI`): a workflow that needs no model.
+pub fn invert_workflow() -> serde_json::Value {
+    serde_json::json!({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "ComfyUI"}}
+    })
 }

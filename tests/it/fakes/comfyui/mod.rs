@@ -22,7 +22,10 @@
 //!   `node: null` once the history is written;
 //! - faults: stopped (connections refused, then restarted on the same port), execution errors
 //!   for the next prompts, prompts that hang, websockets cut after N messages, scripted HTTP
-//!   answers (a status, a dropped connection, a hang) per route, slow KSampler steps.
+//!   answers (a status, a dropped connection, a hang) per route, or drawn for every request
+//!   from a fault source (for chaos runs), slow KSampler steps;
+//! - for benchmarks, an instant mode ([`FakeComfyUi::set_instant`]): the same routes and
+//!   messages, but no node runs (every SaveImage saves the uploaded picture as it is).
 //!
 //! Where it simplifies: nodes are visited in id order (ComfyUI follows the JSON's order and
 //! Python's set order); the `prompt` PNG chunk has its keys sorted; only PNG uploads decode
@@ -106,6 +109,46 @@ pub struct ExecutedNode {
     pub class_type: String,
     pub inputs: Map<String, Value>,
 }
+
+/// Where an accepted prompt is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptState {
+    Pending,
+    Running,
+    /// In the history with `status_str` `success`.
+    Succeeded,
+    /// In the history with `status_str` `error`.
+    Failed,
+}
+
+/// A prompt `POST /prompt` accepted (see [`FakeComfyUi::prompts`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedPrompt {
+    pub prompt_id: String,
+    /// The graph as validated.
+    pub prompt: Value,
+    pub client_id: Option<String>,
+    pub state: PromptState,
+}
+
+impl QueuedPrompt {
+    /// The `image` input of its first LoadImage node (in the graph's key order).
+    pub fn loaded_image(&self) -> Option<&str> {
+        loaded_image(&self.prompt)
+    }
+}
+
+/// The `image` input of the first LoadImage node of a graph (in its key order).
+fn loaded_image(prompt: &Value) -> Option<&str> {
+    prompt
+        .as_object()?
+        .values()
+        .find(|node| node["class_type"] == "LoadImage")
+        .and_then(|node| node["inputs"]["image"].as_str())
+}
+
+/// Draws a fault for a request: method, path.
+type FaultSource = Box<dyn FnMut(&str, &str) -> Option<HttpFault> + Send>;
 
 /// A running fake ComfyUI. Clones share it; it stops when the last handle is dropped.
 #[derive(Clone)]
@@ -212,6 +255,26 @@ impl FakeComfyUi {
             .push_back((route.to_string(), fault));
     }
 
+    /// Asks `source` for a fault for every HTTP request (its method and path without `/api`)
+    /// that finds no scripted fault queued: random faults for chaos runs (seed it for
+    /// replayable runs). The websocket upgrade (`GET /ws`) asks too.
+    pub fn set_fault_source(
+        &self,
+        source: impl FnMut(&str, &str) -> Option<HttpFault> + Send + 'static,
+    ) {
+        self.shared().state().fault_source = Some(Box::new(source));
+    }
+
+    /// For benchmarks: prompts are validated and followed on the websocket as always, but
+    /// run without any work: no node runs and nothing is cached; each SaveImage output node
+    /// saves the bytes of the graph's first LoadImage file unchanged, under the name
+    /// SaveImage would give it, and the history lists it. So the fake is never the
+    /// bottleneck of a per-job figure. Scripted execution failures and hangs wait for the
+    /// normal mode.
+    pub fn set_instant(&self, on: bool) {
+        self.shared().state().instant = on;
+    }
+
     /// Stops listening and drops every connection (websockets included); new connections
     /// are refused. The queue keeps running; history and files stay.
     pub async fn stop(&self) {
@@ -282,6 +345,48 @@ impl FakeComfyUi {
                 }
             })
             .collect()
+    }
+
+    /// Every prompt accepted so far that the fake still holds (finished ones while the
+    /// history keeps them, then the running one, then the queue), with its graph as
+    /// validated and where it is.
+    pub fn prompts(&self) -> Vec<QueuedPrompt> {
+        let state = self.shared().state();
+        let mut prompts: Vec<QueuedPrompt> = state
+            .history_order
+            .iter()
+            .filter_map(|id| {
+                let entry = state.history.get(id)?;
+                let success = entry["status"]["status_str"] == "success";
+                Some(QueuedPrompt {
+                    prompt_id: id.clone(),
+                    prompt: entry["prompt"][2].clone(),
+                    client_id: entry["prompt"][3]["client_id"].as_str().map(str::to_owned),
+                    state: if success {
+                        PromptState::Succeeded
+                    } else {
+                        PromptState::Failed
+                    },
+                })
+            })
+            .collect();
+        let waiting = state
+            .running
+            .iter()
+            .map(|item| (item, PromptState::Running));
+        let pending = state
+            .pending
+            .iter()
+            .map(|item| (item, PromptState::Pending));
+        for (item, where_it_is) in waiting.chain(pending) {
+            prompts.push(QueuedPrompt {
+                prompt_id: item.prompt_id.clone(),
+                prompt: item.prompt.clone(),
+                client_id: item.client_id(),
+                state: where_it_is,
+            });
+        }
+        prompts
     }
 
     /// The history entry of a prompt, as `GET /history/{id}` shows it.
@@ -402,6 +507,8 @@ struct State {
     cut_after: Option<usize>,
     previews: bool,
     http_faults: VecDeque<(String, HttpFault)>,
+    fault_source: Option<FaultSource>,
+    instant: bool,
     counters: Counters,
     executed: Vec<ExecutedNode>,
 }
@@ -437,6 +544,8 @@ impl Shared {
                 cut_after: None,
                 previews: false,
                 http_faults: VecDeque::new(),
+                fault_source: None,
+                instant: false,
                 counters: Counters::default(),
                 executed: Vec::new(),
             }),
@@ -703,6 +812,9 @@ struct Outcome {
 
 /// One prompt's run; `None` if the fake went away while it hung.
 async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
+    if shared.state().instant {
+        return Some(execute_instantly(shared, item));
+    }
     let client = item.client_id();
     let client = client.as_deref();
     let prompt_id = item.prompt_id.as_str();
@@ -905,6 +1017,76 @@ async fn execute(shared: &Arc<Shared>, item: &QueueItem) -> Option<Outcome> {
     })
 }
 
+/// [`FakeComfyUi::set_instant`]'s run: the messages of a prompt whose nodes all ran, but
+/// every output node saving the LoadImage file as it is.
+fn execute_instantly(shared: &Shared, item: &QueueItem) -> Outcome {
+    let client = item.client_id();
+    let client = client.as_deref();
+    let prompt_id = item.prompt_id.as_str();
+    let stamped = |kind: &str, mut data: Value| {
+        data["timestamp"] = json!(now_ms());
+        shared.send(To::Client(client), kind, data.clone());
+        json!([kind, data])
+    };
+    let mut messages = vec![
+        stamped("execution_start", json!({"prompt_id": prompt_id})),
+        stamped(
+            "execution_cached",
+            json!({"nodes": [], "prompt_id": prompt_id}),
+        ),
+    ];
+    let picture = loaded_image(&item.prompt).and_then(|image| {
+        let (folder, subfolder, name) = nodes::annotated_path(image);
+        shared.read(folder, &subfolder, &name)
+    });
+    let mut outputs = Map::new();
+    let mut meta = Map::new();
+    for id in &item.outputs {
+        let node = &item.prompt[id.as_str()];
+        shared.send(
+            To::Client(client),
+            "executing",
+            json!({"node": id, "display_node": id, "prompt_id": prompt_id}),
+        );
+        let (Some(picture), "SaveImage") = (&picture, node["class_type"].as_str().unwrap_or(""))
+        else {
+            continue;
+        };
+        let prefix = node["inputs"]["filename_prefix"]
+            .as_str()
+            .unwrap_or("ComfyUI");
+        let saved = nodes::save_names(prefix, nodes::png_size(picture), 1, Folder::Output, shared);
+        let Some((subfolder, name)) = saved
+            .ok()
+            .and_then(|(subfolder, names)| Some((subfolder, names.into_iter().next()?)))
+        else {
+            continue;
+        };
+        shared.write(Folder::Output, &subfolder, &name, picture.as_ref().clone());
+        let ui = json!({"images": [{"filename": name, "subfolder": subfolder, "type": "output"}]});
+        shared.send(
+            To::Client(client),
+            "executed",
+            json!({"node": id, "display_node": id, "output": ui, "prompt_id": prompt_id}),
+        );
+        outputs.insert(id.clone(), ui);
+        meta.insert(
+            id.clone(),
+            json!({"node_id": id, "display_node": id, "parent_node": null, "real_node_id": id}),
+        );
+    }
+    messages.push(stamped(
+        "execution_success",
+        json!({"prompt_id": prompt_id}),
+    ));
+    Outcome {
+        success: true,
+        outputs: Value::Object(outputs),
+        meta: Value::Object(meta),
+        messages,
+    }
+}
+
 type Gathered = (Result<Inputs, nodes::Raised>, Value);
 
 /// A node's inputs for running it (links resolved from the cache), and how an execution
@@ -1068,16 +1250,22 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
     }
 }
 
-/// Takes the first scripted fault for this path, if any.
-fn take_fault(shared: &Shared, path: &str) -> Option<HttpFault> {
+/// Takes the first scripted fault for this path, else asks the fault source, if any.
+fn take_fault(shared: &Shared, method: &str, path: &str) -> Option<HttpFault> {
     let mut state = shared.state();
-    let at = state.http_faults.iter().position(|(route, _)| {
+    let scripted = state.http_faults.iter().position(|(route, _)| {
         path == route
             || path
                 .strip_prefix(route.as_str())
                 .is_some_and(|r| r.starts_with('/'))
-    })?;
-    state.http_faults.remove(at).map(|(_, fault)| fault)
+    });
+    match scripted {
+        Some(at) => state.http_faults.remove(at).map(|(_, fault)| fault),
+        None => state
+            .fault_source
+            .as_mut()
+            .and_then(|source| source(method, path)),
+    }
 }
 
 async fn route(shared: &Arc<Shared>, request: &Request) -> Reply {
@@ -1086,7 +1274,7 @@ async fn route(shared: &Arc<Shared>, request: &Request) -> Reply {
         Some(rest) if rest.starts_with('/') => rest.to_string(),
         _ => full,
     };
-    if let Some(fault) = take_fault(shared, &path) {
+    if let Some(fault) = take_fault(shared, &request.method, &path) {
         return match fault {
             HttpFault::Status(status) => Reply::Send(match status {
                 500 => Response::internal_error(),

@@ -1054,8 +1054,7 @@ fn area(src: &Frame, width: usize, height: usize) -> Frame {
     Frame { width, height, rgb }
 }
 
-/// `folder_paths.get_save_image_path` and `SaveImage.save_images`: `prefix_00001_.png`, the
-/// counter one past the highest already in the folder for that prefix.
+/// `SaveImage.save_images`: each frame as a PNG under the names [`save_names`] gives.
 fn save_images(
     frames: &[Frame],
     prefix: &str,
@@ -1063,11 +1062,32 @@ fn save_images(
     ctx: &Context<'_>,
 ) -> Result<Vec<Value>, Raised> {
     let first = frames.first().map_or((0, 0), |f| (f.width, f.height));
+    let (subfolder, names) = save_names(prefix, first, frames.len(), folder, ctx.files)?;
+    let texts = text_chunks(ctx);
+    let mut saved = Vec::new();
+    for (frame, name) in frames.iter().zip(names) {
+        let png = encode_png(frame, &texts)?;
+        ctx.files.write(folder, &subfolder, &name, png);
+        saved.push(json!({"filename": name, "subfolder": subfolder, "type": folder.name()}));
+    }
+    Ok(saved)
+}
+
+/// `folder_paths.get_save_image_path`: the subfolder and the names of `count` images saved
+/// with `prefix` (its `%width%`... filled from the first image's `size`), `prefix_00001_.png`,
+/// the counter one past the highest already in the folder for that prefix.
+pub fn save_names(
+    prefix: &str,
+    size: (usize, usize),
+    count: usize,
+    folder: Folder,
+    files: &dyn Files,
+) -> Result<(String, Vec<String>), Raised> {
     let prefix = if prefix.contains('%') {
         let now = jiff::ZonedDateTime::now();
         prefix
-            .replace("%width%", &first.0.to_string())
-            .replace("%height%", &first.1.to_string())
+            .replace("%width%", &size.0.to_string())
+            .replace("%height%", &size.1.to_string())
             .replace("%year%", &now.year().to_string())
             .replace("%month%", &format!("{:02}", now.month()))
             .replace("%day%", &format!("{:02}", now.day()))
@@ -1091,8 +1111,7 @@ fn save_images(
         Some((name, dirs)) => (dirs.join("/"), name.to_string()),
         None => (String::new(), String::new()),
     };
-    let counter = ctx
-        .files
+    let counter = files
         .list(folder, &subfolder)
         .iter()
         .filter_map(|name| {
@@ -1101,19 +1120,26 @@ fn save_images(
         })
         .max()
         .map_or(1, |highest| highest + 1);
-    let texts = text_chunks(ctx);
-    let mut saved = Vec::new();
-    for (batch_number, frame) in frames.iter().enumerate() {
-        let name = format!(
-            "{}_{:05}_.png",
-            filename.replace("%batch_num%", &batch_number.to_string()),
-            counter + batch_number as u64
-        );
-        let png = encode_png(frame, &texts)?;
-        ctx.files.write(folder, &subfolder, &name, png);
-        saved.push(json!({"filename": name, "subfolder": subfolder, "type": folder.name()}));
-    }
-    Ok(saved)
+    let names = (0..count)
+        .map(|batch_number| {
+            format!(
+                "{}_{:05}_.png",
+                filename.replace("%batch_num%", &batch_number.to_string()),
+                counter + batch_number as u64
+            )
+        })
+        .collect();
+    Ok((subfolder, names))
+}
+
+/// Width and height from a PNG's `IHDR` (zeros when it is none).
+pub fn png_size(png: &[u8]) -> (usize, usize) {
+    let field = |at: usize| {
+        png.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b| u32::from_be_bytes(b) as usize)
+    };
+    (field(16), field(20))
 }
 
 /// The picture of a preview frame: 8 x 8 mid grey.

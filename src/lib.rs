@@ -1,5 +1,6 @@
 //! drawdrop: a hot-folder daemon for img2img. Drop a picture into the inbox; the result of
-//! Draw Things (or any AUTOMATIC1111-compatible server) appears in the outbox.
+//! Draw Things (HTTP or gRPC), a ComfyUI workflow or an AUTOMATIC1111-compatible server
+//! appears in the outbox.
 //!
 //! ```text
 //! notify events ─┐

@@ -146,7 +146,7 @@ fn last_start_failure(last_start: Option<&LastStart>) -> Option<String> {
 fn pending(inbox: &Path, config: Option<&Config>, not_taken: &mut Vec<String>) -> String {
     let found = match scan::scan(inbox, |notice| {
         if let scan::Notice::NotTaken(path) = notice {
-            not_taken.push(shown(path));
+            not_taken.push(shown(&path));
         }
     }) {
         Ok(found) => found,

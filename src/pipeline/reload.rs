@@ -33,12 +33,16 @@ pub(crate) struct Current {
 impl Current {
     /// The backend of server `index` (the last one if out of range).
     pub(crate) fn backend(&self, index: usize) -> &dyn Backend {
-        &*self.backends[index.min(self.backends.len() - 1)]
+        &**self.backend_at(index)
     }
 
     /// [`Current::backend`], to take along into blocking work.
     pub(crate) fn backend_shared(&self, index: usize) -> Arc<dyn Backend> {
-        self.backends[index.min(self.backends.len() - 1)].clone()
+        self.backend_at(index).clone()
+    }
+
+    fn backend_at(&self, index: usize) -> &Arc<dyn Backend> {
+        &self.backends[index.min(self.backends.len() - 1)]
     }
 
     /// The settings of server `index` (the last one if out of range).

@@ -155,7 +155,7 @@ impl WatchStage {
         let found = loop {
             let (found, notices) = scan_off_thread(self.inbox.clone()).await;
             for notice in notices {
-                notice.report(&mut self.reported, Path::new(""));
+                report(&mut self.reported, notice);
             }
             match found {
                 Ok(found) => break found,
@@ -339,7 +339,7 @@ impl WatchStage {
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.is_dir() => self.scan_folder(&relative).await,
             Ok(meta) if meta.is_file() && names::kind(&relative) == Kind::NotTaken => {
-                report(&mut self.reported, scan::Notice::NotTaken(&relative));
+                report(&mut self.reported, scan::Notice::NotTaken(relative.clone()));
             }
             _ if hint.closed_after_write => self.look_at_closed(&relative),
             // The metadata just read is this look at the file.
@@ -374,7 +374,7 @@ impl WatchStage {
     async fn scan_folder(&mut self, relative: &Path) {
         let (found, notices) = scan_off_thread(self.inbox.join(relative)).await;
         for notice in notices {
-            notice.report(&mut self.reported, relative);
+            report(&mut self.reported, notice.under(relative));
         }
         let Ok(found) = found else {
             return;
@@ -469,68 +469,40 @@ fn folder_id(_path: &Path) -> Option<FolderId> {
 }
 
 /// Logs what a scan left alone, once per path.
-fn report(reported: &mut HashSet<PathBuf>, notice: scan::Notice<'_>) {
+fn report(reported: &mut HashSet<PathBuf>, notice: scan::Notice) {
     match notice {
         scan::Notice::Link(path) => {
-            if reported.insert(path.to_path_buf()) {
+            if reported.insert(path.clone()) {
                 tracing::warn!(
                     "left alone: {} is a symbolic link (drawdrop never follows links, which may point outside the inbox; copy the picture in instead)",
-                    shown(path)
+                    shown(&path)
                 );
             }
         }
         scan::Notice::Unreadable(path, error) => {
-            if reported.insert(path.to_path_buf()) {
-                tracing::warn!("cannot read the inbox folder {}: {error}", shown(path));
+            if reported.insert(path.clone()) {
+                tracing::warn!("cannot read the inbox folder {}: {error}", shown(&path));
             }
         }
         scan::Notice::NotTaken(path) => {
-            if reported.insert(path.to_path_buf()) {
+            if reported.insert(path.clone()) {
                 tracing::warn!(
                     "not taken: {} \u{2014} drawdrop takes {TAKEN_FORMATS}",
-                    shown(path)
+                    shown(&path)
                 );
             }
-        }
-    }
-}
-
-/// A scan's notice, kept to be reported once the scan is back from its thread.
-enum Noticed {
-    Unreadable(PathBuf, std::io::Error),
-    Link(PathBuf),
-    NotTaken(PathBuf),
-}
-
-impl Noticed {
-    fn of(notice: scan::Notice<'_>) -> Noticed {
-        match notice {
-            scan::Notice::Unreadable(path, error) => Noticed::Unreadable(path.to_owned(), error),
-            scan::Notice::Link(path) => Noticed::Link(path.to_owned()),
-            scan::Notice::NotTaken(path) => Noticed::NotTaken(path.to_owned()),
-        }
-    }
-
-    /// Reports it (once a run) with its path under `folder` (the scanned folder's path in
-    /// the inbox).
-    fn report(self, reported: &mut HashSet<PathBuf>, folder: &Path) {
-        match self {
-            Noticed::Unreadable(path, error) => report(
-                reported,
-                scan::Notice::Unreadable(&folder.join(path), error),
-            ),
-            Noticed::Link(path) => report(reported, scan::Notice::Link(&folder.join(path))),
-            Noticed::NotTaken(path) => report(reported, scan::Notice::NotTaken(&folder.join(path))),
         }
     }
 }
 
 /// [`scan::scan`] of `folder` off the async threads (a large inbox takes a while), with
 /// what it noticed on the way.
-async fn scan_off_thread(folder: PathBuf) -> (std::io::Result<Vec<scan::Found>>, Vec<Noticed>) {
+async fn scan_off_thread(
+    folder: PathBuf,
+) -> (std::io::Result<Vec<scan::Found>>, Vec<scan::Notice>) {
     let scanned = tokio::task::spawn_blocking(move || {
         let mut notices = Vec::new();
-        let found = scan::scan(&folder, |notice| notices.push(Noticed::of(notice)));
+        let found = scan::scan(&folder, |notice| notices.push(notice));
         (found, notices)
     })
     .await;

@@ -18,16 +18,28 @@ pub(crate) struct Found {
     pub seen: Observation,
 }
 
-/// Something a scan left alone that a person should hear about.
+/// Something a scan left alone that a person should hear about, with its path in the
+/// scanned folder.
 #[derive(Debug)]
-pub(crate) enum Notice<'a> {
+pub(crate) enum Notice {
     /// A folder inside the inbox that cannot be read.
-    Unreadable(&'a Path, io::Error),
+    Unreadable(PathBuf, io::Error),
     /// A symbolic link with a picture's name, or to a folder: never followed, as it may
     /// point anywhere.
-    Link(&'a Path),
+    Link(PathBuf),
     /// A file of a kind drawdrop does not take (a GIF, a video, a PDF ...): left where it is.
-    NotTaken(&'a Path),
+    NotTaken(PathBuf),
+}
+
+impl Notice {
+    /// The same notice with its path under `folder` (the scanned folder's path in the inbox).
+    pub(crate) fn under(self, folder: &Path) -> Notice {
+        match self {
+            Notice::Unreadable(path, error) => Notice::Unreadable(folder.join(path), error),
+            Notice::Link(path) => Notice::Link(folder.join(path)),
+            Notice::NotTaken(path) => Notice::NotTaken(folder.join(path)),
+        }
+    }
 }
 
 /// Lists every candidate under `inbox` in natural order of their paths (`img_2` before
@@ -36,7 +48,7 @@ pub(crate) enum Notice<'a> {
 /// should know (unreadable folders, symbolic links, files not taken) goes to
 /// `notice`; an unreadable inbox is
 /// an error.
-pub(crate) fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Result<Vec<Found>> {
+pub(crate) fn scan(inbox: &Path, mut notice: impl FnMut(Notice)) -> io::Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut folders = vec![PathBuf::new()];
     let mut first = true;
@@ -45,7 +57,7 @@ pub(crate) fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Resu
             Ok(entries) => entries,
             Err(error) if first => return Err(error),
             Err(error) => {
-                notice(Notice::Unreadable(&folder, error));
+                notice(Notice::Unreadable(folder, error));
                 continue;
             }
         };
@@ -61,7 +73,7 @@ pub(crate) fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Resu
                 }
             } else if kind.is_symlink() {
                 if is_candidate(&relative) || entry.path().is_dir() {
-                    notice(Notice::Link(&relative));
+                    notice(Notice::Link(relative));
                 }
             } else if kind.is_file()
                 && is_candidate(&relative)
@@ -69,7 +81,7 @@ pub(crate) fn scan(inbox: &Path, mut notice: impl FnMut(Notice<'_>)) -> io::Resu
             {
                 found.push(Found { relative, seen });
             } else if kind.is_file() && names::kind(&relative) == Kind::NotTaken {
-                notice(Notice::NotTaken(&relative));
+                notice(Notice::NotTaken(relative));
             }
         }
     }
@@ -190,7 +202,7 @@ mod tests {
         let mut links = Vec::new();
         let found = scan(dir.path(), |notice| {
             if let Notice::Link(path) = notice {
-                links.push(path.to_path_buf());
+                links.push(path);
             }
         })
         .unwrap();

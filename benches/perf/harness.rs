@@ -208,6 +208,19 @@ pub fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
 
 use image::ImageEncoder;
 
+/// A photo-like picture: smooth gradients with some grain.
+pub fn scene(width: u32, height: u32) -> image::RgbImage {
+    let mut rng = fastrand::Rng::with_seed(5);
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let grain = rng.u8(..16);
+        image::Rgb([
+            (x * 255 / width) as u8 ^ grain,
+            (y * 255 / height) as u8 ^ grain,
+            ((x + y) % 256) as u8,
+        ])
+    })
+}
+
 /// Sets a file's mtime into the past, so `run --once` takes it at once.
 pub fn age(path: &Path) {
     let file = std::fs::File::options().write(true).open(path).unwrap();

@@ -3,7 +3,7 @@
 use crate::fakes::comfyui::FakeComfyUi;
 use crate::harness::{
     Row, Server, Setup, age, copy_all, median, megabyte_pictures, noise_png, percentile,
-    proc_stats, quick, stop, wait_until,
+    proc_stats, quick, scene, stop, wait_until,
 };
 use base64::Engine;
 use std::path::Path;
@@ -439,17 +439,6 @@ pub async fn photo() -> Vec<Row> {
     use crate::pictures::{jpeg, orientation_exif, webp};
     let server = Server::start().await;
     let runs = if quick() { 2 } else { 5 };
-    let scene = |width: u32, height: u32| {
-        let mut rng = fastrand::Rng::with_seed(5);
-        image::RgbImage::from_fn(width, height, |x, y| {
-            let grain = rng.u8(..16);
-            image::Rgb([
-                (x * 255 / width) as u8 ^ grain,
-                (y * 255 / height) as u8 ^ grain,
-                ((x + y) % 256) as u8,
-            ])
-        })
-    };
     let photo = jpeg(&scene(4032, 3024), Some(&orientation_exif(6)));
     let decoded_mb = 4032.0 * 3024.0 * 3.0 / (1024.0 * 1024.0);
     let cases = [

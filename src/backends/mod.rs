@@ -29,6 +29,7 @@ use crate::image;
 use crate::report::live::Reporter;
 use bytes::Bytes;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -71,12 +72,60 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
-    /// The request as it goes on the wire, with the init picture (a PNG at the request's
-    /// size). Blocking work: the pipeline calls it off the async threads, one job ahead.
-    fn encode(&self, request: &Request, init_png: &[u8]) -> Bytes;
+    /// The form in which this kind of server takes the init picture: the pipeline makes it
+    /// so (a PNG, unless the kind says pixels).
+    fn init_form(&self) -> InitForm {
+        InitForm::Png
+    }
+
+    /// The request as it goes on the wire, with the init picture at the request's size, in
+    /// the [`Backend::init_form`] the kind asked for. Blocking work: the pipeline calls it off
+    /// the async threads, one job ahead.
+    /// `Err`: why no request can be made of it (drawdrop's own failure; the file fails).
+    fn encode(&self, request: &Request, init: Init<'_>) -> Result<Bytes, String>;
 
     /// Sends one job and reads its result pictures (PNGs), telling progress on the way.
     fn generate<'a>(&'a self, job: Generation<'a>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, Trouble>>;
+}
+
+/// How a kind of server takes the init picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitForm {
+    /// An encoded PNG (what the HTTP APIs and ComfyUI's upload take).
+    Png,
+    /// Decoded 8-bit pixels (what a tensor is made of): no PNG is made only to be read back.
+    Pixels,
+}
+
+/// The init picture at a request's size, upright, in sRGB.
+#[derive(Debug, Clone, Copy)]
+pub enum Init<'a> {
+    /// A PNG.
+    Png(&'a [u8]),
+    /// 8-bit RGB or RGBA pixels.
+    Pixels(&'a ::image::DynamicImage),
+}
+
+impl<'a> Init<'a> {
+    /// The picture as a PNG (pixels are encoded).
+    pub(crate) fn png(self) -> Result<Cow<'a, [u8]>, String> {
+        match self {
+            Init::Png(png) => Ok(Cow::Borrowed(png)),
+            Init::Pixels(pixels) => image::pixels_png(pixels)
+                .map(Cow::Owned)
+                .map_err(|problem| problem.to_string()),
+        }
+    }
+
+    /// The picture as pixels (a PNG is decoded).
+    pub(crate) fn pixels(self) -> Result<Cow<'a, ::image::DynamicImage>, String> {
+        match self {
+            Init::Pixels(pixels) => Ok(Cow::Borrowed(pixels)),
+            Init::Png(png) => ::image::load_from_memory_with_format(png, ::image::ImageFormat::Png)
+                .map(Cow::Owned)
+                .map_err(|problem| format!("the PNG to send cannot be read back: {problem}")),
+        }
+    }
 }
 
 /// The backend for `server`: the one place where kinds are chosen.

@@ -1,6 +1,6 @@
 //! Opening a dropped picture of any format drawdrop takes: what it is by its bytes, its size
 //! from its header (checked against the limits before anything is decoded), which way is up
-//! (EXIF), and the PNG to send at a size.
+//! (EXIF), and the picture to send at a size, as a PNG or as pixels.
 //!
 //! PNG is checked chunk by chunk ([`inspect`](super::inspect)) and sent as it is when it
 //! already has the size and stands upright. JPEG, WebP and TIFF are decoded in pure Rust with
@@ -19,7 +19,7 @@ use super::check::{PngProblem, check_limits, check_signature, walk};
 use super::format::{Format, TAKEN_FORMATS};
 use super::heic::{self, HeicProblem};
 use super::orientation::{ExifProblem, Orientation, exif_orientation, upright};
-use super::resize::{ImageError, decoder_limits, png_init_image, sized_png};
+use super::resize::{ImageError, decode_png, decoder_limits, png_init_image, sized, sized_png};
 use super::sniff::{OtherFormat, sniff_format};
 use super::{Limits, PngInfo};
 
@@ -150,21 +150,38 @@ impl Picture<'_> {
         if let Some(info) = &self.png {
             return Ok(png_init_image(&self.bytes, info, self.orientation, target)?);
         }
-        let limits = decoder_limits(self.stored);
-        let cursor = Cursor::new(&*self.bytes);
-        let format = self.format;
-        let (decoded, icc) = match format {
-            Format::Jpeg => limited(JpegDecoder::new(cursor), limits),
-            Format::WebP => limited(WebPDecoder::new(cursor), limits),
-            _ => limited(TiffDecoder::new(cursor), limits),
-        }
-        .map_err(decode(format))?;
+        let (decoded, icc) = self.decoded()?;
         Ok(Cow::Owned(sized_png(
             decoded,
             icc.as_deref(),
             self.orientation,
             target,
         )?))
+    }
+
+    /// The pixels to send at `target` (upright), for a server that takes pixels rather than a
+    /// PNG: what [`Picture::init_image`] encodes (8-bit RGB, or RGBA when the picture has
+    /// alpha; cropped, resized, in sRGB, upright), not encoded. A picture already upright at
+    /// that size is only decoded.
+    pub(crate) fn init_pixels(&self, target: (u32, u32)) -> Result<DynamicImage, PictureProblem> {
+        let (decoded, icc) = self.decoded()?;
+        Ok(sized(decoded, icc.as_deref(), self.orientation, target)?)
+    }
+
+    /// The picture decoded as stored, with its ICC profile, the decoder limited to its size.
+    fn decoded(&self) -> Result<(DynamicImage, Option<Vec<u8>>), PictureProblem> {
+        if let Some(info) = &self.png {
+            return Ok(decode_png(&self.bytes, info)?);
+        }
+        let limits = decoder_limits(self.stored);
+        let cursor = Cursor::new(&*self.bytes);
+        let format = self.format;
+        match format {
+            Format::Jpeg => limited(JpegDecoder::new(cursor), limits),
+            Format::WebP => limited(WebPDecoder::new(cursor), limits),
+            _ => limited(TiffDecoder::new(cursor), limits),
+        }
+        .map_err(decode(format))
     }
 }
 

@@ -39,7 +39,7 @@ pub(crate) use check::inspect;
 pub(crate) use decode::{Picture, PictureProblem, open};
 pub(crate) use format::{Format, TAKEN_FORMATS};
 pub(crate) use orientation::Orientation;
-pub(crate) use resize::rgb_png;
+pub(crate) use resize::{pixels_png, rgb_png};
 pub(crate) use size::{DEFAULT_MAX_MEGAPIXELS, MAX_SIDE, pixels_for_megapixels, target_size};
 #[cfg(test)]
 pub(crate) use text::with_text_chunk;

@@ -63,7 +63,7 @@ pub(super) fn png_init_image<'a>(
     if orientation == Orientation::NoTransforms && info.size() == target {
         return Ok(Cow::Borrowed(bytes));
     }
-    let (decoded, icc) = decode(bytes, info)?;
+    let (decoded, icc) = decode_png(bytes, info)?;
     sized_png(decoded, icc.as_deref(), orientation, target).map(Cow::Owned)
 }
 
@@ -78,21 +78,29 @@ pub(super) fn sized_png(
     orientation: Orientation,
     target: (u32, u32),
 ) -> Result<Vec<u8>, ImageError> {
+    pixels_png(&sized(decoded, icc, orientation, target)?)
+}
+
+/// [`sized_png`] before encoding: the pixels, 8-bit RGB or RGBA. A picture already of the
+/// size is neither cropped nor copied.
+pub(super) fn sized(
+    decoded: DynamicImage,
+    icc: Option<&[u8]>,
+    orientation: Orientation,
+    target: (u32, u32),
+) -> Result<DynamicImage, ImageError> {
     check_target(target)?;
     let stored_target = upright(target, orientation);
-    let mut sized = if decoded.color().has_alpha() {
-        DynamicImage::ImageRgba8(fit(&decoded.into_rgba8(), stored_target))
-    } else {
-        DynamicImage::ImageRgb8(fit(&decoded.into_rgb8(), stored_target))
+    let of_size = (decoded.width(), decoded.height()) == stored_target;
+    let mut sized = match decoded.color().has_alpha() {
+        true if of_size => DynamicImage::ImageRgba8(decoded.into_rgba8()),
+        true => DynamicImage::ImageRgba8(fit(&decoded.into_rgba8(), stored_target)),
+        false if of_size => DynamicImage::ImageRgb8(decoded.into_rgb8()),
+        false => DynamicImage::ImageRgb8(fit(&decoded.into_rgb8(), stored_target)),
     };
     into_srgb(&mut sized, icc);
     sized.apply_orientation(orientation);
-    let color = if sized.color().has_alpha() {
-        ExtendedColorType::Rgba8
-    } else {
-        ExtendedColorType::Rgb8
-    };
-    encode_png(sized.as_bytes(), target, color)
+    Ok(sized)
 }
 
 /// A target with each side within 1..=8192.
@@ -104,7 +112,10 @@ fn check_target((width, height): (u32, u32)) -> Result<(), ImageError> {
 }
 
 /// Decodes the PNG with the decoder limited to the size `info` declares; with its ICC profile.
-fn decode(bytes: &[u8], info: &PngInfo) -> Result<(DynamicImage, Option<Vec<u8>>), ImageError> {
+pub(super) fn decode_png(
+    bytes: &[u8],
+    info: &PngInfo,
+) -> Result<(DynamicImage, Option<Vec<u8>>), ImageError> {
     let error = |e: ::image::ImageError| ImageError::Decode(e.to_string());
     let mut decoder =
         PngDecoder::with_limits(Cursor::new(bytes), decoder_limits(info.size())).map_err(error)?;
@@ -170,13 +181,30 @@ pub(crate) fn rgb_png(pixels: &[u8], size: (u32, u32)) -> Result<Vec<u8>, ImageE
     encode_png(pixels, size, ExtendedColorType::Rgb8)
 }
 
+/// Encodes an 8-bit RGB or RGBA picture as a PNG with fast compression.
+pub(crate) fn pixels_png(picture: &DynamicImage) -> Result<Vec<u8>, ImageError> {
+    let color = if picture.color().has_alpha() {
+        ExtendedColorType::Rgba8
+    } else {
+        ExtendedColorType::Rgb8
+    };
+    encode_png(
+        picture.as_bytes(),
+        (picture.width(), picture.height()),
+        color,
+    )
+}
+
 /// Encodes 8-bit pixels as a PNG with fast compression.
 fn encode_png(
     pixels: &[u8],
     (width, height): (u32, u32),
     color: ExtendedColorType,
 ) -> Result<Vec<u8>, ImageError> {
-    let mut out = Vec::with_capacity(pixels.len() / 2);
+    // Room for an incompressible picture (stored deflate blocks, a filter byte a row, the
+    // chunks' framing): the PNG is written without growing. Memory never written to is not
+    // used, so a picture that compresses well costs only what it takes.
+    let mut out = Vec::with_capacity(pixels.len() + pixels.len() / 64 + 4096);
     PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive)
         .write_image(pixels, width, height, color)
         .map_err(|e| ImageError::Encode(e.to_string()))?;

@@ -4,7 +4,6 @@
 //! and the fault modes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fakes::grpc::{Answering, FakeGrpc, Fault, Options, SECRET_REFUSED, SLICE};
@@ -284,21 +283,7 @@ async fn deflate_and_fpzip_answers_decode_to_the_same_pixels() {
     assert_inverted(&answer.images[0], &sent);
 
     // fpzip as the server makes it: f16 widened, precision 19, nx = C, ny = W, nz = H.
-    fake.set_answering(Answering::With(Arc::new(|raw: &[u8]| {
-        let halves: Vec<u16> = raw[68..]
-            .chunks_exact(2)
-            .map(|h| u16::from_le_bytes([h[0], h[1]]))
-            .collect();
-        let stream = drawdrop::backends::drawthings_grpc::fpzip::encode_f16(
-            &halves,
-            drawdrop::backends::drawthings_grpc::fpzip::Dims::image(64, 128, 3),
-        )
-        .unwrap();
-        let mut out = raw[..68].to_vec();
-        out[..4].copy_from_slice(&0xf7217u32.to_le_bytes());
-        out.extend(stream);
-        out
-    })));
+    fake.set_answering(Answering::Fpzip);
     let answer = generate(&mut client, request(&sent, &sized(128, 64)))
         .await
         .unwrap();
@@ -446,4 +431,44 @@ async fn a_connection_cut_after_the_first_slice_breaks_the_answer() {
         "{result:?}"
     );
     assert_eq!(fake.image_messages(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instant_fake_checks_and_answers_alike_but_keeps_no_pixels() {
+    let fake = FakeGrpc::start(Options::default()).await;
+    fake.set_instant(true);
+    let mut client = client(&fake);
+    let sent = picture(128, 64);
+    let answer = generate(&mut client, request(&sent, &sized(128, 64)))
+        .await
+        .unwrap();
+    assert_inverted(&answer.images[0], &sent);
+    fake.set_answering(Answering::Fpzip);
+    for _ in 0..2 {
+        // The second fpzip answer is the first one again, for the same picture.
+        let answer = generate(&mut client, request(&sent, &sized(128, 64)))
+            .await
+            .unwrap();
+        assert_inverted(&answer.images[0], &sent);
+    }
+    let refused = generate(&mut client, request(&sent, &sized(64, 64))).await;
+    assert!(
+        matches!(refused, Err(AnswerError::Status(_))),
+        "{refused:?}"
+    );
+    let received = fake.received();
+    assert_eq!(received.len(), 4);
+    assert!(received[..3].iter().all(|got| got.violations.is_empty()));
+    assert!(
+        !received[3].violations.is_empty(),
+        "a wrong size is still refused"
+    );
+    for got in &received {
+        assert_eq!((got.width, got.height), (128, 64));
+        assert!(
+            got.pixels.is_empty() && got.request.image.is_none(),
+            "no pixels kept"
+        );
+        assert_eq!(got.config.seed, Some(1234));
+    }
 }

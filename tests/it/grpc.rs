@@ -9,7 +9,6 @@
 //! progress (the backend driven directly).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use crate::common::{PATIENCE, Setup, runtime, set, stderr_of, wait_until};
 use crate::fakes::grpc::{Answering, FakeGrpc, Fault, Options, SLICE};
@@ -183,21 +182,7 @@ fn deflate_and_fpzip_answers_are_read() {
     assert_inverted(&picture, &setup.read_out("zip.png"));
 
     // fpzip as the server makes it: f16 widened, precision 19, nx = C, ny = W, nz = H.
-    fake.set_answering(Answering::With(Arc::new(|raw: &[u8]| {
-        let halves: Vec<u16> = raw[68..]
-            .chunks_exact(2)
-            .map(|half| u16::from_le_bytes([half[0], half[1]]))
-            .collect();
-        let stream = drawdrop::backends::drawthings_grpc::fpzip::encode_f16(
-            &halves,
-            drawdrop::backends::drawthings_grpc::fpzip::Dims::image(128, 128, 3),
-        )
-        .unwrap();
-        let mut out = raw[..68].to_vec();
-        out[..4].copy_from_slice(&0xf7217u32.to_le_bytes());
-        out.extend(stream);
-        out
-    })));
+    fake.set_answering(Answering::Fpzip);
     setup.drop_file("fpzip.png", &picture);
     let output = setup.run_once();
     assert!(output.status.success(), "{}", stderr_of(&output));
@@ -484,7 +469,7 @@ impl drawdrop::backends::Journal for NoNotes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sampling_signposts_are_the_jobs_progress() {
-    use drawdrop::backends::{Backend, Generation, drawthings_grpc::DrawThingsGrpc};
+    use drawdrop::backends::{Backend, Generation, Init, drawthings_grpc::DrawThingsGrpc};
     use drawdrop::config::{Api, Server, Settings};
     use drawdrop::report::live::InFlight;
 
@@ -505,7 +490,7 @@ async fn the_sampling_signposts_are_the_jobs_progress() {
     let settings = Settings::parse("steps = 5\n", std::path::Path::new("p.toml")).unwrap();
     let request = backend.request(&settings, (128, 128), 9).unwrap();
     let picture = png(128, 128, 30);
-    let body = backend.encode(&request, &picture);
+    let body = backend.encode(&request, Init::Png(&picture)).unwrap();
     let outbox = tempfile::tempdir().unwrap();
     let in_flight = InFlight::new(outbox.path());
     let reporter = in_flight.start(std::path::Path::new("cat.png"), "grpc");

@@ -8,7 +8,7 @@
 pub(crate) mod progress;
 
 use super::sdapi::{self, request};
-use super::{Backend, BoxFuture, Generation, Offer, Probe, Request, Trouble, Unusable, http};
+use super::{Backend, BoxFuture, Generation, Init, Offer, Probe, Request, Trouble, Unusable, http};
 use crate::config::{Server, Settings};
 use crate::image::parameters::lora_name;
 use bytes::Bytes;
@@ -87,8 +87,8 @@ impl Backend for A1111 {
         Ok(request::request(keys(settings), settings, size, seed))
     }
 
-    fn encode(&self, request: &Request, init_png: &[u8]) -> Bytes {
-        request::encode(request, init_png)
+    fn encode(&self, request: &Request, init: Init<'_>) -> Result<Bytes, String> {
+        request::encode(request, init)
     }
 
     fn generate<'a>(&'a self, job: Generation<'a>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, Trouble>> {

@@ -14,7 +14,7 @@ mod client;
 mod follow;
 pub(crate) mod graph;
 
-use super::{Backend, BoxFuture, Generation, Offer, Probe, Request, Trouble, Unusable, http};
+use super::{Backend, BoxFuture, Generation, Init, Offer, Probe, Request, Trouble, Unusable, http};
 use crate::config::{Server, Settings, Workflow};
 use crate::image::{self, Limits};
 use bytes::Bytes;
@@ -214,8 +214,8 @@ impl Backend for ComfyUi {
         })
     }
 
-    fn encode(&self, _request: &Request, init_png: &[u8]) -> Bytes {
-        Bytes::copy_from_slice(init_png)
+    fn encode(&self, _request: &Request, init: Init<'_>) -> Result<Bytes, String> {
+        Ok(Bytes::from(init.png()?.into_owned()))
     }
 
     fn generate<'a>(&'a self, job: Generation<'a>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, Trouble>> {

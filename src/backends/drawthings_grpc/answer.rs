@@ -86,6 +86,19 @@ impl Assembler {
                 });
             }
             if more || self.in_slices {
+                if !self.in_slices {
+                    // Room for the rest of the announced images at once: one copy of each
+                    // slice, no growing (the limit is checked above).
+                    let announced = self
+                        .answer
+                        .download_size
+                        .and_then(|n| u64::try_from(n).ok());
+                    let left = announced
+                        .unwrap_or(0)
+                        .saturating_sub(self.received - image.len() as u64);
+                    self.pending
+                        .reserve(usize::try_from(left.min(self.limit)).unwrap_or(0));
+                }
                 self.pending.extend_from_slice(&image);
                 self.in_slices = true;
             } else {

@@ -3,7 +3,15 @@
 //! with the `tls` feature, TLS (`https://`) trusting Draw Things' own root certificate for the
 //! name `localhost` as Draw Things' clients do, or a certificate authority of the user's.
 
+use std::convert::Infallible;
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::StreamBody;
+use prost::Message;
+use tonic::client::GrpcService;
+use tonic::codec::Codec;
 
 use http::uri::PathAndQuery;
 use tonic::client::Grpc;
@@ -25,6 +33,9 @@ const MAX_SENT_BYTES: usize = 512 * 1024 * 1024;
 /// HTTP/2 receive windows: a whole 4 MiB slice (and then some) in flight.
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// The largest HTTP/2 frame the server may send: megabytes of image come in 1 MiB frames
+/// rather than HTTP/2's default 16 KiB ones (fewer frames to read and wake up for).
+const MAX_FRAME: u32 = 1024 * 1024;
 
 const ECHO: &str = "/ImageGenerationService/Echo";
 const GENERATE_IMAGE: &str = "/ImageGenerationService/GenerateImage";
@@ -53,6 +64,53 @@ pub enum Trust<'a> {
 #[derive(Debug, Clone)]
 pub struct Client {
     grpc: Grpc<Channel>,
+    /// The same connection, for calls made by hand ([`Client::generate_framed`]).
+    channel: Channel,
+}
+
+/// A request message in its gRPC frame: a byte saying it is not compressed, its length (4
+/// bytes, big-endian), then the message, in pieces sent as they are.
+#[derive(Debug, Clone)]
+pub struct Framed {
+    pieces: Vec<Bytes>,
+}
+
+impl Framed {
+    /// Bytes of the frame before the message.
+    pub const HEAD_LEN: usize = 5;
+
+    /// The 5 bytes before a message of `len` bytes (at most 4 GiB: larger ones are refused
+    /// when sent, see [`Framed::message_len`]).
+    pub fn head(len: usize) -> [u8; Framed::HEAD_LEN] {
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        let mut head = [0u8; Framed::HEAD_LEN];
+        head[1..].copy_from_slice(&len.to_be_bytes());
+        head
+    }
+
+    /// `message`, encoded and framed.
+    pub fn of(message: &impl Message) -> Framed {
+        let mut framed = Vec::with_capacity(Framed::HEAD_LEN + message.encoded_len());
+        framed.extend_from_slice(&Framed::head(message.encoded_len()));
+        message.encode_raw(&mut framed);
+        Framed::from_pieces(vec![Bytes::from(framed)])
+    }
+
+    /// The pieces, in order.
+    pub fn pieces(&self) -> &[Bytes] {
+        &self.pieces
+    }
+
+    /// The message's length, without its frame.
+    pub fn message_len(&self) -> usize {
+        let total: usize = self.pieces.iter().map(Bytes::len).sum();
+        total.saturating_sub(Framed::HEAD_LEN)
+    }
+
+    /// Pieces that together are a framed message (the first starting with [`Framed::head`]).
+    pub fn from_pieces(pieces: Vec<Bytes>) -> Framed {
+        Framed { pieces }
+    }
 }
 
 /// Whether `url` is an address a client can be made for (without making one).
@@ -87,16 +145,18 @@ impl Client {
             // Answers are megabytes: HTTP/2's default 64 KiB windows would stall them on
             // round trips for window updates.
             .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW);
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME);
         let endpoint = if url.starts_with("https:") {
             with_tls(endpoint, url, trust)?
         } else {
             endpoint
         };
-        let grpc = Grpc::new(endpoint.connect_lazy())
+        let channel = endpoint.connect_lazy();
+        let grpc = Grpc::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_SENT_BYTES);
-        Ok(Client { grpc })
+        Ok(Client { grpc, channel })
     }
 
     /// `Echo`: the probe. A server that wants a shared secret and did not get the right one
@@ -121,18 +181,61 @@ impl Client {
         &mut self,
         request: ImageGenerationRequest,
     ) -> Result<Streaming<ImageGenerationResponse>, Status> {
-        self.ready().await?;
-        let codec = ProstCodec::<ImageGenerationRequest, ImageGenerationResponse>::default();
-        let response = self
-            .grpc
-            .server_streaming(
-                request.into_request(),
-                PathAndQuery::from_static(GENERATE_IMAGE),
-                codec,
-            )
+        self.generate_framed(Framed::of(&request)).await
+    }
+
+    /// `GenerateImage` with the request already in its frame. Its pieces go to the
+    /// connection as they are: a picture's megabytes are not copied into a buffer of the
+    /// client's (as tonic's own encoding would), so a request is in memory once.
+    pub async fn generate_framed(
+        &mut self,
+        request: Framed,
+    ) -> Result<Streaming<ImageGenerationResponse>, Status> {
+        if request.message_len() > MAX_SENT_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "a request of {} bytes is over the limit of {MAX_SENT_BYTES}",
+                request.message_len()
+            )));
+        }
+        let frames = request
+            .pieces
+            .into_iter()
+            .map(|piece| Ok::<_, Infallible>(Frame::data(piece)));
+        let body = tonic::body::Body::new(StreamBody::new(futures_util::stream::iter(frames)));
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(GENERATE_IMAGE)
+            .version(http::Version::HTTP_2)
+            .header(http::header::TE, "trailers")
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .body(body)
+            .map_err(|failure| Status::internal(failure.to_string()))?;
+        let mut channel = self.channel.clone();
+        std::future::poll_fn(|context| channel.poll_ready(context))
             .await
-            .map_err(connection_lost)?;
-        Ok(response.into_inner())
+            .map_err(|failure| {
+                Status::unavailable(format!("the gRPC server cannot be reached: {failure}"))
+            })?;
+        let response = channel
+            .call(request)
+            .await
+            .map_err(|failure| connection_lost(Status::from_error(Box::new(failure))))?;
+        // As tonic reads an answer: a status in the headers is a trailers-only answer (a
+        // failure, or an empty stream); otherwise the messages, the status in the trailers.
+        let decoder =
+            ProstCodec::<ImageGenerationRequest, ImageGenerationResponse>::default().decoder();
+        let http_status = response.status();
+        match Status::from_header_map(response.headers()) {
+            Some(status) if status.code() != tonic::Code::Ok => Err(status),
+            Some(_) => Ok(Streaming::new_empty(decoder, response.into_body())),
+            None => Ok(Streaming::new_response(
+                decoder,
+                response.into_body(),
+                http_status,
+                None,
+                Some(MAX_MESSAGE_BYTES),
+            )),
+        }
     }
 
     async fn ready(&mut self) -> Result<(), Status> {

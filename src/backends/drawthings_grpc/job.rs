@@ -2,13 +2,15 @@
 //! names, as over HTTP) turned into the generation configuration, the init picture into the
 //! request message with its raw f16 tensor, and an answer's tensors back into PNGs.
 
+use ::image::DynamicImage;
 use bytes::Bytes;
 use prost::Message;
 use serde_json::{Map, Value};
 
+use super::client::Framed;
 use super::config::{self, ConfigError, GenerationConfig, Lora, LoraMode};
 use super::messages::{DeviceType, ImageGenerationRequest};
-use super::tensor::{self, Rgb8};
+use super::tensor;
 use crate::image;
 
 /// The request keys drawdrop fills from the profile; every other key is an `[extra]` field
@@ -102,12 +104,12 @@ pub(super) fn extra_problems(settings: &Map<String, Value>) -> Vec<String> {
         .collect()
 }
 
-/// The request message for the first image of a job, encoded: the init picture (a PNG at the
-/// configured size) as a raw f16 tensor with `scaleFactor` 1, the prompts, the configuration,
-/// the shared secret, and `chunked`.
+/// The request message for the first image of a job, encoded and framed for sending
+/// ([`Framed`]): the init picture (8-bit pixels at the configured size) as a raw f16 tensor
+/// with `scaleFactor` 1, the prompts, the configuration, the shared secret, and `chunked`.
 pub(super) fn request_message(
     settings: &Map<String, Value>,
-    init_png: &[u8],
+    picture: &DynamicImage,
     shared_secret: Option<&str>,
 ) -> Result<Vec<u8>, String> {
     let seed = settings
@@ -116,22 +118,13 @@ pub(super) fn request_message(
         .and_then(|seed| u32::try_from(seed).ok())
         .unwrap_or(0);
     let generation = configuration(settings, seed)?;
-    let picture = ::image::load_from_memory_with_format(init_png, ::image::ImageFormat::Png)
-        .map_err(|problem| format!("the picture to send cannot be read back: {problem}"))?
-        .to_rgb8();
-    let (width, height) = picture.dimensions();
+    let (width, height) = (picture.width(), picture.height());
     if (width, height) != (generation.width, generation.height) {
         return Err(format!(
             "the picture to send is {width}x{height}, not the configured {}x{}",
             generation.width, generation.height
         ));
     }
-    let tensor = tensor::encode_rgb8(&Rgb8 {
-        width,
-        height,
-        pixels: picture.into_raw(),
-    })
-    .map_err(|problem| problem.to_string())?;
     let text = |key: &str| {
         settings
             .get(key)
@@ -139,8 +132,8 @@ pub(super) fn request_message(
             .unwrap_or_default()
             .to_owned()
     };
-    let message = ImageGenerationRequest {
-        image: Some(Bytes::from(tensor)),
+    let rest = ImageGenerationRequest {
+        image: None,
         scale_factor: 1,
         prompt: text("prompt"),
         negative_prompt: text("negative_prompt"),
@@ -151,39 +144,83 @@ pub(super) fn request_message(
         chunked: true,
         ..ImageGenerationRequest::default()
     };
-    Ok(message.encode_to_vec())
+    match picture {
+        DynamicImage::ImageRgb8(rgb) => with_image(rgb.as_raw(), 3, (width, height), &rest),
+        DynamicImage::ImageRgba8(rgba) => with_image(rgba.as_raw(), 4, (width, height), &rest),
+        other => with_image(other.to_rgb8().as_raw(), 3, (width, height), &rest),
+    }
 }
 
-/// The encoded request message back, for sending.
-pub(super) fn decode_message(body: Bytes) -> Result<ImageGenerationRequest, String> {
-    ImageGenerationRequest::decode(body).map_err(|problem| problem.to_string())
+/// `rest` (a request without its image) with `pixels` as its image, framed for sending
+/// ([`Framed`]), the tensor written straight into place: the image is field 1, and protobuf
+/// writes fields in their numbers' order, so it comes first and the rest follows as `rest`
+/// encodes alone.
+fn with_image(
+    pixels: &[u8],
+    bytes_per_pixel: usize,
+    (width, height): (u32, u32),
+    rest: &ImageGenerationRequest,
+) -> Result<Vec<u8>, String> {
+    let tensor_len = tensor::encoded_len(width, height);
+    let mut message = head(tensor_len, rest);
+    message.reserve(tensor_len + rest.encoded_len());
+    let picture = tensor::PixelsToSend {
+        width,
+        height,
+        bytes_per_pixel,
+        pixels,
+    };
+    tensor::encode_into(picture, &mut message).map_err(|problem| problem.to_string())?;
+    rest.encode_raw(&mut message);
+    Ok(message)
 }
 
-/// The message for image `index` (from 0) of a job: the first image's with the seed moved on
-/// by `index`, as the app does for a batch.
+/// What comes before an image of `image_len` bytes in the framed message with `rest`: the
+/// frame's head, then field 1's key and length.
+fn head(image_len: usize, rest: &ImageGenerationRequest) -> Vec<u8> {
+    let field = 1 + prost::encoding::encoded_len_varint(image_len as u64);
+    let mut head = Framed::head(field + image_len + rest.encoded_len()).to_vec();
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut head);
+    prost::encoding::encode_varint(image_len as u64, &mut head);
+    head
+}
+
+/// The framed request for image `index` (from 0) of a job whose first image's request is
+/// `first` ([`request_message`]'s bytes): that request itself, or for a later image of a batch
+/// the same with the seed moved on by `index`, as the app does. The picture is not copied.
 pub(super) fn for_image(
-    first: &ImageGenerationRequest,
+    first: Bytes,
     settings: &Map<String, Value>,
     index: u32,
-) -> Result<ImageGenerationRequest, String> {
+) -> Result<Framed, String> {
+    if index == 0 {
+        return Ok(Framed::from_pieces(vec![first]));
+    }
     let seed = settings
         .get("seed")
         .and_then(Value::as_u64)
         .and_then(|seed| u32::try_from(seed).ok())
         .unwrap_or(0)
         .wrapping_add(index);
-    let mut message = first.clone();
-    if index > 0 {
-        message.configuration = config::encode(&configuration(settings, seed)?)
-            .map_err(|problem| describe(&problem))?;
-    }
-    Ok(message)
+    let message = first.slice(Framed::HEAD_LEN.min(first.len())..);
+    let mut rest =
+        ImageGenerationRequest::decode(message).map_err(|problem| problem.to_string())?;
+    let image = rest.image.take().unwrap_or_default();
+    rest.configuration =
+        config::encode(&configuration(settings, seed)?).map_err(|problem| describe(&problem))?;
+    let head = head(image.len(), &rest);
+    Ok(Framed::from_pieces(vec![
+        Bytes::from(head),
+        image,
+        Bytes::from(rest.encode_to_vec()),
+    ]))
 }
 
 /// An answer's image tensor as a PNG; `number` counts from 1, for the message.
-pub(super) fn png_of(tensor: &[u8], max_pixels: u64, number: usize) -> Result<Vec<u8>, String> {
-    let picture = tensor::decode_rgb8(tensor, max_pixels)
+pub(super) fn png_of(tensor: Bytes, max_pixels: u64, number: usize) -> Result<Vec<u8>, String> {
+    let picture = tensor::decode_rgb8(&tensor, max_pixels)
         .map_err(|problem| format!("image {number} of the answer cannot be read: {problem}"))?;
+    drop(tensor);
     image::rgb_png(&picture.pixels, (picture.width, picture.height))
         .map_err(|problem| format!("image {number} of the answer cannot be written: {problem}"))
 }
@@ -250,15 +287,84 @@ mod tests {
         );
     }
 
+    /// A framed message's pieces as one.
+    fn joined(framed: &Framed) -> Vec<u8> {
+        framed.pieces().concat()
+    }
+
     #[test]
     fn later_images_of_a_batch_move_the_seed_on() {
         let first = ImageGenerationRequest {
+            image: Some(Bytes::from_static(b"a tensor")),
             configuration: config::encode(&configuration(&recorded(), 42).unwrap()).unwrap(),
             ..Default::default()
         };
-        let second = for_image(&first, &recorded(), 1).unwrap();
+        let framed = Bytes::from(joined(&Framed::of(&first)));
+        let second = joined(&for_image(framed.clone(), &recorded(), 1).unwrap());
+        let second = ImageGenerationRequest::decode(&second[Framed::HEAD_LEN..]).unwrap();
         let reader = ConfigReader::new(&second.configuration).unwrap();
         assert_eq!(reader.get("seed").unwrap(), Some(FieldValue::UInt(43)));
-        assert_eq!(for_image(&first, &recorded(), 0).unwrap(), first);
+        assert_eq!(second.image, first.image);
+        assert_eq!(
+            joined(&for_image(framed.clone(), &recorded(), 0).unwrap()),
+            framed
+        );
+    }
+
+    #[test]
+    fn the_message_written_in_place_is_the_message_protobuf_would_write() {
+        let mut settings = recorded();
+        settings.insert("width".into(), json!(128));
+        settings.insert("height".into(), json!(64));
+        let rgb = crate::image::test_png::gradient(128, 64);
+        let rgba = ::image::DynamicImage::ImageRgb8(rgb.clone()).to_rgba8();
+        let expected = |secret: Option<&str>| {
+            let tensor = tensor::encode_rgb8(&tensor::Rgb8 {
+                width: 128,
+                height: 64,
+                pixels: rgb.as_raw().clone(),
+            })
+            .unwrap();
+            ImageGenerationRequest {
+                image: Some(Bytes::from(tensor)),
+                scale_factor: 1,
+                prompt: "a watercolor".into(),
+                negative_prompt: "blurry".into(),
+                configuration: config::encode(&configuration(&settings, 42).unwrap()).unwrap(),
+                user: "drawdrop".into(),
+                device: DeviceType::Laptop as i32,
+                shared_secret: secret.map(str::to_owned),
+                chunked: true,
+                ..Default::default()
+            }
+        };
+        let pictures = [
+            DynamicImage::ImageRgb8(rgb.clone()),
+            DynamicImage::ImageRgba8(rgba),
+            DynamicImage::ImageRgb16(DynamicImage::ImageRgb8(rgb.clone()).to_rgb16()),
+        ];
+        for picture in &pictures {
+            for secret in [None, Some("s3cret")] {
+                let framed = request_message(&settings, picture, secret).unwrap();
+                assert_eq!(framed, joined(&Framed::of(&expected(secret))));
+                // A later image of the batch: the same but for its seed, the picture shared.
+                let first = Bytes::from(framed);
+                let second = for_image(first.clone(), &settings, 1).unwrap();
+                assert_eq!(
+                    second.pieces()[1].as_ptr(),
+                    first[Framed::HEAD_LEN + 4..].as_ptr()
+                );
+                let mut later = expected(secret);
+                later.configuration =
+                    config::encode(&configuration(&settings, 43).unwrap()).unwrap();
+                assert_eq!(joined(&second), joined(&Framed::of(&later)));
+            }
+        }
+        let wrong_size = DynamicImage::ImageRgb8(crate::image::test_png::gradient(64, 64));
+        assert!(
+            request_message(&settings, &wrong_size, None)
+                .unwrap_err()
+                .contains("is 64x64, not the configured 128x64")
+        );
     }
 }

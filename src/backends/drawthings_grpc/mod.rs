@@ -60,12 +60,14 @@ use tonic::{Code, Status};
 
 use super::drawthings_http::{self, known};
 use super::sdapi::request;
-use super::{Backend, BoxFuture, Generation, Offer, Probe, Request, Trouble, Unusable};
+use super::{
+    Backend, BoxFuture, Generation, Init, InitForm, Offer, Probe, Request, Trouble, Unusable,
+};
 use crate::config::{Server, Settings};
 use crate::report::live::Progress;
 use answer::{AnswerError, Assembler};
-use client::Client;
-use messages::{EchoReply, EchoRequest, ImageGenerationRequest, Signpost};
+use client::{Client, Framed};
+use messages::{EchoReply, EchoRequest, Signpost};
 
 /// How long to wait for a connection before calling the server unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,7 +148,7 @@ impl DrawThingsGrpc {
     /// One generation (one image of a job, or `batch_size` of them).
     async fn one(
         &self,
-        message: ImageGenerationRequest,
+        message: Framed,
         job: &Generation<'_>,
         model: Option<&str>,
     ) -> Result<Vec<Vec<u8>>, Trouble> {
@@ -155,7 +157,7 @@ impl DrawThingsGrpc {
         let batch = message_batch(job);
         let limit = max_pixels.saturating_mul(12).saturating_mul(batch) + (1 << 20);
         let mut client = self.client()?;
-        let mut stream = match client.generate(message).await {
+        let mut stream = match client.generate_framed(message).await {
             Ok(stream) => stream,
             Err(status) if status.code() == Code::Unavailable => {
                 return Err(Trouble::Unreachable(status_text(&status)));
@@ -188,6 +190,8 @@ impl DrawThingsGrpc {
                 Err(problem) => return Err(self.answer_trouble(problem).await),
             }
         }
+        // The stream's buffers go before the pictures are made.
+        drop(stream);
         let answer = match assembler.finish() {
             Ok(answer) => answer,
             Err(problem) => return Err(self.answer_trouble(problem).await),
@@ -195,9 +199,10 @@ impl DrawThingsGrpc {
         if answer.images.is_empty() {
             return Err(self.no_images(model).await);
         }
+        // Each tensor is freed once read, before its PNG is written.
         answer
             .images
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(at, tensor)| job::png_of(tensor, max_pixels, at + 1))
             .collect::<Result<Vec<_>, _>>()
@@ -310,30 +315,27 @@ impl Backend for DrawThingsGrpc {
         Ok(request)
     }
 
-    fn encode(&self, request: &Request, init_png: &[u8]) -> Bytes {
-        // A message that cannot be made is sent as nothing: `generate` fails the file.
-        match job::request_message(&request.settings, init_png, self.secret()) {
-            Ok(message) => Bytes::from(message),
-            Err(problem) => {
-                tracing::error!("the request to Draw Things cannot be made: {problem}");
-                Bytes::new()
-            }
-        }
+    fn init_form(&self) -> InitForm {
+        InitForm::Pixels
     }
 
-    fn generate<'a>(&'a self, job: Generation<'a>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, Trouble>> {
+    fn encode(&self, request: &Request, init: Init<'_>) -> Result<Bytes, String> {
+        let pixels = init.pixels()?;
+        job::request_message(&request.settings, &pixels, self.secret()).map(Bytes::from)
+    }
+
+    fn generate<'a>(
+        &'a self,
+        mut job: Generation<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Vec<u8>>, Trouble>> {
         Box::pin(async move {
             let refused = |detail: String| Trouble::Rpc {
                 code: INVALID_ARGUMENT,
                 detail,
             };
-            if job.body.is_empty() {
-                return Err(refused(
-                    "drawdrop could not make the picture into a request (the log says why)"
-                        .to_owned(),
-                ));
-            }
-            let first = job::decode_message(job.body.clone()).map_err(refused)?;
+            // Taken, not shared: the request's megabytes are freed once the last image's
+            // request is on its way.
+            let mut first = Some(std::mem::take(&mut job.body));
             let settings = &job.request.settings;
             let count = settings
                 .get("batch_count")
@@ -343,7 +345,13 @@ impl Backend for DrawThingsGrpc {
             let timeout = self.server.timeout;
             let mut images = Vec::new();
             for index in 0..count {
-                let message = job::for_image(&first, settings, index).map_err(refused)?;
+                // The last image's request is the first one itself, not a copy.
+                let base = match index + 1 == count {
+                    true => first.take(),
+                    false => first.clone(),
+                };
+                let Some(base) = base else { break };
+                let message = job::for_image(base, settings, index).map_err(refused)?;
                 let model = job.request.model.as_deref();
                 match tokio::time::timeout(timeout, self.one(message, &job, model)).await {
                     Ok(answer) => images.extend(answer?),

@@ -159,47 +159,77 @@ fn trimmed_dims(dims: &[u32]) -> &[u32] {
     &dims[..used]
 }
 
+/// 8-bit pixels to send, rows top to bottom: RGB, or RGBA whose alpha is not sent.
+#[derive(Debug, Clone, Copy)]
+pub struct PixelsToSend<'a> {
+    pub width: u32,
+    pub height: u32,
+    /// 3 (RGB) or 4 (RGBA) bytes a pixel.
+    pub bytes_per_pixel: usize,
+    pub pixels: &'a [u8],
+}
+
 /// Makes the tensor drawdrop sends: `picture` as raw f16, NHWC, in [-1, 1].
 pub fn encode_rgb8(picture: &Rgb8) -> Result<Vec<u8>, TensorError> {
-    let header = TensorHeader {
-        codec: CODEC_RAW,
-        data_type: DataType::F16,
-        height: picture.height,
-        width: picture.width,
-    };
-    if picture.width == 0 || picture.height == 0 {
+    let mut tensor = Vec::new();
+    encode_into(
+        PixelsToSend {
+            width: picture.width,
+            height: picture.height,
+            bytes_per_pixel: 3,
+            pixels: &picture.pixels,
+        },
+        &mut tensor,
+    )?;
+    Ok(tensor)
+}
+
+/// The length of the tensor [`encode_into`] makes of a `width` x `height` picture.
+pub fn encoded_len(width: u32, height: u32) -> usize {
+    HEADER_LEN + width as usize * height as usize * CHANNELS as usize * DataType::F16.size()
+}
+
+/// [`encode_rgb8`] for RGB or RGBA pixels, written at the end of `out` (which a caller can
+/// size with [`encoded_len`], so that the megabytes of a picture are written once, in place).
+pub fn encode_into(picture: PixelsToSend<'_>, out: &mut Vec<u8>) -> Result<(), TensorError> {
+    let PixelsToSend {
+        width,
+        height,
+        bytes_per_pixel,
+        pixels,
+    } = picture;
+    if width == 0 || height == 0 || !(3..=4).contains(&bytes_per_pixel) {
         return Err(TensorError::BadHeader(format!(
-            "an empty picture ({}x{})",
-            picture.width, picture.height
+            "an empty picture ({width}x{height}) or {bytes_per_pixel} bytes a pixel"
         )));
     }
-    let expected = header.raw_len() / 2;
-    if picture.pixels.len() != expected {
+    let expected = width as usize * height as usize * bytes_per_pixel;
+    if pixels.len() != expected {
         return Err(TensorError::LengthMismatch {
             expected,
-            got: picture.pixels.len(),
+            got: pixels.len(),
         });
     }
-    let mut tensor = Vec::with_capacity(HEADER_LEN + header.raw_len());
+    out.reserve(encoded_len(width, height));
     let mut dims = [0u32; DIMENSION_WORDS];
-    dims[..4].copy_from_slice(&[1, picture.height, picture.width, CHANNELS]);
-    for word in [
-        header.codec,
-        MEMORY_CPU,
-        FORMAT_NHWC,
-        header.data_type.word(),
-        0,
-    ]
-    .into_iter()
-    .chain(dims)
+    dims[..4].copy_from_slice(&[1, height, width, CHANNELS]);
+    for word in [CODEC_RAW, MEMORY_CPU, FORMAT_NHWC, DataType::F16.word(), 0]
+        .into_iter()
+        .chain(dims)
     {
-        tensor.extend_from_slice(&word.to_le_bytes());
+        out.extend_from_slice(&word.to_le_bytes());
     }
+    let start = out.len();
+    out.resize(start + encoded_len(width, height) - HEADER_LEN, 0);
     let table = byte_to_half_table();
-    for &byte in &picture.pixels {
-        tensor.extend_from_slice(&table[usize::from(byte)].to_le_bytes());
+    let values = out[start..].chunks_exact_mut(6);
+    for (value, pixel) in values.zip(pixels.chunks_exact(bytes_per_pixel)) {
+        for channel in 0..3 {
+            let half = table[usize::from(pixel[channel])].to_le_bytes();
+            value[2 * channel..2 * channel + 2].copy_from_slice(&half);
+        }
     }
-    Ok(tensor)
+    Ok(())
 }
 
 /// The f16 bits each byte value is sent as.
@@ -282,11 +312,27 @@ fn from_fpzip(header: TensorHeader, stream: &[u8]) -> Result<Vec<u8>, TensorErro
     let count = header.width as usize * header.height as usize * CHANNELS as usize;
     let stream_header = fpzip::read_header(stream)?;
     let expected = fpzip::Dims::image(header.height, header.width, CHANNELS);
-    if stream_header.dims != expected {
+    let got = stream_header.dims;
+    if got.count() != expected.count() {
         return Err(TensorError::LengthMismatch {
             expected: count,
-            got: usize::try_from(stream_header.dims.count()).unwrap_or(usize::MAX),
+            got: usize::try_from(got.count()).unwrap_or(usize::MAX),
         });
+    }
+    if got != expected {
+        return Err(TensorError::BadHeader(format!(
+            "its fpzip stream holds {} x {} x {} x {} values (x fastest), not the {} x {} x {} \
+             x 1 of a {}x{} picture",
+            got.nx,
+            got.ny,
+            got.nz,
+            got.nf,
+            expected.nx,
+            expected.ny,
+            expected.nz,
+            header.width,
+            header.height
+        )));
     }
     let decoded = fpzip::decode(stream, count)?;
     Ok(decoded.values.into_iter().map(value_to_byte).collect())
@@ -511,6 +557,17 @@ mod tests {
             decode_rgb8(&tensor, 100),
             Err(TensorError::Fpzip(_))
         ));
+        // As many values, another shape: a 4x1 picture's stream for a 1x4 picture.
+        let stream = fpzip::encode(&[0.0; 12], fpzip::Dims::image(1, 4, 3), 32).unwrap();
+        let tensor = tensor_with(CODEC_FPZIP, DataType::F32, 1, 4, &stream);
+        let Err(TensorError::BadHeader(problem)) = decode_rgb8(&tensor, 100) else {
+            panic!("another shape is not refused");
+        };
+        assert!(
+            problem
+                .contains("holds 3 x 4 x 1 x 1 values (x fastest), not the 3 x 1 x 4 x 1 of a 1x4"),
+            "{problem}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 pub mod known;
 
 use super::sdapi::{self, request};
-use super::{Backend, BoxFuture, Generation, Offer, Probe, Request, Trouble, Unusable, http};
+use super::{Backend, BoxFuture, Generation, Init, Offer, Probe, Request, Trouble, Unusable, http};
 use crate::config::{Lora, Server, Settings};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -63,8 +63,8 @@ impl Backend for DrawThingsHttp {
         Ok(request::request(keys(settings), settings, size, seed))
     }
 
-    fn encode(&self, request: &Request, init_png: &[u8]) -> Bytes {
-        request::encode(request, init_png)
+    fn encode(&self, request: &Request, init: Init<'_>) -> Result<Bytes, String> {
+        request::encode(request, init)
     }
 
     fn generate<'a>(&'a self, job: Generation<'a>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, Trouble>> {

@@ -3,7 +3,7 @@
 //! the profile leaves out is not sent, except width/height (the init image must match them)
 //! and seed (always recorded); `[extra]` keys go as they are.
 
-use crate::backends::Request;
+use crate::backends::{Init, Request};
 use crate::config::Settings;
 use base64::Engine;
 use bytes::Bytes;
@@ -41,8 +41,8 @@ pub(crate) fn refuse_workflow(settings: &Settings) -> Result<(), String> {
 }
 
 /// The request body for `request` with the init picture.
-pub(crate) fn encode(request: &Request, init_png: &[u8]) -> Bytes {
-    Bytes::from(body(&request.settings, init_png))
+pub(crate) fn encode(request: &Request, init: Init<'_>) -> Result<Bytes, String> {
+    Ok(Bytes::from(body(&request.settings, &init.png()?)))
 }
 
 /// Adds what every request carries to the kind's own keys: seed, size and `[extra]`.

@@ -6,7 +6,7 @@
 use super::Shared;
 use super::failure::Failure;
 use super::outcome::Report;
-use crate::backends::{Backend, Request};
+use crate::backends::{Backend, Init, InitForm, Request};
 use crate::image;
 use crate::image::parameters;
 use crate::jobs::claim::Job;
@@ -185,8 +185,11 @@ fn body_for(
     target: (u32, u32),
     request: &Request,
 ) -> Result<Bytes, Failure> {
-    let init = picture.init_image(target)?;
-    Ok(backend.encode(request, &init))
+    let body = match backend.init_form() {
+        InitForm::Png => backend.encode(request, Init::Png(&picture.init_image(target)?)),
+        InitForm::Pixels => backend.encode(request, Init::Pixels(&picture.init_pixels(target)?)),
+    };
+    body.map_err(Failure::Internal)
 }
 
 /// An inbox folder named like drawdrop's own outbox folders (`originals/x.png`).

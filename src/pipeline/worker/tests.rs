@@ -3,7 +3,7 @@
 //! and `jobs.jsonl`, without a server or a real clock.
 
 use super::{Shared, run};
-use crate::backends::{Backend, BoxFuture, Generation, Offer, Probe, Request, Trouble};
+use crate::backends::{Backend, BoxFuture, Generation, Init, Offer, Probe, Request, Trouble};
 use crate::config::{Config, Server, Settings};
 use crate::image::Limits;
 use crate::image::test_png::{encode, gradient};
@@ -72,8 +72,8 @@ impl Backend for Scripted {
         })
     }
 
-    fn encode(&self, _request: &Request, init_png: &[u8]) -> Bytes {
-        Bytes::copy_from_slice(init_png)
+    fn encode(&self, _request: &Request, init: Init<'_>) -> Result<Bytes, String> {
+        Ok(Bytes::from(init.png()?.into_owned()))
     }
 
     fn generate<'a>(&'a self, job: Generation<'a>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, Trouble>> {

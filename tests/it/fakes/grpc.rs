@@ -15,6 +15,8 @@
 //! `sharedSecretMissing`. Faults: INTERNAL, a connection cut before the images or after the
 //! first image message, a hang; and
 //! down ([`FakeGrpc::stop`], then [`FakeGrpc::start_on`] the same address).
+//! For benchmarks, [`FakeGrpc::set_instant`] makes it as cheap as the HTTP fake's instant
+//! mode: the request is still checked, but its pixels are neither decoded nor kept.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -26,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -45,13 +48,14 @@ const HEADER_LEN: usize = 68;
 const F16: u32 = 0x20000;
 const NHWC: u32 = 2;
 const ZIP: u32 = 0x217;
+const FPZIP: u32 = 0xf7217;
 
 // ---- The messages, with the numbers of imageService.proto (only the fields used). ----
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct GenerateRequest {
-    #[prost(bytes = "vec", optional, tag = "1")]
-    pub image: Option<Vec<u8>>,
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    pub image: Option<Bytes>,
     #[prost(int32, tag = "2")]
     pub scale_factor: i32,
     #[prost(string, tag = "5")]
@@ -94,8 +98,8 @@ struct Signpost {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct GenerateResponse {
-    #[prost(bytes = "vec", repeated, tag = "1")]
-    generated_images: Vec<Vec<u8>>,
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    generated_images: Vec<Bytes>,
     #[prost(message, optional, tag = "2")]
     current_signpost: Option<Signpost>,
     #[prost(message, repeated, tag = "3")]
@@ -131,9 +135,6 @@ struct EchoOut {
 
 // ---- What the fake is told and what it saw. ----
 
-/// Makes the tensor the fake sends from the inverted raw f16 tensor.
-pub type Encoder = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
-
 /// How answers are encoded.
 #[derive(Clone)]
 pub enum Answering {
@@ -141,8 +142,10 @@ pub enum Answering {
     Raw,
     /// Codec 0x217: the raw values as a raw deflate stream.
     Deflate,
-    /// Through the test's own encoder (e.g. fpzip).
-    With(Encoder),
+    /// Codec 0xf7217, fpzip, as the server makes it by default: the f16 values widened,
+    /// precision 19, nx = channels, ny = width, nz = height. Encoding is slow, so the fake
+    /// remembers its last answer and sends it again for the same tensor.
+    Fpzip,
 }
 
 /// A scripted misbehaviour for the next `GenerateImage`.
@@ -197,12 +200,16 @@ struct State {
     faults: VecDeque<Fault>,
     /// Image messages sent (whole images and slices).
     image_messages: usize,
+    /// Benchmark mode: pixels neither decoded nor kept.
+    instant: bool,
 }
 
 struct Shared {
     secret: Option<String>,
     models: Vec<String>,
     answering: Mutex<Answering>,
+    /// The last fpzip answer, with the raw tensor it encodes.
+    last_fpzip: Mutex<Option<(Bytes, Bytes)>>,
     state: Mutex<State>,
     connections: Mutex<Vec<Weak<Switch>>>,
 }
@@ -271,6 +278,7 @@ impl FakeGrpc {
             secret: options.shared_secret,
             models: options.models,
             answering: Mutex::new(Answering::Raw),
+            last_fpzip: Mutex::new(None),
             state: Mutex::new(State::default()),
             connections: Mutex::new(Vec::new()),
         });
@@ -278,6 +286,9 @@ impl FakeGrpc {
         let incoming =
             tokio_stream::wrappers::TcpListenerStream::new(listener).map(move |stream| {
                 stream.map(|stream| {
+                    // As the real server's: Nagle's delay would hold back the last
+                    // segment of every message until the client's delayed ACK.
+                    let _ = stream.set_nodelay(true);
                     let switch = Arc::new(Switch::default());
                     accepting
                         .connections
@@ -290,7 +301,12 @@ impl FakeGrpc {
         let routes = Routes {
             shared: shared.clone(),
         };
-        let mut builder = tonic::transport::Server::builder();
+        // grpc-swift's servers (the app's and gRPCServerCLI) aim at 8 MiB flow-control windows
+        // (its `httpTargetWindowSize` default); HTTP/2's 64 KiB would stall a picture's upload
+        // on window updates.
+        let mut builder = tonic::transport::Server::builder()
+            .initial_stream_window_size(8 << 20)
+            .initial_connection_window_size(8 << 20);
         if let Some(tls) = tls {
             builder = builder
                 .tls_config(tls)
@@ -327,6 +343,12 @@ impl FakeGrpc {
     /// Queues a fault for the next `GenerateImage`.
     pub fn push_fault(&self, fault: Fault) {
         self.shared.state().faults.push_back(fault);
+    }
+
+    /// Benchmark mode: requests are checked as ever, but their pixels are neither decoded
+    /// nor kept (`Received::pixels` and the request's image stay empty).
+    pub fn set_instant(&self, on: bool) {
+        self.shared.state().instant = on;
     }
 
     /// Every `GenerateImage` received, in order.
@@ -534,7 +556,8 @@ fn generate(
     request: GenerateRequest,
 ) -> Result<Response<AnswerStream>, Status> {
     let secret_ok = shared.secret.is_none() || request.shared_secret == shared.secret;
-    let (received, tensor) = examine(request);
+    let instant = shared.state().instant;
+    let (received, tensor) = examine(request, !instant);
     let violations = received.violations.clone();
     let steps = received.config.steps.unwrap_or(0).min(1000);
     let batch = received.config.batch_size.unwrap_or(1);
@@ -583,7 +606,7 @@ fn generate(
             }
             _ => {}
         }
-        let image = encode_answer(&answering, &inverted(&tensor));
+        let image = encode_answer(&shared, &answering, inverted(tensor));
         let images = vec![image; batch as usize];
         for message in image_messages(images, chunked) {
             let is_image = !message.generated_images.is_empty();
@@ -658,23 +681,26 @@ fn progress(steps: u32) -> Vec<GenerateResponse> {
 }
 
 /// The announcement, then the images, sliced as the real server slices them.
-fn image_messages(images: Vec<Vec<u8>>, chunked: bool) -> Vec<GenerateResponse> {
-    let total: usize = images.iter().map(Vec::len).sum();
+fn image_messages(images: Vec<Bytes>, chunked: bool) -> Vec<GenerateResponse> {
+    let total: usize = images.iter().map(Bytes::len).sum();
     let slicing = chunked && total > SLICE;
     let mut messages = vec![GenerateResponse {
         download_size: Some(total as i64),
         ..Default::default()
     }];
     for image in images {
-        let slices: Vec<&[u8]> = if slicing {
-            image.chunks(SLICE).collect()
+        let slices: Vec<Bytes> = if slicing {
+            (0..image.len())
+                .step_by(SLICE)
+                .map(|at| image.slice(at..image.len().min(at + SLICE)))
+                .collect()
         } else {
-            vec![&image]
+            vec![image]
         };
         let last = slices.len() - 1;
         for (at, slice) in slices.into_iter().enumerate() {
             messages.push(GenerateResponse {
-                generated_images: vec![slice.to_vec()],
+                generated_images: vec![slice],
                 scale_factor: Some(1),
                 chunk_state: i32::from(at != last),
                 ..Default::default()
@@ -685,31 +711,58 @@ fn image_messages(images: Vec<Vec<u8>>, chunked: bool) -> Vec<GenerateResponse> 
 }
 
 /// The tensor with every value negated: the picture inverted (-v is 255 - b).
-fn inverted(tensor: &[u8]) -> Vec<u8> {
-    let mut out = tensor.to_vec();
+fn inverted(tensor: Bytes) -> Bytes {
+    let mut out = BytesMut::from(tensor);
     for half in out[HEADER_LEN..].chunks_exact_mut(2) {
         half[1] ^= 0x80;
     }
-    out
+    out.freeze()
 }
 
-fn encode_answer(answering: &Answering, raw: &[u8]) -> Vec<u8> {
+fn encode_answer(shared: &Shared, answering: &Answering, raw: Bytes) -> Bytes {
     match answering {
-        Answering::Raw => raw.to_vec(),
+        Answering::Raw => raw,
         Answering::Deflate => {
             let mut out = raw[..HEADER_LEN].to_vec();
             out[..4].copy_from_slice(&ZIP.to_le_bytes());
             out.extend(miniz_oxide::deflate::compress_to_vec(&raw[HEADER_LEN..], 1));
-            out
+            Bytes::from(out)
         }
-        Answering::With(encoder) => encoder(raw),
+        Answering::Fpzip => {
+            let mut last = shared.last_fpzip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((tensor, answer)) = &*last
+                && *tensor == raw
+            {
+                return answer.clone();
+            }
+            let answer = fpzip_of(&raw);
+            *last = Some((raw, answer.clone()));
+            answer
+        }
     }
+}
+
+/// A raw f16 tensor (a header of the fake's own making) as fpzip.
+fn fpzip_of(raw: &[u8]) -> Bytes {
+    use drawdrop::backends::drawthings_grpc::fpzip::{Dims, encode_f16};
+    let (height, width) = (word(raw, 24).unwrap_or(0), word(raw, 28).unwrap_or(0));
+    let halves: Vec<u16> = raw[HEADER_LEN..]
+        .chunks_exact(2)
+        .map(|half| u16::from_le_bytes([half[0], half[1]]))
+        .collect();
+    let stream = encode_f16(&halves, Dims::image(height, width, 3))
+        .expect("fpzip: the fake's own tensor encodes");
+    let mut out = raw[..HEADER_LEN].to_vec();
+    out[..4].copy_from_slice(&FPZIP.to_le_bytes());
+    out.extend(stream);
+    Bytes::from(out)
 }
 
 // ---- Reading the request its own way. ----
 
-/// Reads and checks a request; gives what was seen and the tensor (empty when unreadable).
-fn examine(request: GenerateRequest) -> (Received, Vec<u8>) {
+/// Reads and checks a request; gives what was seen (the pixels only when asked for) and the
+/// tensor (empty when unreadable).
+fn examine(mut request: GenerateRequest, decode_pixels: bool) -> (Received, Bytes) {
     let mut violations = Vec::new();
     if request.scale_factor != 1 {
         violations.push(format!("scaleFactor is {}, not 1", request.scale_factor));
@@ -721,8 +774,12 @@ fn examine(request: GenerateRequest) -> (Received, Vec<u8>) {
             SeenConfig::default()
         }
     };
-    let tensor = request.image.clone().unwrap_or_default();
-    let (width, height, pixels) = match read_tensor(&tensor) {
+    let tensor = if decode_pixels {
+        request.image.clone().unwrap_or_default()
+    } else {
+        request.image.take().unwrap_or_default()
+    };
+    let (width, height, pixels) = match read_tensor(&tensor, decode_pixels) {
         Ok(read) => read,
         Err(problem) => {
             violations.push(format!("image: {problem}"));
@@ -749,7 +806,7 @@ fn examine(request: GenerateRequest) -> (Received, Vec<u8>) {
     let usable = if violations.is_empty() {
         tensor
     } else {
-        Vec::new()
+        Bytes::new()
     };
     let received = Received {
         request,
@@ -766,8 +823,8 @@ fn word(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// A raw f16 NHWC RGB tensor: (width, height, RGB bytes).
-fn read_tensor(tensor: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
+/// A raw f16 NHWC RGB tensor: (width, height, RGB bytes, or nothing unless `decode_pixels`).
+fn read_tensor(tensor: &[u8], decode_pixels: bool) -> Result<(u32, u32, Vec<u8>), String> {
     let words: Vec<u32> = (0..17)
         .map(|at| word(tensor, at * 4))
         .collect::<Option<_>>()
@@ -794,6 +851,9 @@ fn read_tensor(tensor: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
             "{} bytes of values for {width}x{height}",
             values.len()
         ));
+    }
+    if !decode_pixels {
+        return Ok((width, height, Vec::new()));
     }
     let pixels = values
         .chunks_exact(2)

@@ -2,6 +2,9 @@
 //! generated code): `Echo` and `GenerateImage` over one HTTP/2 channel, plain (`http://`) or,
 //! with the `tls` feature, TLS (`https://`) trusting Draw Things' own root certificate for the
 //! name `localhost` as Draw Things' clients do, or a certificate authority of the user's.
+//! `GenerateImage` is called by hand on the channel with a request already framed
+//! ([`Framed`]), so that a picture's megabytes go out without being copied; its answer is read
+//! by tonic's own decoder.
 
 use std::convert::Infallible;
 use std::time::Duration;

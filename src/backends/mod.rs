@@ -97,7 +97,8 @@ pub enum InitForm {
     Pixels,
 }
 
-/// The init picture at a request's size, upright, in sRGB.
+/// The init picture at a request's size, upright: a PNG already so is its own bytes; pixels
+/// are in sRGB.
 #[derive(Debug, Clone, Copy)]
 pub enum Init<'a> {
     /// A PNG.

@@ -1,7 +1,7 @@
 //! Draw Things over gRPC (`api = "drawthings-grpc"`), end to end through the real binary
 //! against the fake gRPC server (tests/it/fakes/grpc.rs): results are the inverted
 //! picture (pixels checked) at the configured size with the profile's settings as the server
-//! read them, `batch_count` looped with the seed moved on, 4 MiB slices reassembled, deflate
+//! read them, pictures needing work sent as the same pixels as over HTTP, `batch_count` looped with the seed moved on, 4 MiB slices reassembled, deflate
 //! and fpzip answers, a missing or wrong shared secret told in words to act on, a server
 //! down then up, streams cut before and in the middle of the answer, a refusal failing the
 //! file at once, `kill -9` mid-job giving one result, a pool of a gRPC and an HTTP server, TLS
@@ -113,6 +113,59 @@ fn results_are_the_inverted_picture_with_the_profile_settings_as_the_server_read
     assert_eq!(job["settings"]["seed"], 1234);
     assert_eq!(job["settings"]["width"], 192);
     assert_eq!(job["settings"]["sampler"], "Euler a");
+}
+
+/// Pictures that need work before they go (a turned JPEG, a 16-bit PNG of another size, an
+/// RGBA PNG already at its size) reach the gRPC server as the very pixels the HTTP path sends
+/// as a PNG: the gRPC kind is handed pixels, not a PNG it would read back.
+#[test]
+fn pictures_needing_work_go_as_the_pixels_the_http_path_sends_as_a_png() {
+    use crate::pictures::{ColorKind, jpeg, orientation_exif, png_with, quadrants};
+    let (runtime, fake) = start(Options::default());
+    let http = runtime.block_on(FakeServer::start(Flavor::DrawThings));
+    let cases = [
+        (
+            "turned.jpg",
+            jpeg(&quadrants(300, 200), Some(&orientation_exif(6))),
+        ),
+        ("deep.png", png_with(ColorKind::Rgb16, 150, 100, 4)),
+        ("alpha.png", png_with(ColorKind::Rgba8, 128, 128, 5)),
+    ];
+    for (at, (name, bytes)) in cases.iter().enumerate() {
+        let over_grpc = Setup::new(&fake.url(), API);
+        over_grpc.drop_file(name, bytes);
+        let output = over_grpc.run_once();
+        assert!(output.status.success(), "{name}: {}", stderr_of(&output));
+        let over_http = Setup::new(&http.url(), "drawthings");
+        over_http.drop_file(name, bytes);
+        let output = over_http.run_once();
+        assert!(output.status.success(), "{name}: {}", stderr_of(&output));
+
+        let received = &fake.received()[at];
+        assert!(
+            received.violations.is_empty(),
+            "{name}: {:?}",
+            received.violations
+        );
+        let png = http.img2img_requests()[at].init_image().unwrap();
+        let sent_as_png = rgb(&png);
+        assert_eq!(
+            (received.width, received.height),
+            sent_as_png.dimensions(),
+            "{name}"
+        );
+        assert!(
+            received.pixels == sent_as_png.into_raw(),
+            "{name}: the pixels sent over gRPC are not those of the HTTP path's PNG"
+        );
+        assert_eq!(
+            rgb(&over_grpc.read_out(&name.replace(".jpg", ".png"))).dimensions(),
+            (received.width, received.height),
+            "{name}: the result has the size sent"
+        );
+    }
+    // The JPEG was turned upright (a quarter turn: 200 wide, 300 high, then sized).
+    assert!(fake.received()[0].height > fake.received()[0].width);
 }
 
 #[test]

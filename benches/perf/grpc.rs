@@ -1,9 +1,10 @@
 //! The gRPC path beside the HTTP path: per-job time of `run --once` against an instant fake
 //! Draw Things over HTTP and the fake gRPC server (raw f16 answers, then fpzip ones as the
-//! real server sends by default), less `run --once` with nothing to do, for two pictures: a
-//! 1024 x 1024 PNG already at the size sent (the HTTP path's best case: its file goes as it
-//! is, with no pixel work at all) and a 12 MP phone photo (a JPEG turned upright and
-//! resized, which every path decodes). Each figure is everything drawdrop does for a job
+//! real server sends by default), less `run --once` with nothing to do, for three pictures:
+//! 1024 x 1024 PNGs already at the size sent (the HTTP path's best case: its file goes as it
+//! is, with no pixel work at all), one of noise (which no PNG encoder can compress: the worst
+//! case for the gRPC path, which must encode the answer) and one photo-like, and a 12 MP
+//! phone photo (a JPEG turned upright and resized, which every path decodes). Each figure is everything drawdrop does for a job
 //! (the gRPC one: the picture decoded, the tensor made, sent, the answer read back, the PNG
 //! written). Both fakes are instant: the HTTP one sends the init image back, the gRPC one
 //! checks the request without decoding its pixels and sends the tensor inverted (an fpzip
@@ -42,9 +43,14 @@ pub async fn grpc() -> Vec<Row> {
     };
     let pictures = [
         (
-            "1024x1024 PNG at its size",
+            "1024x1024 noise PNG at its size",
             "p.png",
             noise_png(1024, 1024, 4),
+        ),
+        (
+            "1024x1024 photo-like PNG at its size",
+            "s.png",
+            scene_png(1024, 1024),
         ),
         (
             "12 MP JPEG photo, turned and resized",
@@ -96,6 +102,15 @@ pub async fn grpc() -> Vec<Row> {
         ));
     }
     rows
+}
+
+/// A PNG of [`scene`] (smooth gradients with grain: it compresses as photos do).
+fn scene_png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    scene(width, height)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
 }
 
 /// Median `run --once` time with one settled picture less that with none, in ms, and the

@@ -216,9 +216,7 @@ impl Client {
         let mut channel = self.channel.clone();
         std::future::poll_fn(|context| channel.poll_ready(context))
             .await
-            .map_err(|failure| {
-                Status::unavailable(format!("the gRPC server cannot be reached: {failure}"))
-            })?;
+            .map_err(cannot_reach)?;
         let response = channel
             .call(request)
             .await
@@ -242,10 +240,13 @@ impl Client {
     }
 
     async fn ready(&mut self) -> Result<(), Status> {
-        self.grpc.ready().await.map_err(|failure| {
-            Status::unavailable(format!("the gRPC server cannot be reached: {failure}"))
-        })
+        self.grpc.ready().await.map_err(cannot_reach)
     }
+}
+
+/// A channel that cannot get ready (no connection can be made) as UNAVAILABLE.
+fn cannot_reach(failure: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("the gRPC server cannot be reached: {failure}"))
 }
 
 #[cfg(feature = "tls")]

@@ -104,6 +104,15 @@ pub(super) fn extra_problems(settings: &Map<String, Value>) -> Vec<String> {
         .collect()
 }
 
+/// The seed the recorded request `settings` carry (0 when they carry none).
+fn recorded_seed(settings: &Map<String, Value>) -> u32 {
+    settings
+        .get("seed")
+        .and_then(Value::as_u64)
+        .and_then(|seed| u32::try_from(seed).ok())
+        .unwrap_or(0)
+}
+
 /// The request message for the first image of a job, encoded and framed for sending
 /// ([`Framed`]): the init picture (8-bit pixels at the configured size) as a raw f16 tensor
 /// with `scaleFactor` 1, the prompts, the configuration, the shared secret, and `chunked`.
@@ -112,12 +121,7 @@ pub(super) fn request_message(
     picture: &DynamicImage,
     shared_secret: Option<&str>,
 ) -> Result<Vec<u8>, String> {
-    let seed = settings
-        .get("seed")
-        .and_then(Value::as_u64)
-        .and_then(|seed| u32::try_from(seed).ok())
-        .unwrap_or(0);
-    let generation = configuration(settings, seed)?;
+    let generation = configuration(settings, recorded_seed(settings))?;
     let (width, height) = (picture.width(), picture.height());
     if (width, height) != (generation.width, generation.height) {
         return Err(format!(
@@ -196,12 +200,7 @@ pub(super) fn for_image(
     if index == 0 {
         return Ok(Framed::from_pieces(vec![first]));
     }
-    let seed = settings
-        .get("seed")
-        .and_then(Value::as_u64)
-        .and_then(|seed| u32::try_from(seed).ok())
-        .unwrap_or(0)
-        .wrapping_add(index);
+    let seed = recorded_seed(settings).wrapping_add(index);
     let message = first.slice(Framed::HEAD_LEN.min(first.len())..);
     let mut rest =
         ImageGenerationRequest::decode(message).map_err(|problem| problem.to_string())?;

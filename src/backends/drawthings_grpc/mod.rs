@@ -335,7 +335,7 @@ impl Backend for DrawThingsGrpc {
             };
             // Taken, not shared: the request's megabytes are freed once the last image's
             // request is on its way.
-            let mut first = Some(std::mem::take(&mut job.body));
+            let mut first = std::mem::take(&mut job.body);
             let settings = &job.request.settings;
             let count = settings
                 .get("batch_count")
@@ -345,12 +345,11 @@ impl Backend for DrawThingsGrpc {
             let timeout = self.server.timeout;
             let mut images = Vec::new();
             for index in 0..count {
-                // The last image's request is the first one itself, not a copy.
+                // The last image's request is the first one itself, not another reference.
                 let base = match index + 1 == count {
-                    true => first.take(),
+                    true => std::mem::take(&mut first),
                     false => first.clone(),
                 };
-                let Some(base) = base else { break };
                 let message = job::for_image(base, settings, index).map_err(refused)?;
                 let model = job.request.model.as_deref();
                 match tokio::time::timeout(timeout, self.one(message, &job, model)).await {

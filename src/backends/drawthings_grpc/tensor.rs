@@ -186,7 +186,13 @@ pub fn encode_rgb8(picture: &Rgb8) -> Result<Vec<u8>, TensorError> {
 
 /// The length of the tensor [`encode_into`] makes of a `width` x `height` picture.
 pub fn encoded_len(width: u32, height: u32) -> usize {
-    HEADER_LEN + width as usize * height as usize * CHANNELS as usize * DataType::F16.size()
+    let header = TensorHeader {
+        codec: CODEC_RAW,
+        data_type: DataType::F16,
+        height,
+        width,
+    };
+    HEADER_LEN + header.raw_len()
 }
 
 /// [`encode_rgb8`] for RGB or RGBA pixels, written at the end of `out` (which a caller can

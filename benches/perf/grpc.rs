@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use crate::fake_grpc::{Answering, FakeGrpc, Options};
-use crate::harness::{Row, Server, Setup, age, median, noise_png, proc_stats, quick, scene};
+use crate::harness::{Row, Server, Setup, age, median, noise_png, quick, scene, wait_with_peak};
 use crate::pictures::{jpeg, orientation_exif};
 
 /// What one kind of server cost per job.
@@ -152,14 +152,7 @@ fn run_once(setup: &Setup) -> (f64, f64) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("drawdrop");
-    let mut peak_kb = 0;
-    let status = loop {
-        peak_kb = peak_kb.max(proc_stats(child.id()).hwm_kb);
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
+    let (status, peak_kb) = wait_with_peak(&mut child, Duration::from_millis(1));
     let took = started.elapsed();
     assert!(status.success(), "drawdrop run --once failed: {status}");
     (ms(took), peak_kb as f64 / 1024.0)

@@ -240,6 +240,19 @@ pub struct ProcStats {
     pub switches: u64,
 }
 
+/// Waits for `child`, reading its peak resident memory (KiB, the kernel's high-water mark)
+/// every `every` while it runs.
+pub fn wait_with_peak(child: &mut Child, every: Duration) -> (std::process::ExitStatus, u64) {
+    let mut peak_kb = 0;
+    loop {
+        peak_kb = peak_kb.max(proc_stats(child.id()).hwm_kb);
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, peak_kb);
+        }
+        std::thread::sleep(every);
+    }
+}
+
 pub fn proc_stats(pid: u32) -> ProcStats {
     let mut stats = ProcStats::default();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -3,7 +3,7 @@
 use crate::fakes::comfyui::FakeComfyUi;
 use crate::harness::{
     Row, Server, Setup, age, copy_all, median, megabyte_pictures, noise_png, percentile,
-    proc_stats, quick, scene, stop, wait_until,
+    proc_stats, quick, scene, stop, wait_until, wait_with_peak,
 };
 use base64::Engine;
 use std::path::Path;
@@ -414,14 +414,7 @@ pub async fn large() -> Vec<Row> {
     drop(picture);
     age(&path);
     let mut child = setup.command(&["run", "--once"]).spawn().expect("drawdrop");
-    let mut peak = 0;
-    loop {
-        peak = peak.max(proc_stats(child.id()).hwm_kb);
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (_, peak) = wait_with_peak(&mut child, Duration::from_millis(5));
     assert_eq!(setup.results(), 1, "the large picture went through");
     let peak_mb = peak as f64 / 1024.0;
     let ratio = peak_mb / size_mb;

@@ -11,6 +11,7 @@
 //!   to a multiple of 64 within 128..=8192.
 //! - [`init_image`] gives the PNG to send at that size: the file's own bytes when it already has
 //!   it (no copy, no decode), else a centre-cropped, resized 8-bit PNG.
+//! - `png_out` writes the PNGs drawdrop makes of pixels (fast, in one buffer).
 //! - [`with_text_chunk`] and [`text_chunks`] write and read `tEXt`/`iTXt` (and read `zTXt`)
 //!   metadata without touching any other chunk.
 
@@ -22,6 +23,7 @@ mod format;
 pub(crate) mod heic;
 mod orientation;
 pub(crate) mod parameters;
+mod png_out;
 mod resize;
 mod size;
 mod sniff;

@@ -5,9 +5,9 @@
 use std::borrow::Cow;
 use std::io::Cursor;
 
-use ::image::codecs::png::{CompressionType, FilterType as PngFilter, PngDecoder, PngEncoder};
+use ::image::codecs::png::PngDecoder;
 use ::image::imageops::{self, FilterType};
-use ::image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, ImageEncoder, Pixel};
+use ::image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, Pixel};
 
 use super::color::into_srgb;
 use super::orientation::{Orientation, upright};
@@ -198,17 +198,15 @@ pub(crate) fn pixels_png(picture: &DynamicImage) -> Result<Vec<u8>, ImageError> 
 /// Encodes 8-bit pixels as a PNG with fast compression.
 fn encode_png(
     pixels: &[u8],
-    (width, height): (u32, u32),
+    size: (u32, u32),
     color: ExtendedColorType,
 ) -> Result<Vec<u8>, ImageError> {
-    // Room for an incompressible picture (stored deflate blocks, a filter byte a row, the
-    // chunks' framing): the PNG is written without growing. Memory never written to is not
-    // used, so a picture that compresses well costs only what it takes.
-    let mut out = Vec::with_capacity(pixels.len() + pixels.len() / 64 + 4096);
-    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive)
-        .write_image(pixels, width, height, color)
-        .map_err(|e| ImageError::Encode(e.to_string()))?;
-    Ok(out)
+    let bytes_per_pixel = match color {
+        ExtendedColorType::Rgba8 => 4,
+        _ => 3,
+    };
+    super::png_out::encode(pixels, size, bytes_per_pixel)
+        .map_err(|e| ImageError::Encode(e.to_string()))
 }
 
 #[cfg(test)]

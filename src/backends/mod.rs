@@ -78,9 +78,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         InitForm::Png
     }
 
-    /// The request as it goes on the wire, with the init picture at the request's size, in
-    /// the [`Backend::init_form`] the kind asked for. Blocking work: the pipeline calls it off
-    /// the async threads, one job ahead.
+    /// The request's body, with the init picture at the request's size, in the
+    /// [`Backend::init_form`] the kind asked for: the bytes that go on the wire, or a form the
+    /// kind turns into them as it sends (gRPC's tensor, twice the size of the pixels, is made
+    /// of them as it goes). Blocking work: the pipeline calls it off the async threads, one
+    /// job ahead.
     /// `Err`: why no request can be made of it (drawdrop's own failure; the file fails).
     fn encode(&self, request: &Request, init: Init<'_>) -> Result<Bytes, String>;
 
@@ -98,13 +100,13 @@ pub enum InitForm {
 }
 
 /// The init picture at a request's size, upright: a PNG already so is its own bytes; pixels
-/// are in sRGB.
-#[derive(Debug, Clone, Copy)]
+/// are in sRGB, and the backend's to keep (no copy of them is made).
+#[derive(Debug, Clone)]
 pub enum Init<'a> {
     /// A PNG.
     Png(&'a [u8]),
     /// 8-bit RGB or RGBA pixels.
-    Pixels(&'a ::image::DynamicImage),
+    Pixels(::image::DynamicImage),
 }
 
 impl<'a> Init<'a> {
@@ -112,18 +114,17 @@ impl<'a> Init<'a> {
     pub(crate) fn png(self) -> Result<Cow<'a, [u8]>, String> {
         match self {
             Init::Png(png) => Ok(Cow::Borrowed(png)),
-            Init::Pixels(pixels) => image::pixels_png(pixels)
+            Init::Pixels(pixels) => image::pixels_png(&pixels)
                 .map(Cow::Owned)
                 .map_err(|problem| problem.to_string()),
         }
     }
 
     /// The picture as pixels (a PNG is decoded).
-    pub(crate) fn pixels(self) -> Result<Cow<'a, ::image::DynamicImage>, String> {
+    pub(crate) fn pixels(self) -> Result<::image::DynamicImage, String> {
         match self {
-            Init::Pixels(pixels) => Ok(Cow::Borrowed(pixels)),
+            Init::Pixels(pixels) => Ok(pixels),
             Init::Png(png) => ::image::load_from_memory_with_format(png, ::image::ImageFormat::Png)
-                .map(Cow::Owned)
                 .map_err(|problem| format!("the PNG to send cannot be read back: {problem}")),
         }
     }

@@ -1,21 +1,38 @@
-//! A `GenerateImage` answer stream read back into what it says: the images (slices
-//! reassembled), the progress seen on the way, and the announced download size checked.
+//! A `GenerateImage` answer read back into what it says, message by message as the bytes
+//! arrive ([`super::incoming`]): the images (slices put together, as tensors or as pictures
+//! decoded on the way), the progress seen on the way, the announced download size checked,
+//! and the status the server ends with.
 
 use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use tonic::Status;
-use tonic::codec::Streaming;
 
+use super::client::MAX_MESSAGE_BYTES;
+use super::incoming::{AnswerReader, Piece};
 use super::messages::{ChunkState, ImageGenerationResponse, Signpost};
+use super::tensor::{Rgb8, TensorDecoder, TensorError};
 
 /// A whole answer.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Answer {
-    /// The encoded images (tensors), whole.
+    /// The images as the server encoded them (tensors), whole ([`Keep::Tensors`]).
     pub images: Vec<Bytes>,
+    /// The images decoded ([`Keep::Pictures`]).
+    pub pictures: Vec<Rgb8>,
     /// The progress signposts, in the order they came.
     pub signposts: Vec<Signpost>,
     /// What the server announced before sending the images.
     pub download_size: Option<i64>,
+}
+
+/// What an answer's images are kept as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The tensors, as they came.
+    Tensors,
+    /// The pictures, decoded as the bytes come (raw ones never whole), refusing pictures of
+    /// more than `max_pixels` pixels.
+    Pictures { max_pixels: u64 },
 }
 
 /// Why an answer is not whole.
@@ -31,33 +48,138 @@ pub enum AnswerError {
     TooLarge { bytes: u64, limit: u64 },
     #[error("the server announced {announced} bytes of images and sent {received}")]
     SizeMismatch { announced: i64, received: u64 },
+    #[error("the server's answer is not a valid gRPC answer: {0}")]
+    Malformed(String),
+    #[error("image {number} of the answer cannot be read: {problem}")]
+    Unreadable { number: usize, problem: TensorError },
 }
 
-/// Puts an answer together, one message at a time.
+/// An image whose bytes are still coming.
+#[derive(Debug)]
+enum Forming {
+    Tensor(BytesMut),
+    Picture(TensorDecoder),
+}
+
+/// Puts an answer together as its pieces come.
 #[derive(Debug)]
 pub struct Assembler {
     answer: Answer,
-    /// Slices of an image still coming.
-    pending: BytesMut,
-    in_slices: bool,
+    keep: Keep,
+    /// The image being received, and how many of its bytes came.
+    forming: Option<(Forming, usize)>,
+    /// The last message said its image goes on in the next one.
+    continues: bool,
     received: u64,
     limit: u64,
 }
 
 impl Assembler {
-    /// An assembler refusing answers whose images take more than `limit` bytes.
-    pub fn new(limit: u64) -> Assembler {
+    /// An assembler keeping images as `keep` says, refusing answers whose images take more
+    /// than `limit` bytes.
+    pub fn new(limit: u64, keep: Keep) -> Assembler {
         Assembler {
             answer: Answer::default(),
-            pending: BytesMut::new(),
-            in_slices: false,
+            keep,
+            forming: None,
+            continues: false,
             received: 0,
             limit,
         }
     }
 
-    /// Takes the next message; gives its signpost, if it has one.
+    /// Takes the next piece of the answer; gives a message's signpost, if it has one.
+    pub fn take(&mut self, piece: Piece<'_>) -> Result<Option<Signpost>, AnswerError> {
+        match piece {
+            Piece::Image { starts, bytes } => {
+                if starts && !std::mem::take(&mut self.continues) {
+                    self.close_image()?;
+                }
+                self.image_bytes(bytes)?;
+                Ok(None)
+            }
+            Piece::End(message) => self.end_message(message),
+        }
+    }
+
+    /// Takes a whole message (its images included).
+    #[cfg(test)]
     pub fn push(
+        &mut self,
+        mut message: ImageGenerationResponse,
+    ) -> Result<Option<Signpost>, AnswerError> {
+        for image in std::mem::take(&mut message.generated_images) {
+            self.take(Piece::Image {
+                starts: true,
+                bytes: &[],
+            })?;
+            self.take(Piece::Image {
+                starts: false,
+                bytes: &image,
+            })?;
+        }
+        self.take(Piece::End(message))
+    }
+
+    fn image_bytes(&mut self, bytes: &[u8]) -> Result<(), AnswerError> {
+        self.received += bytes.len() as u64;
+        if self.received > self.limit {
+            return Err(AnswerError::TooLarge {
+                bytes: self.received,
+                limit: self.limit,
+            });
+        }
+        let number = self.answer.images.len() + self.answer.pictures.len() + 1;
+        let (forming, got) = match &mut self.forming {
+            Some(forming) => forming,
+            None => {
+                let forming = match self.keep {
+                    Keep::Tensors => {
+                        // Room for the rest of the announced images at once: one copy of
+                        // each slice, no growing (the limit is checked above).
+                        let announced = self
+                            .answer
+                            .download_size
+                            .and_then(|n| u64::try_from(n).ok());
+                        let left = announced
+                            .unwrap_or(0)
+                            .saturating_sub(self.received - bytes.len() as u64)
+                            .min(self.limit);
+                        Forming::Tensor(BytesMut::with_capacity(usize::try_from(left).unwrap_or(0)))
+                    }
+                    Keep::Pictures { max_pixels } => {
+                        Forming::Picture(TensorDecoder::new(max_pixels))
+                    }
+                };
+                self.forming.insert((forming, 0))
+            }
+        };
+        *got += bytes.len();
+        match forming {
+            Forming::Tensor(tensor) => tensor.extend_from_slice(bytes),
+            Forming::Picture(decoder) => decoder
+                .push(bytes)
+                .map_err(|problem| AnswerError::Unreadable { number, problem })?,
+        }
+        Ok(())
+    }
+
+    /// The image being received is whole.
+    fn close_image(&mut self) -> Result<(), AnswerError> {
+        let number = self.answer.images.len() + self.answer.pictures.len() + 1;
+        match self.forming.take() {
+            None => {}
+            Some((Forming::Tensor(tensor), _)) => self.answer.images.push(tensor.freeze()),
+            Some((Forming::Picture(decoder), _)) => self.answer.pictures.push(
+                decoder
+                    .finish()
+                    .map_err(|problem| AnswerError::Unreadable { number, problem })?,
+            ),
+        }
+        Ok(())
+    }
+
+    fn end_message(
         &mut self,
         message: ImageGenerationResponse,
     ) -> Result<Option<Signpost>, AnswerError> {
@@ -76,48 +198,19 @@ impl Assembler {
         if let Some(signpost) = signpost {
             self.answer.signposts.push(signpost);
         }
-        let more = message.chunk_state() == ChunkState::MoreChunks;
-        for image in message.generated_images {
-            self.received += image.len() as u64;
-            if self.received > self.limit {
-                return Err(AnswerError::TooLarge {
-                    bytes: self.received,
-                    limit: self.limit,
-                });
+        if self.forming.is_some() {
+            self.continues = message.chunk_state() == ChunkState::MoreChunks;
+            if !self.continues {
+                self.close_image()?;
             }
-            if more || self.in_slices {
-                if !self.in_slices {
-                    // Room for the rest of the announced images at once: one copy of each
-                    // slice, no growing (the limit is checked above).
-                    let announced = self
-                        .answer
-                        .download_size
-                        .and_then(|n| u64::try_from(n).ok());
-                    let left = announced
-                        .unwrap_or(0)
-                        .saturating_sub(self.received - image.len() as u64);
-                    self.pending
-                        .reserve(usize::try_from(left.min(self.limit)).unwrap_or(0));
-                }
-                self.pending.extend_from_slice(&image);
-                self.in_slices = true;
-            } else {
-                self.answer.images.push(image);
-            }
-        }
-        if self.in_slices && !more {
-            self.answer.images.push(self.pending.split().freeze());
-            self.in_slices = false;
         }
         Ok(signpost)
     }
 
     /// The answer, once the stream has ended without an error.
     pub fn finish(self) -> Result<Answer, AnswerError> {
-        if self.in_slices {
-            return Err(AnswerError::CutShort {
-                received: self.pending.len(),
-            });
+        if let Some((_, received)) = self.forming {
+            return Err(AnswerError::CutShort { received });
         }
         if let Some(announced) = self.answer.download_size
             && u64::try_from(announced).ok() != Some(self.received)
@@ -131,29 +224,99 @@ impl Assembler {
     }
 }
 
-/// Reads a whole answer stream, telling `on_signpost` of each signpost as it comes.
+/// The answer to a `GenerateImage` call, to read ([`AnswerStream::read`]).
+#[derive(Debug)]
+pub struct AnswerStream {
+    /// `None`: a trailers-only answer that said OK (no messages).
+    body: Option<tonic::body::Body>,
+}
+
+impl AnswerStream {
+    /// An answer whose messages come in `body` (`None`: none come).
+    pub(super) fn new(body: Option<tonic::body::Body>) -> AnswerStream {
+        AnswerStream { body }
+    }
+
+    /// Reads the answer to its end into `assembler`, telling `on_message` of each message
+    /// (its images left out) with its signpost as it comes.
+    pub async fn read(
+        self,
+        assembler: &mut Assembler,
+        mut on_message: impl FnMut(&ImageGenerationResponse, Option<&Signpost>),
+    ) -> Result<(), AnswerError> {
+        let Some(mut body) = self.body else {
+            return Ok(());
+        };
+        let mut reader = AnswerReader::new(MAX_MESSAGE_BYTES);
+        let mut on_piece = |piece: Piece<'_>| {
+            let message = match &piece {
+                Piece::End(message) => Some(message.clone()),
+                Piece::Image { .. } => None,
+            };
+            let signpost = assembler.take(piece)?;
+            if let Some(message) = message {
+                on_message(&message, signpost.as_ref());
+            }
+            Ok(())
+        };
+        loop {
+            let frame = match body.frame().await {
+                None => {
+                    return Err(AnswerError::ConnectionLost(
+                        "the answer ended without the server's status".to_owned(),
+                    ));
+                }
+                Some(Err(failure)) => return Err(broken_or_failed(failure)),
+                Some(Ok(frame)) => frame,
+            };
+            let trailers = match frame.into_data() {
+                Ok(data) => {
+                    reader.read(&data, &mut on_piece)?;
+                    continue;
+                }
+                Err(frame) => frame.into_trailers().ok(),
+            };
+            let Some(trailers) = trailers else {
+                continue;
+            };
+            if !reader.between_messages() {
+                return Err(AnswerError::ConnectionLost(
+                    "the answer ended in the middle of a message".to_owned(),
+                ));
+            }
+            return match Status::from_header_map(&trailers) {
+                Some(status) if status.code() == tonic::Code::Ok => Ok(()),
+                Some(status) => Err(AnswerError::Status(status)),
+                None => Err(AnswerError::ConnectionLost(
+                    "the answer ended without the server's status".to_owned(),
+                )),
+            };
+        }
+    }
+}
+
+/// Reads a whole answer, keeping its tensors, telling `on_signpost` of each signpost as it
+/// comes.
 pub async fn collect(
-    mut stream: Streaming<ImageGenerationResponse>,
+    stream: AnswerStream,
     limit: u64,
     mut on_signpost: impl FnMut(&Signpost),
 ) -> Result<Answer, AnswerError> {
-    let mut assembler = Assembler::new(limit);
-    while let Some(message) = stream.message().await.map_err(broken_or_failed)? {
-        if let Some(signpost) = assembler.push(message)? {
-            on_signpost(&signpost);
-        }
-    }
+    let mut assembler = Assembler::new(limit, Keep::Tensors);
+    stream
+        .read(&mut assembler, |_, signpost| {
+            if let Some(signpost) = signpost {
+                on_signpost(signpost);
+            }
+        })
+        .await?;
     assembler.finish()
 }
 
-/// A stream error that comes from the connection (the server went away, or cut it), not
-/// from the server: statuses the server sends are read from its trailers and have no source
-/// error, those of a broken connection carry the transport's error.
-pub fn broken_or_failed(status: Status) -> AnswerError {
-    match std::error::Error::source(&status) {
-        Some(cause) => AnswerError::ConnectionLost(format!("{}: {cause}", status.message())),
-        None => AnswerError::Status(status),
-    }
+/// A failure reading the answer's body: the connection broke or was cut, or the server reset
+/// the call (with a status of its own, which is kept).
+fn broken_or_failed(failure: tonic::Status) -> AnswerError {
+    AnswerError::ConnectionLost(failure.to_string())
 }
 
 #[cfg(test)]
@@ -187,7 +350,7 @@ mod tests {
     }
 
     fn assemble(messages: Vec<ImageGenerationResponse>, limit: u64) -> Result<Answer, AnswerError> {
-        let mut assembler = Assembler::new(limit);
+        let mut assembler = Assembler::new(limit, Keep::Tensors);
         for message in messages {
             assembler.push(message)?;
         }
@@ -220,6 +383,54 @@ mod tests {
                 Signpost::TextEncoded(SignpostMark {}),
                 Signpost::Sampling(SamplingStep { step: 0 })
             ]
+        );
+    }
+
+    #[test]
+    fn pictures_are_decoded_from_their_slices_as_they_come() {
+        use crate::backends::drawthings_grpc::tensor;
+        let picture = tensor::Rgb8 {
+            width: 8,
+            height: 4,
+            pixels: (0..96).map(|at| at as u8 * 2).collect(),
+        };
+        let whole = tensor::encode_rgb8(&picture).unwrap();
+        let mut assembler = Assembler::new(10_000, Keep::Pictures { max_pixels: 32 });
+        let (first, rest) = whole.split_at(101);
+        for (slice, state) in [
+            (first, ChunkState::MoreChunks),
+            (rest, ChunkState::LastChunk),
+        ] {
+            let message = ImageGenerationResponse {
+                generated_images: vec![Bytes::copy_from_slice(slice)],
+                chunk_state: state as i32,
+                ..Default::default()
+            };
+            assembler.push(message).unwrap();
+        }
+        // Two whole images in one message.
+        assembler
+            .push(ImageGenerationResponse {
+                generated_images: vec![Bytes::from(whole.clone()), Bytes::from(whole.clone())],
+                ..Default::default()
+            })
+            .unwrap();
+        let answer = assembler.finish().unwrap();
+        assert_eq!(
+            answer.pictures,
+            vec![picture.clone(), picture.clone(), picture]
+        );
+        assert!(answer.images.is_empty());
+        // A picture over the limit is refused by its header, naming the image.
+        let mut small = Assembler::new(10_000, Keep::Pictures { max_pixels: 31 });
+        let refused = small.push(ImageGenerationResponse {
+            generated_images: vec![Bytes::from(whole)],
+            ..Default::default()
+        });
+        let message = refused.unwrap_err().to_string();
+        assert!(
+            message.starts_with("image 1 of the answer cannot be read: the image is 8x4"),
+            "{message}"
         );
     }
 

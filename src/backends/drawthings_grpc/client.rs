@@ -3,8 +3,8 @@
 //! with the `tls` feature, TLS (`https://`) trusting Draw Things' own root certificate for the
 //! name `localhost` as Draw Things' clients do, or a certificate authority of the user's.
 //! `GenerateImage` is called by hand on the channel with a request already framed
-//! ([`Framed`]), so that a picture's megabytes go out without being copied; its answer is read
-//! by tonic's own decoder.
+//! ([`Framed`]), so that a picture's megabytes go out as they are made, and its answer is
+//! read as it arrives ([`AnswerStream`]), so that they come in without being gathered.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -14,16 +14,16 @@ use http_body::Frame;
 use http_body_util::StreamBody;
 use prost::Message;
 use tonic::client::GrpcService;
-use tonic::codec::Codec;
 
 use http::uri::PathAndQuery;
 use tonic::client::Grpc;
-use tonic::codec::Streaming;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{IntoRequest, Status};
 use tonic_prost::ProstCodec;
 
-use super::messages::{EchoReply, EchoRequest, ImageGenerationRequest, ImageGenerationResponse};
+use super::answer::AnswerStream;
+use super::messages::{EchoReply, EchoRequest, ImageGenerationRequest};
+use super::tensor::TensorToSend;
 
 /// The largest message the client takes. A 4 MiB image slice plus its framing is already over
 /// gRPC's customary 4 MiB, and an unchunked answer holds whole images (a 2048x2048 f16 tensor
@@ -33,9 +33,12 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// 384 MiB, but a real picture stays far below this).
 const MAX_SENT_BYTES: usize = 512 * 1024 * 1024;
 
-/// HTTP/2 receive windows: a whole 4 MiB slice (and then some) in flight.
-const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// HTTP/2 receive windows: 1 MiB in flight, far more than HTTP/2's default 64 KiB (which
+/// would stall megabytes of answer on round trips for window updates), little enough that an
+/// answer coming faster than it is read waits in the server rather than in drawdrop's memory
+/// (on a network of 1 ms round trips this still lets 1 GB/s through).
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
 /// The largest HTTP/2 frame the server may send: megabytes of image come in 1 MiB frames
 /// rather than HTTP/2's default 16 KiB ones (fewer frames to read and wake up for).
 const MAX_FRAME: u32 = 1024 * 1024;
@@ -72,10 +75,35 @@ pub struct Client {
 }
 
 /// A request message in its gRPC frame: a byte saying it is not compressed, its length (4
-/// bytes, big-endian), then the message, in pieces sent as they are.
+/// bytes, big-endian), then the message, in parts sent as they are (bytes) or as they are made
+/// (a tensor, piece by piece).
 #[derive(Debug, Clone)]
 pub struct Framed {
-    pieces: Vec<Bytes>,
+    parts: Vec<Part>,
+}
+
+/// A part of a [`Framed`] message.
+#[derive(Debug, Clone)]
+pub enum Part {
+    Bytes(Bytes),
+    Tensor(TensorToSend),
+}
+
+impl Part {
+    fn len(&self) -> usize {
+        match self {
+            Part::Bytes(bytes) => bytes.len(),
+            Part::Tensor(tensor) => tensor.len(),
+        }
+    }
+
+    /// The part's bytes, in pieces (a tensor's made as they are taken).
+    fn pieces(self) -> Box<dyn Iterator<Item = Bytes> + Send> {
+        match self {
+            Part::Bytes(bytes) => Box::new(std::iter::once(bytes)),
+            Part::Tensor(tensor) => Box::new(tensor.pieces()),
+        }
+    }
 }
 
 impl Framed {
@@ -96,23 +124,31 @@ impl Framed {
         let mut framed = Vec::with_capacity(Framed::HEAD_LEN + message.encoded_len());
         framed.extend_from_slice(&Framed::head(message.encoded_len()));
         message.encode_raw(&mut framed);
-        Framed::from_pieces(vec![Bytes::from(framed)])
+        Framed::from_parts(vec![Part::Bytes(Bytes::from(framed))])
     }
 
-    /// The pieces, in order.
-    pub fn pieces(&self) -> &[Bytes] {
-        &self.pieces
+    /// The whole frame in one piece (tensors made).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.clone()
+            .into_pieces()
+            .flat_map(|piece| piece.to_vec())
+            .collect()
+    }
+
+    /// The frame's bytes, in pieces.
+    fn into_pieces(self) -> impl Iterator<Item = Bytes> + Send {
+        self.parts.into_iter().flat_map(Part::pieces)
     }
 
     /// The message's length, without its frame.
     pub fn message_len(&self) -> usize {
-        let total: usize = self.pieces.iter().map(Bytes::len).sum();
+        let total: usize = self.parts.iter().map(Part::len).sum();
         total.saturating_sub(Framed::HEAD_LEN)
     }
 
-    /// Pieces that together are a framed message (the first starting with [`Framed::head`]).
-    pub fn from_pieces(pieces: Vec<Bytes>) -> Framed {
-        Framed { pieces }
+    /// Parts that together are a framed message (the first starting with [`Framed::head`]).
+    pub fn from_parts(parts: Vec<Part>) -> Framed {
+        Framed { parts }
     }
 }
 
@@ -183,17 +219,15 @@ impl Client {
     pub async fn generate(
         &mut self,
         request: ImageGenerationRequest,
-    ) -> Result<Streaming<ImageGenerationResponse>, Status> {
+    ) -> Result<AnswerStream, Status> {
         self.generate_framed(Framed::of(&request)).await
     }
 
-    /// `GenerateImage` with the request already in its frame. Its pieces go to the
-    /// connection as they are: a picture's megabytes are not copied into a buffer of the
-    /// client's (as tonic's own encoding would), so a request is in memory once.
-    pub async fn generate_framed(
-        &mut self,
-        request: Framed,
-    ) -> Result<Streaming<ImageGenerationResponse>, Status> {
+    /// `GenerateImage` with the request already in its frame. Its parts go to the connection
+    /// as they are, a tensor made piece by piece as the connection takes it: a picture's
+    /// megabytes are neither gathered nor copied into a buffer of the client's (as tonic's own
+    /// encoding would).
+    pub async fn generate_framed(&mut self, request: Framed) -> Result<AnswerStream, Status> {
         if request.message_len() > MAX_SENT_BYTES {
             return Err(Status::resource_exhausted(format!(
                 "a request of {} bytes is over the limit of {MAX_SENT_BYTES}",
@@ -201,8 +235,7 @@ impl Client {
             )));
         }
         let frames = request
-            .pieces
-            .into_iter()
+            .into_pieces()
             .map(|piece| Ok::<_, Infallible>(Frame::data(piece)));
         let body = tonic::body::Body::new(StreamBody::new(futures_util::stream::iter(frames)));
         let request = http::Request::builder()
@@ -221,27 +254,38 @@ impl Client {
             .call(request)
             .await
             .map_err(|failure| connection_lost(Status::from_error(Box::new(failure))))?;
-        // As tonic reads an answer: a status in the headers is a trailers-only answer (a
-        // failure, or an empty stream); otherwise the messages, the status in the trailers.
-        let decoder =
-            ProstCodec::<ImageGenerationRequest, ImageGenerationResponse>::default().decoder();
-        let http_status = response.status();
+        // A status in the headers is a trailers-only answer (a failure, or an empty stream);
+        // otherwise the messages come, the status in the trailers. An HTTP failure without a
+        // gRPC status is read as gRPC's HTTP mapping says.
         match Status::from_header_map(response.headers()) {
             Some(status) if status.code() != tonic::Code::Ok => Err(status),
-            Some(_) => Ok(Streaming::new_empty(decoder, response.into_body())),
-            None => Ok(Streaming::new_response(
-                decoder,
-                response.into_body(),
-                http_status,
-                None,
-                Some(MAX_MESSAGE_BYTES),
-            )),
+            Some(_) => Ok(AnswerStream::new(None)),
+            None if response.status() != http::StatusCode::OK => {
+                Err(from_http_status(response.status()))
+            }
+            None => Ok(AnswerStream::new(Some(response.into_body()))),
         }
     }
 
     async fn ready(&mut self) -> Result<(), Status> {
         self.grpc.ready().await.map_err(cannot_reach)
     }
+}
+
+/// The status for an HTTP failure that carries no gRPC status (gRPC's HTTP-to-gRPC mapping).
+fn from_http_status(status: http::StatusCode) -> Status {
+    let code = match status.as_u16() {
+        400 => tonic::Code::Internal,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        404 => tonic::Code::Unimplemented,
+        429 | 502 | 503 | 504 => tonic::Code::Unavailable,
+        _ => tonic::Code::Unknown,
+    };
+    Status::new(
+        code,
+        format!("the server answered HTTP {status} without a gRPC status"),
+    )
 }
 
 /// A channel that cannot get ready (no connection can be made) as UNAVAILABLE.

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use prost::Message;
 use serde_json::{Map, Value};
 
-use super::client::Framed;
+use super::client::{Framed, Part};
 use super::config::{self, ConfigError, GenerationConfig, Lora, LoraMode};
 use super::messages::{DeviceType, ImageGenerationRequest};
-use super::tensor;
+use super::tensor::{self, TensorToSend};
 use crate::image;
 
 /// The request keys drawdrop fills from the profile; every other key is an `[extra]` field
@@ -113,14 +113,14 @@ fn recorded_seed(settings: &Map<String, Value>) -> u32 {
         .unwrap_or(0)
 }
 
-/// The request message for the first image of a job, encoded and framed for sending
-/// ([`Framed`]): the init picture (8-bit pixels at the configured size) as a raw f16 tensor
-/// with `scaleFactor` 1, the prompts, the configuration, the shared secret, and `chunked`.
-pub(super) fn request_message(
+/// The init picture's 8-bit pixels, as a job keeps them between its encoding and its
+/// sending ([`request`] makes the tensor of them as it goes): RGB, or RGBA whose alpha is not
+/// sent, at the configured size. The configuration is made once here, so that a wrong
+/// `[extra]` key fails the file now.
+pub(super) fn init_pixels(
     settings: &Map<String, Value>,
-    picture: &DynamicImage,
-    shared_secret: Option<&str>,
-) -> Result<Vec<u8>, String> {
+    picture: DynamicImage,
+) -> Result<Bytes, String> {
     let generation = configuration(settings, recorded_seed(settings))?;
     let (width, height) = (picture.width(), picture.height());
     if (width, height) != (generation.width, generation.height) {
@@ -129,6 +129,26 @@ pub(super) fn request_message(
             generation.width, generation.height
         ));
     }
+    Ok(Bytes::from(match picture {
+        DynamicImage::ImageRgb8(rgb) => rgb.into_raw(),
+        DynamicImage::ImageRgba8(rgba) => rgba.into_raw(),
+        other => other.to_rgb8().into_raw(),
+    }))
+}
+
+/// The framed request for image `index` (from 0) of a job: the init picture (`pixels`, as
+/// [`init_pixels`] keeps them) as a raw f16 tensor with `scaleFactor` 1, made as it is sent,
+/// the prompts, the configuration with the recorded seed moved on by `index` (as the app
+/// does for the images of a batch), the shared secret, and `chunked`.
+pub(super) fn request(
+    settings: &Map<String, Value>,
+    pixels: &Bytes,
+    shared_secret: Option<&str>,
+    index: u32,
+) -> Result<Framed, String> {
+    let generation = configuration(settings, recorded_seed(settings).wrapping_add(index))?;
+    let tensor = TensorToSend::new(pixels.clone(), generation.width, generation.height)
+        .map_err(|problem| problem.to_string())?;
     let text = |key: &str| {
         settings
             .get(key)
@@ -148,78 +168,21 @@ pub(super) fn request_message(
         chunked: true,
         ..ImageGenerationRequest::default()
     };
-    match picture {
-        DynamicImage::ImageRgb8(rgb) => with_image(rgb.as_raw(), 3, (width, height), &rest),
-        DynamicImage::ImageRgba8(rgba) => with_image(rgba.as_raw(), 4, (width, height), &rest),
-        other => with_image(other.to_rgb8().as_raw(), 3, (width, height), &rest),
-    }
-}
-
-/// `rest` (a request without its image) with `pixels` as its image, framed for sending
-/// ([`Framed`]), the tensor written straight into place: the image is field 1, and protobuf
-/// writes fields in their numbers' order, so it comes first and the rest follows as `rest`
-/// encodes alone.
-fn with_image(
-    pixels: &[u8],
-    bytes_per_pixel: usize,
-    (width, height): (u32, u32),
-    rest: &ImageGenerationRequest,
-) -> Result<Vec<u8>, String> {
-    let tensor_len = tensor::encoded_len(width, height);
-    let mut message = head(tensor_len, rest);
-    message.reserve(tensor_len + rest.encoded_len());
-    let picture = tensor::PixelsToSend {
-        width,
-        height,
-        bytes_per_pixel,
-        pixels,
-    };
-    tensor::encode_into(picture, &mut message).map_err(|problem| problem.to_string())?;
-    rest.encode_raw(&mut message);
-    Ok(message)
-}
-
-/// What comes before an image of `image_len` bytes in the framed message with `rest`: the
-/// frame's head, then field 1's key and length.
-fn head(image_len: usize, rest: &ImageGenerationRequest) -> Vec<u8> {
-    let field = 1 + prost::encoding::encoded_len_varint(image_len as u64);
-    let mut head = Framed::head(field + image_len + rest.encoded_len()).to_vec();
+    // The image is field 1, and protobuf writes fields in their numbers' order: it comes
+    // first, and the rest follows as it encodes alone.
+    let field = 1 + prost::encoding::encoded_len_varint(tensor.len() as u64);
+    let mut head = Framed::head(field + tensor.len() + rest.encoded_len()).to_vec();
     prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut head);
-    prost::encoding::encode_varint(image_len as u64, &mut head);
-    head
-}
-
-/// The framed request for image `index` (from 0) of a job whose first image's request is
-/// `first` ([`request_message`]'s bytes): that request itself, or for a later image of a batch
-/// the same with the seed moved on by `index`, as the app does. The picture is not copied.
-pub(super) fn for_image(
-    first: Bytes,
-    settings: &Map<String, Value>,
-    index: u32,
-) -> Result<Framed, String> {
-    if index == 0 {
-        return Ok(Framed::from_pieces(vec![first]));
-    }
-    let seed = recorded_seed(settings).wrapping_add(index);
-    let message = first.slice(Framed::HEAD_LEN.min(first.len())..);
-    let mut rest =
-        ImageGenerationRequest::decode(message).map_err(|problem| problem.to_string())?;
-    let image = rest.image.take().unwrap_or_default();
-    rest.configuration =
-        config::encode(&configuration(settings, seed)?).map_err(|problem| describe(&problem))?;
-    let head = head(image.len(), &rest);
-    Ok(Framed::from_pieces(vec![
-        Bytes::from(head),
-        image,
-        Bytes::from(rest.encode_to_vec()),
+    prost::encoding::encode_varint(tensor.len() as u64, &mut head);
+    Ok(Framed::from_parts(vec![
+        Part::Bytes(Bytes::from(head)),
+        Part::Tensor(tensor),
+        Part::Bytes(Bytes::from(rest.encode_to_vec())),
     ]))
 }
 
-/// An answer's image tensor as a PNG; `number` counts from 1, for the message.
-pub(super) fn png_of(tensor: Bytes, max_pixels: u64, number: usize) -> Result<Vec<u8>, String> {
-    let picture = tensor::decode_rgb8(&tensor, max_pixels)
-        .map_err(|problem| format!("image {number} of the answer cannot be read: {problem}"))?;
-    drop(tensor);
+/// An answer's picture as a PNG; `number` counts from 1, for the message.
+pub(super) fn png_of(picture: tensor::Rgb8, number: usize) -> Result<Vec<u8>, String> {
     image::rgb_png(&picture.pixels, (picture.width, picture.height))
         .map_err(|problem| format!("image {number} of the answer cannot be written: {problem}"))
 }
@@ -286,38 +249,14 @@ mod tests {
         );
     }
 
-    /// A framed message's pieces as one.
-    fn joined(framed: &Framed) -> Vec<u8> {
-        framed.pieces().concat()
-    }
-
     #[test]
-    fn later_images_of_a_batch_move_the_seed_on() {
-        let first = ImageGenerationRequest {
-            image: Some(Bytes::from_static(b"a tensor")),
-            configuration: config::encode(&configuration(&recorded(), 42).unwrap()).unwrap(),
-            ..Default::default()
-        };
-        let framed = Bytes::from(joined(&Framed::of(&first)));
-        let second = joined(&for_image(framed.clone(), &recorded(), 1).unwrap());
-        let second = ImageGenerationRequest::decode(&second[Framed::HEAD_LEN..]).unwrap();
-        let reader = ConfigReader::new(&second.configuration).unwrap();
-        assert_eq!(reader.get("seed").unwrap(), Some(FieldValue::UInt(43)));
-        assert_eq!(second.image, first.image);
-        assert_eq!(
-            joined(&for_image(framed.clone(), &recorded(), 0).unwrap()),
-            framed
-        );
-    }
-
-    #[test]
-    fn the_message_written_in_place_is_the_message_protobuf_would_write() {
+    fn the_request_made_as_it_goes_is_the_message_protobuf_would_write() {
         let mut settings = recorded();
         settings.insert("width".into(), json!(128));
         settings.insert("height".into(), json!(64));
         let rgb = crate::image::test_png::gradient(128, 64);
         let rgba = ::image::DynamicImage::ImageRgb8(rgb.clone()).to_rgba8();
-        let expected = |secret: Option<&str>| {
+        let expected = |secret: Option<&str>, seed: u32| {
             let tensor = tensor::encode_rgb8(&tensor::Rgb8 {
                 width: 128,
                 height: 64,
@@ -329,7 +268,7 @@ mod tests {
                 scale_factor: 1,
                 prompt: "a watercolor".into(),
                 negative_prompt: "blurry".into(),
-                configuration: config::encode(&configuration(&settings, 42).unwrap()).unwrap(),
+                configuration: config::encode(&configuration(&settings, seed).unwrap()).unwrap(),
                 user: "drawdrop".into(),
                 device: DeviceType::Laptop as i32,
                 shared_secret: secret.map(str::to_owned),
@@ -342,26 +281,21 @@ mod tests {
             DynamicImage::ImageRgba8(rgba),
             DynamicImage::ImageRgb16(DynamicImage::ImageRgb8(rgb.clone()).to_rgb16()),
         ];
-        for picture in &pictures {
+        for picture in pictures {
+            let pixels = init_pixels(&settings, picture).unwrap();
             for secret in [None, Some("s3cret")] {
-                let framed = request_message(&settings, picture, secret).unwrap();
-                assert_eq!(framed, joined(&Framed::of(&expected(secret))));
-                // A later image of the batch: the same but for its seed, the picture shared.
-                let first = Bytes::from(framed);
-                let second = for_image(first.clone(), &settings, 1).unwrap();
-                assert_eq!(
-                    second.pieces()[1].as_ptr(),
-                    first[Framed::HEAD_LEN + 4..].as_ptr()
-                );
-                let mut later = expected(secret);
-                later.configuration =
-                    config::encode(&configuration(&settings, 43).unwrap()).unwrap();
-                assert_eq!(joined(&second), joined(&Framed::of(&later)));
+                for index in [0, 1] {
+                    let framed = request(&settings, &pixels, secret, index).unwrap();
+                    let sent = framed.to_vec();
+                    assert_eq!(framed.message_len(), sent.len() - Framed::HEAD_LEN);
+                    // A later image of the batch: the same but for its seed moved on.
+                    assert_eq!(sent, Framed::of(&expected(secret, 42 + index)).to_vec());
+                }
             }
         }
         let wrong_size = DynamicImage::ImageRgb8(crate::image::test_png::gradient(64, 64));
         assert!(
-            request_message(&settings, &wrong_size, None)
+            init_pixels(&settings, wrong_size)
                 .unwrap_err()
                 .contains("is 64x64, not the configured 128x64")
         );

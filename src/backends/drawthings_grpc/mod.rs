@@ -6,9 +6,11 @@
 //!
 //! The profile's keys are recorded in their Draw Things names (as over HTTP) and written into
 //! the configuration (`job`); the init picture goes as a raw f16 tensor of exactly the
-//! configured size. The server ignores `batch_count`, so drawdrop asks once per image, the
-//! seed moved on by one for each, as the app does. Answers are read whatever their codec and
-//! written as PNGs; sampling signposts are the job's progress. Probe: `Echo`, which also
+//! configured size, made piece by piece as it is sent (never whole: it is twice the size of the
+//! pixels). The server ignores `batch_count`, so drawdrop asks once per image, the seed moved
+//! on by one for each, as the app does. Answers are read as they arrive, whatever their codec
+//! (a raw tensor's slices turned into pixels as they come, never gathered), and written as
+//! PNGs; sampling signposts are the job's progress. Probe: `Echo`, which also
 //! tells whether the shared secret is right and, when the server browses them, its models.
 //!
 //! # The service
@@ -38,7 +40,8 @@
 //! gRPC's customary 4 MiB limit, so the client raises it ([`client::MAX_MESSAGE_BYTES`]).
 //!
 //! Modules: `messages` (the prost messages) · `client` (tonic, without generated code) ·
-//! `answer` (an answer stream back into images and progress) · `config` (the
+//! `incoming` (an answer's bytes split into messages and fields as they arrive) · `answer`
+//! (an answer stream back into images and progress) · `config` (the
 //! `GenerationConfiguration` FlatBuffer) · `tensor` (image tensors: header, f16/f32, zip and
 //! fpzip, through [`crate::backends::drawthings_grpc::fpzip`]).
 
@@ -46,6 +49,7 @@ pub mod answer;
 pub mod client;
 pub mod config;
 pub mod fpzip;
+pub mod incoming;
 mod job;
 pub mod messages;
 #[cfg(feature = "tls")]
@@ -65,7 +69,7 @@ use super::{
 };
 use crate::config::{Server, Settings};
 use crate::report::live::Progress;
-use answer::{AnswerError, Assembler};
+use answer::{AnswerError, Assembler, Keep};
 use client::{Client, Framed};
 use messages::{EchoReply, EchoRequest, Signpost};
 
@@ -157,28 +161,21 @@ impl DrawThingsGrpc {
         let batch = message_batch(job);
         let limit = max_pixels.saturating_mul(12).saturating_mul(batch) + (1 << 20);
         let mut client = self.client()?;
-        let mut stream = match client.generate_framed(message).await {
+        let stream = match client.generate_framed(message).await {
             Ok(stream) => stream,
             Err(status) if status.code() == Code::Unavailable => {
                 return Err(Trouble::Unreachable(status_text(&status)));
             }
             Err(status) => return Err(self.answer_trouble(AnswerError::Status(status)).await),
         };
-        let mut assembler = Assembler::new(limit);
+        let mut assembler = Assembler::new(limit, Keep::Pictures { max_pixels });
         let mut steps = None;
-        loop {
-            let message = match stream.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => break,
-                Err(status) => {
-                    return Err(self.answer_trouble(answer::broken_or_failed(status)).await);
+        let read = stream
+            .read(&mut assembler, |message, signpost| {
+                if steps.is_none() {
+                    steps = last_sampling_step(&message.signposts).map(|last| last + 1);
                 }
-            };
-            if steps.is_none() {
-                steps = last_sampling_step(&message.signposts).map(|last| last + 1);
-            }
-            match assembler.push(message) {
-                Ok(Some(Signpost::Sampling(at))) => {
+                if let Some(Signpost::Sampling(at)) = signpost {
                     let steps = steps.or_else(|| job_steps(job)).unwrap_or(0);
                     let step = u32::try_from(at.step).unwrap_or(0) + 1;
                     job.progress.report(Progress::Step {
@@ -186,25 +183,20 @@ impl DrawThingsGrpc {
                         steps: steps.max(step),
                     });
                 }
-                Ok(_) => {}
-                Err(problem) => return Err(self.answer_trouble(problem).await),
-            }
-        }
-        // The stream's buffers go before the pictures are made.
-        drop(stream);
-        let answer = match assembler.finish() {
+            })
+            .await;
+        let answer = match read.and_then(|()| assembler.finish()) {
             Ok(answer) => answer,
             Err(problem) => return Err(self.answer_trouble(problem).await),
         };
-        if answer.images.is_empty() {
+        if answer.pictures.is_empty() {
             return Err(self.no_images(model).await);
         }
-        // Each tensor is freed once read, before its PNG is written.
         answer
-            .images
+            .pictures
             .into_iter()
             .enumerate()
-            .map(|(at, tensor)| job::png_of(tensor, max_pixels, at + 1))
+            .map(|(at, picture)| job::png_of(picture, at + 1))
             .collect::<Result<Vec<_>, _>>()
             .map_err(Trouble::BadAnswer)
     }
@@ -320,8 +312,7 @@ impl Backend for DrawThingsGrpc {
     }
 
     fn encode(&self, request: &Request, init: Init<'_>) -> Result<Bytes, String> {
-        let pixels = init.pixels()?;
-        job::request_message(&request.settings, &pixels, self.secret()).map(Bytes::from)
+        job::init_pixels(&request.settings, init.pixels()?)
     }
 
     fn generate<'a>(
@@ -335,7 +326,7 @@ impl Backend for DrawThingsGrpc {
             };
             // Taken, not shared: the request's megabytes are freed once the last image's
             // request is on its way.
-            let mut first = std::mem::take(&mut job.body);
+            let mut pixels = std::mem::take(&mut job.body);
             let settings = &job.request.settings;
             let count = settings
                 .get("batch_count")
@@ -345,12 +336,12 @@ impl Backend for DrawThingsGrpc {
             let timeout = self.server.timeout;
             let mut images = Vec::new();
             for index in 0..count {
-                // The last image's request is the first one itself, not another reference.
-                let base = match index + 1 == count {
-                    true => std::mem::take(&mut first),
-                    false => first.clone(),
-                };
-                let message = job::for_image(base, settings, index).map_err(refused)?;
+                let message =
+                    job::request(settings, &pixels, self.secret(), index).map_err(refused)?;
+                if index + 1 == count {
+                    // The last request holds the pixels now: they go once it is sent.
+                    pixels = Bytes::new();
+                }
                 let model = job.request.model.as_deref();
                 match tokio::time::timeout(timeout, self.one(message, &job, model)).await {
                     Ok(answer) => images.extend(answer?),

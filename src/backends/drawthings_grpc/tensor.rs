@@ -159,32 +159,23 @@ fn trimmed_dims(dims: &[u32]) -> &[u32] {
     &dims[..used]
 }
 
-/// 8-bit pixels to send, rows top to bottom: RGB, or RGBA whose alpha is not sent.
-#[derive(Debug, Clone, Copy)]
-pub struct PixelsToSend<'a> {
-    pub width: u32,
-    pub height: u32,
-    /// 3 (RGB) or 4 (RGBA) bytes a pixel.
-    pub bytes_per_pixel: usize,
-    pub pixels: &'a [u8],
-}
-
 /// Makes the tensor drawdrop sends: `picture` as raw f16, NHWC, in [-1, 1].
 pub fn encode_rgb8(picture: &Rgb8) -> Result<Vec<u8>, TensorError> {
-    let mut tensor = Vec::new();
-    encode_into(
-        PixelsToSend {
-            width: picture.width,
-            height: picture.height,
-            bytes_per_pixel: 3,
-            pixels: &picture.pixels,
-        },
-        &mut tensor,
-    )?;
-    Ok(tensor)
+    let expected = picture.width as usize * picture.height as usize * 3;
+    if picture.pixels.len() != expected {
+        return Err(TensorError::LengthMismatch {
+            expected,
+            got: picture.pixels.len(),
+        });
+    }
+    let pixels = bytes::Bytes::copy_from_slice(&picture.pixels);
+    Ok(TensorToSend::new(pixels, picture.width, picture.height)?
+        .pieces()
+        .flat_map(|piece| piece.to_vec())
+        .collect())
 }
 
-/// The length of the tensor [`encode_into`] makes of a `width` x `height` picture.
+/// The length of the tensor made of a `width` x `height` picture.
 pub fn encoded_len(width: u32, height: u32) -> usize {
     let header = TensorHeader {
         codec: CODEC_RAW,
@@ -195,47 +186,82 @@ pub fn encoded_len(width: u32, height: u32) -> usize {
     HEADER_LEN + header.raw_len()
 }
 
-/// [`encode_rgb8`] for RGB or RGBA pixels, written at the end of `out` (which a caller can
-/// size with [`encoded_len`], so that the megabytes of a picture are written once, in place).
-pub fn encode_into(picture: PixelsToSend<'_>, out: &mut Vec<u8>) -> Result<(), TensorError> {
-    let PixelsToSend {
-        width,
-        height,
-        bytes_per_pixel,
-        pixels,
-    } = picture;
-    if width == 0 || height == 0 || !(3..=4).contains(&bytes_per_pixel) {
-        return Err(TensorError::BadHeader(format!(
-            "an empty picture ({width}x{height}) or {bytes_per_pixel} bytes a pixel"
-        )));
-    }
-    let expected = width as usize * height as usize * bytes_per_pixel;
-    if pixels.len() != expected {
-        return Err(TensorError::LengthMismatch {
-            expected,
-            got: pixels.len(),
-        });
-    }
-    out.reserve(encoded_len(width, height));
-    let mut dims = [0u32; DIMENSION_WORDS];
-    dims[..4].copy_from_slice(&[1, height, width, CHANNELS]);
-    for word in [CODEC_RAW, MEMORY_CPU, FORMAT_NHWC, DataType::F16.word(), 0]
-        .into_iter()
-        .chain(dims)
-    {
-        out.extend_from_slice(&word.to_le_bytes());
-    }
-    let start = out.len();
-    out.resize(start + encoded_len(width, height) - HEADER_LEN, 0);
-    let table = byte_to_half_table();
-    let values = out[start..].chunks_exact_mut(6);
-    for (value, pixel) in values.zip(pixels.chunks_exact(bytes_per_pixel)) {
-        for channel in 0..3 {
-            let half = table[usize::from(pixel[channel])].to_le_bytes();
-            value[2 * channel..2 * channel + 2].copy_from_slice(&half);
+/// Pixels to send as a tensor, made piece by piece as it goes (the tensor, twice the size of
+/// the pixels, is never whole in memory).
+#[derive(Debug, Clone)]
+pub struct TensorToSend {
+    /// 8-bit RGB, or RGBA whose alpha is not sent, rows top to bottom.
+    pixels: bytes::Bytes,
+    width: u32,
+    height: u32,
+    bytes_per_pixel: usize,
+}
+
+/// Pixels in a piece of the tensor sent: 64 KiB of values, small enough to be made in a
+/// cache and to be taken from the allocator's free memory each time.
+const PIXELS_A_PIECE: usize = 64 * 1024 / 6;
+
+impl TensorToSend {
+    /// `pixels` of a `width` x `height` picture, RGB or RGBA (told by their length).
+    pub fn new(pixels: bytes::Bytes, width: u32, height: u32) -> Result<TensorToSend, TensorError> {
+        let count = width as usize * height as usize;
+        let bytes_per_pixel = match count {
+            0 => 0,
+            count => pixels.len() / count,
+        };
+        if count == 0 || !(3..=4).contains(&bytes_per_pixel) || !pixels.len().is_multiple_of(count)
+        {
+            return Err(TensorError::BadHeader(format!(
+                "{} bytes are not the RGB or RGBA pixels of a {width}x{height} picture",
+                pixels.len()
+            )));
         }
+        Ok(TensorToSend {
+            pixels,
+            width,
+            height,
+            bytes_per_pixel,
+        })
     }
-    Ok(())
+
+    /// Bytes of the tensor (never none: a picture has pixels, and the tensor a header).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        encoded_len(self.width, self.height)
+    }
+
+    /// The tensor in order: its header, then its values a piece at a time, each made when it
+    /// is asked for.
+    pub fn pieces(&self) -> impl Iterator<Item = bytes::Bytes> + Send + 'static {
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        let mut dims = [0u32; DIMENSION_WORDS];
+        dims[..4].copy_from_slice(&[1, self.height, self.width, CHANNELS]);
+        for word in [CODEC_RAW, MEMORY_CPU, FORMAT_NHWC, DataType::F16.word(), 0]
+            .into_iter()
+            .chain(dims)
+        {
+            header.extend_from_slice(&word.to_le_bytes());
+        }
+        let (pixels, bytes_per_pixel) = (self.pixels.clone(), self.bytes_per_pixel);
+        let table = byte_to_half_table();
+        let piece_len = PIXELS_A_PIECE * bytes_per_pixel;
+        let values = (0..pixels.len().div_ceil(piece_len)).map(move |at| {
+            let end = (at * piece_len + piece_len).min(pixels.len());
+            let source = &pixels[at * piece_len..end];
+            let mut piece = vec![0u8; source.len() / bytes_per_pixel * 6];
+            for (value, pixel) in piece
+                .chunks_exact_mut(6)
+                .zip(source.chunks_exact(bytes_per_pixel))
+            {
+                for channel in 0..3 {
+                    let half = table[usize::from(pixel[channel])].to_le_bytes();
+                    value[2 * channel..2 * channel + 2].copy_from_slice(&half);
+                }
+            }
+            bytes::Bytes::from(piece)
+        });
+        std::iter::once(bytes::Bytes::from(header)).chain(values)
+    }
 }
 
 /// The f16 bits each byte value is sent as.
@@ -246,72 +272,196 @@ fn byte_to_half_table() -> [u16; 256] {
 /// Reads an answer tensor back into an RGB picture, refusing pictures of more than
 /// `max_pixels` pixels before allocating them.
 pub fn decode_rgb8(tensor: &[u8], max_pixels: u64) -> Result<Rgb8, TensorError> {
-    let header = read_header(tensor)?;
-    let pixels = u64::from(header.width) * u64::from(header.height);
-    if pixels > max_pixels {
-        return Err(TensorError::TooLarge {
-            width: header.width,
-            height: header.height,
-            limit: max_pixels,
-        });
-    }
-    if header.data_type == DataType::U8 {
-        return Err(TensorError::UnsupportedDataType {
-            data_type: header.data_type,
-        });
-    }
-    let body = &tensor[HEADER_LEN..];
-    let bytes = match header.codec {
-        CODEC_FPZIP => from_fpzip(header, body)?,
-        CODEC_ZIP => {
-            let raw = miniz_oxide::inflate::decompress_to_vec_with_limit(body, header.raw_len())
-                .map_err(|failure| match failure.status {
-                    miniz_oxide::inflate::TINFLStatus::HasMoreOutput => {
-                        TensorError::LengthMismatch {
-                            expected: header.raw_len(),
-                            got: failure.output.len().saturating_add(1),
-                        }
-                    }
-                    _ => TensorError::BadZip,
-                })?;
-            from_raw(header, &raw)?
-        }
-        _ => from_raw(header, body)?,
-    };
-    Ok(Rgb8 {
-        width: header.width,
-        height: header.height,
-        pixels: bytes,
-    })
+    let mut decoder = TensorDecoder::new(max_pixels);
+    decoder.push(tensor)?;
+    decoder.finish()
 }
 
-fn from_raw(header: TensorHeader, values: &[u8]) -> Result<Vec<u8>, TensorError> {
-    let expected = header.raw_len();
-    if values.len() < expected {
-        return Err(TensorError::Truncated {
-            needed: HEADER_LEN + expected,
-            got: HEADER_LEN + values.len(),
-        });
+/// An answer tensor read as its bytes arrive: raw values are turned into pixels slice by
+/// slice (the tensor is never whole in memory, only the picture), compressed ones (zip,
+/// fpzip) are gathered and read at the end.
+#[derive(Debug)]
+pub struct TensorDecoder {
+    max_pixels: u64,
+    state: Decoding,
+}
+
+#[derive(Debug)]
+enum Decoding {
+    /// The header's first bytes.
+    Header(Vec<u8>),
+    /// Raw values: the picture so far, and the bytes of a value cut by a slice's end.
+    Raw {
+        header: TensorHeader,
+        pixels: Vec<u8>,
+        table: Option<Box<HalfToByte>>,
+        partial: Vec<u8>,
+        received: usize,
+    },
+    /// A compressed tensor, header included, to read whole.
+    Compressed(Vec<u8>),
+}
+
+impl TensorDecoder {
+    /// A decoder refusing pictures of more than `max_pixels` pixels.
+    pub fn new(max_pixels: u64) -> TensorDecoder {
+        TensorDecoder {
+            max_pixels,
+            state: Decoding::Header(Vec::with_capacity(HEADER_LEN)),
+        }
     }
-    if values.len() != expected {
-        return Err(TensorError::LengthMismatch {
-            expected,
-            got: values.len(),
-        });
+
+    /// The tensor's next bytes.
+    pub fn push(&mut self, mut bytes: &[u8]) -> Result<(), TensorError> {
+        if let Decoding::Header(head) = &mut self.state {
+            let wanted = (HEADER_LEN - head.len()).min(bytes.len());
+            head.extend_from_slice(&bytes[..wanted]);
+            bytes = &bytes[wanted..];
+            if head.len() < HEADER_LEN {
+                return Ok(());
+            }
+            let header = read_header(head)?;
+            let pixels = u64::from(header.width) * u64::from(header.height);
+            if pixels > self.max_pixels {
+                return Err(TensorError::TooLarge {
+                    width: header.width,
+                    height: header.height,
+                    limit: self.max_pixels,
+                });
+            }
+            if header.data_type == DataType::U8 {
+                return Err(TensorError::UnsupportedDataType {
+                    data_type: header.data_type,
+                });
+            }
+            self.state = match header.codec {
+                CODEC_RAW => Decoding::Raw {
+                    header,
+                    pixels: Vec::with_capacity(header.raw_len() / header.data_type.size()),
+                    table: (header.data_type == DataType::F16).then(half_to_byte_table),
+                    partial: Vec::new(),
+                    received: 0,
+                },
+                _ => Decoding::Compressed(std::mem::take(head)),
+            };
+        }
+        match &mut self.state {
+            Decoding::Header(_) => Ok(()),
+            Decoding::Compressed(whole) => {
+                whole.extend_from_slice(bytes);
+                Ok(())
+            }
+            Decoding::Raw {
+                header,
+                pixels,
+                table,
+                partial,
+                received,
+            } => {
+                *received += bytes.len();
+                if *received > header.raw_len() {
+                    return Err(TensorError::LengthMismatch {
+                        expected: header.raw_len(),
+                        got: *received,
+                    });
+                }
+                let size = header.data_type.size();
+                if !partial.is_empty() {
+                    let wanted = (size - partial.len()).min(bytes.len());
+                    partial.extend_from_slice(&bytes[..wanted]);
+                    bytes = &bytes[wanted..];
+                    if partial.len() < size {
+                        return Ok(());
+                    }
+                    values_to_bytes(partial, table.as_deref(), pixels);
+                    partial.clear();
+                }
+                let whole = bytes.len() - bytes.len() % size;
+                values_to_bytes(&bytes[..whole], table.as_deref(), pixels);
+                partial.extend_from_slice(&bytes[whole..]);
+                Ok(())
+            }
+        }
     }
-    Ok(match header.data_type {
-        DataType::F16 => {
-            let table = half_to_byte_table();
+
+    /// The picture, once every byte of the tensor is in.
+    pub fn finish(self) -> Result<Rgb8, TensorError> {
+        match self.state {
+            Decoding::Header(head) => Err(TensorError::Truncated {
+                needed: HEADER_LEN,
+                got: head.len(),
+            }),
+            Decoding::Raw {
+                header,
+                pixels,
+                received,
+                ..
+            } => {
+                if received < header.raw_len() {
+                    return Err(TensorError::Truncated {
+                        needed: HEADER_LEN + header.raw_len(),
+                        got: HEADER_LEN + received,
+                    });
+                }
+                Ok(Rgb8 {
+                    width: header.width,
+                    height: header.height,
+                    pixels,
+                })
+            }
+            Decoding::Compressed(whole) => {
+                let header = read_header(&whole)?;
+                let body = &whole[HEADER_LEN..];
+                let pixels = match header.codec {
+                    CODEC_FPZIP => from_fpzip(header, body)?,
+                    _ => from_zip(header, body)?,
+                };
+                Ok(Rgb8 {
+                    width: header.width,
+                    height: header.height,
+                    pixels,
+                })
+            }
+        }
+    }
+}
+
+/// Whole raw values (f16 when `table` is given, else f32) as bytes, at the end of `pixels`.
+fn values_to_bytes(values: &[u8], table: Option<&HalfToByte>, pixels: &mut Vec<u8>) {
+    match table {
+        Some(table) => pixels.extend(
             values
                 .chunks_exact(2)
-                .map(|half| table[usize::from(u16::from_le_bytes([half[0], half[1]]))])
-                .collect()
+                .map(|half| table[usize::from(u16::from_le_bytes([half[0], half[1]]))]),
+        ),
+        None => {
+            pixels.extend(values.chunks_exact(4).map(|word| {
+                value_to_byte(f32::from_le_bytes([word[0], word[1], word[2], word[3]]))
+            }))
         }
-        _ => values
-            .chunks_exact(4)
-            .map(|word| value_to_byte(f32::from_le_bytes([word[0], word[1], word[2], word[3]])))
-            .collect(),
-    })
+    }
+}
+
+fn from_zip(header: TensorHeader, body: &[u8]) -> Result<Vec<u8>, TensorError> {
+    let raw = miniz_oxide::inflate::decompress_to_vec_with_limit(body, header.raw_len()).map_err(
+        |failure| match failure.status {
+            miniz_oxide::inflate::TINFLStatus::HasMoreOutput => TensorError::LengthMismatch {
+                expected: header.raw_len(),
+                got: failure.output.len().saturating_add(1),
+            },
+            _ => TensorError::BadZip,
+        },
+    )?;
+    if raw.len() < header.raw_len() {
+        return Err(TensorError::Truncated {
+            needed: HEADER_LEN + header.raw_len(),
+            got: HEADER_LEN + raw.len(),
+        });
+    }
+    let mut pixels = Vec::with_capacity(raw.len() / header.data_type.size());
+    let table = (header.data_type == DataType::F16).then(half_to_byte_table);
+    values_to_bytes(&raw, table.as_deref(), &mut pixels);
+    Ok(pixels)
 }
 
 fn from_fpzip(header: TensorHeader, stream: &[u8]) -> Result<Vec<u8>, TensorError> {
@@ -340,20 +490,41 @@ fn from_fpzip(header: TensorHeader, stream: &[u8]) -> Result<Vec<u8>, TensorErro
             header.height
         )));
     }
-    let decoded = fpzip::decode(stream, count)?;
-    Ok(decoded.values.into_iter().map(value_to_byte).collect())
+    let mut pixels = Vec::new();
+    fpzip::decode_with(stream, count, |_| {
+        pixels.reserve_exact(count);
+        |value| pixels.push(value_to_byte(value))
+    })?;
+    Ok(pixels)
 }
 
-/// The byte every f16 value (by its bits) reads back as.
-fn half_to_byte_table() -> Vec<u8> {
-    (0..=u16::MAX)
-        .map(|half| value_to_byte(fpzip::f16_to_f32(half)))
-        .collect()
+/// The byte each f16 value reads back as, indexed by its bits (every index is in range: no
+/// bounds are checked).
+type HalfToByte = [u8; 1 << 16];
+
+/// The [`HalfToByte`] table.
+fn half_to_byte_table() -> Box<HalfToByte> {
+    let mut table = Box::new([0u8; 1 << 16]);
+    for (half, byte) in table.iter_mut().enumerate() {
+        *byte = value_to_byte(fpzip::f16_to_f32(half as u16));
+    }
+    table
 }
 
-/// `(v + 1) * 127.5`, rounded, clamped to 0..=255 (NaN reads as 0).
+/// `(v + 1) * 127.5`, rounded (halves away from zero), clamped to 0..=255 (NaN reads as 0).
+/// Rounded by hand: `f32::round` is a call into the C library on the baseline x86-64, and an
+/// fpzip answer rounds millions of values.
 fn value_to_byte(value: f32) -> u8 {
-    ((value + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8
+    let scaled = (value + 1.0) * 127.5;
+    if scaled.is_nan() || scaled <= 0.0 {
+        return 0;
+    }
+    if scaled >= 255.0 {
+        return 255;
+    }
+    // 0 < scaled < 255: its whole part and what is left are exact.
+    let whole = scaled as u32;
+    (whole + u32::from(scaled - whole as f32 >= 0.5)) as u8
 }
 
 /// The f16 nearest to `value` (ties to even), infinities and NaN kept.
@@ -489,12 +660,76 @@ mod tests {
     }
 
     #[test]
+    fn values_are_rounded_as_f32_round_would() {
+        let reference = |value: f32| ((value + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+        for half in 0..=u16::MAX {
+            let value = fpzip::f16_to_f32(half);
+            assert_eq!(value_to_byte(value), reference(value), "{half:#x}: {value}");
+        }
+        // A sweep of the range, and the floats around each value that scales to a half.
+        for step in 0..=200_000 {
+            let value = -1.01 + 2.02 * step as f32 / 200_000.0;
+            assert_eq!(value_to_byte(value), reference(value), "{value}");
+        }
+        for half in 0..=255 {
+            let value = (half as f32 + 0.5) / 127.5 - 1.0;
+            for ulps in -3i32..=3 {
+                let near = f32::from_bits(value.to_bits().wrapping_add_signed(ulps));
+                assert_eq!(value_to_byte(near), reference(near), "{near}");
+            }
+        }
+        for value in [f32::INFINITY, f32::NEG_INFINITY, f32::MAX, -0.0, 0.0] {
+            assert_eq!(value_to_byte(value), reference(value), "{value}");
+        }
+    }
+
+    #[test]
     fn f32_answers_are_read_rounded_and_clamped() {
         let values = [-1.0f32, 1.0, 0.0, 2.5, -3.0, f32::NAN];
         let body: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let tensor = tensor_with(CODEC_RAW, DataType::F32, 2, 1, &body);
         let picture = decode_rgb8(&tensor, 2).unwrap();
         assert_eq!(picture.pixels, vec![0, 255, 128, 255, 0, 0]);
+    }
+
+    #[test]
+    fn a_tensor_read_in_slices_of_any_length_is_the_tensor_read_whole() {
+        let picture = gradient(16, 8);
+        let half = encode_rgb8(&picture).unwrap();
+        let values: Vec<u8> = half[HEADER_LEN..]
+            .chunks_exact(2)
+            .flat_map(|h| fpzip::f16_to_f32(u16::from_le_bytes([h[0], h[1]])).to_le_bytes())
+            .collect();
+        let single = tensor_with(CODEC_RAW, DataType::F32, 16, 8, &values);
+        let zip = tensor_with(
+            CODEC_ZIP,
+            DataType::F16,
+            16,
+            8,
+            &miniz_oxide::deflate::compress_to_vec(&half[HEADER_LEN..], 6),
+        );
+        for tensor in [&half, &single, &zip] {
+            for slice in [1, 3, 7, 67, 69, 1000] {
+                let mut decoder = TensorDecoder::new(128);
+                for piece in tensor.chunks(slice) {
+                    decoder.push(piece).unwrap();
+                }
+                assert_eq!(decoder.finish().unwrap(), picture, "slices of {slice}");
+            }
+            // One byte short, in slices: cut short, as when read whole.
+            let mut decoder = TensorDecoder::new(128);
+            for piece in tensor[..tensor.len() - 1].chunks(5) {
+                decoder.push(piece).unwrap();
+            }
+            assert!(decoder.finish().is_err());
+        }
+        // One byte too many is refused as it comes.
+        let mut decoder = TensorDecoder::new(128);
+        decoder.push(&half).unwrap();
+        assert!(matches!(
+            decoder.push(&[0]),
+            Err(TensorError::LengthMismatch { .. })
+        ));
     }
 
     #[test]
@@ -640,6 +875,30 @@ mod tests {
                 limit: 4096 * 4096
             })
         );
+    }
+
+    #[test]
+    fn rgba_pixels_make_the_tensor_of_their_rgb_in_pieces_of_64_kib() {
+        let picture = gradient(300, 100);
+        let rgba: Vec<u8> = picture
+            .pixels
+            .chunks_exact(3)
+            .flat_map(|rgb| [rgb[0], rgb[1], rgb[2], 9])
+            .collect();
+        let tensor = TensorToSend::new(bytes::Bytes::from(rgba), 300, 100).unwrap();
+        let pieces: Vec<bytes::Bytes> = tensor.pieces().collect();
+        assert_eq!(pieces[0].len(), HEADER_LEN);
+        assert!(pieces[1..].iter().all(|piece| piece.len() <= 64 * 1024));
+        assert_eq!(pieces.concat(), encode_rgb8(&picture).unwrap());
+        assert_eq!(tensor.len(), pieces.concat().len());
+        for wrong in [0, 2 * 30_000, 5 * 30_000, 3 * 30_000 + 1] {
+            let refused = TensorToSend::new(bytes::Bytes::from(vec![0; wrong]), 300, 100);
+            assert!(
+                matches!(refused, Err(TensorError::BadHeader(_))),
+                "{wrong} bytes"
+            );
+        }
+        assert!(TensorToSend::new(bytes::Bytes::new(), 0, 0).is_err());
     }
 
     #[test]

@@ -187,7 +187,7 @@ fn body_for(
 ) -> Result<Bytes, Failure> {
     let body = match backend.init_form() {
         InitForm::Png => backend.encode(request, Init::Png(&picture.init_image(target)?)),
-        InitForm::Pixels => backend.encode(request, Init::Pixels(&picture.init_pixels(target)?)),
+        InitForm::Pixels => backend.encode(request, Init::Pixels(picture.init_pixels(target)?)),
     };
     body.map_err(Failure::Internal)
 }

@@ -168,14 +168,14 @@ impl Residual {
     }
 }
 
-struct Decoding<'d, 'i, 'o> {
+struct Decoding<'d, 'i, O> {
     decoder: &'d mut RangeDecoder<'i>,
     model: QuasiStaticModel,
     residual: Residual,
-    out: std::slice::IterMut<'o, f32>,
+    emit: O,
 }
 
-impl Step for Decoding<'_, '_, '_> {
+impl<O: FnMut(f32)> Step for Decoding<'_, '_, O> {
     #[inline]
     fn value(&mut self, prediction: f32) -> f32 {
         let Residual { map, bias, wide } = self.residual;
@@ -197,9 +197,7 @@ impl Step for Decoding<'_, '_, '_> {
         } else {
             map.truncate(prediction)
         };
-        if let Some(slot) = self.out.next() {
-            *slot = value;
-        }
+        (self.emit)(value);
         value
     }
 
@@ -243,11 +241,12 @@ impl Step for Encoding<'_, '_> {
     }
 }
 
-/// Decodes one field of `out.len()` = nx * ny * nz values kept at `bits` bits. Returns false if
-/// the input ran out (the decoder tells how: [`RangeDecoder::overrun`]).
+/// Decodes one field of nx * ny * nz values kept at `bits` bits, giving each to `emit` in
+/// storage order. Returns false if the input ran out (the decoder tells how:
+/// [`RangeDecoder::overrun`]).
 pub(super) fn decode_field(
     decoder: &mut RangeDecoder<'_>,
-    out: &mut [f32],
+    emit: impl FnMut(f32),
     (nx, ny, nz): (usize, usize, usize),
     bits: u32,
 ) -> bool {
@@ -256,7 +255,7 @@ pub(super) fn decode_field(
         decoder,
         model: QuasiStaticModel::new(residual.symbols(), true),
         residual,
-        out: out.iter_mut(),
+        emit,
     };
     walk(nx, ny, nz, &mut step)
 }

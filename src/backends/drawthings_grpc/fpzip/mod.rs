@@ -195,6 +195,26 @@ fn checked_precision(precision: u32) -> Result<u8, FpzipError> {
 /// Decodes a stream with its header (as `fpzip_read_header` then `fpzip_read` do), refusing
 /// arrays of more than `max_values` values before allocating them.
 pub fn decode(stream: &[u8], max_values: usize) -> Result<Decoded, FpzipError> {
+    let mut values = Vec::new();
+    let (header, consumed) = decode_with(stream, max_values, |header| {
+        values.reserve_exact(header.dims.count() as usize);
+        |value| values.push(value)
+    })?;
+    Ok(Decoded {
+        header,
+        values,
+        consumed,
+    })
+}
+
+/// [`decode`], the values given one by one in storage order to the sink `start` makes once
+/// the header is read and the size checked (so that a caller keeps them in its own form):
+/// the header, and how many bytes of the input the stream took.
+pub fn decode_with<S: FnMut(f32)>(
+    stream: &[u8],
+    max_values: usize,
+    start: impl FnOnce(&Header) -> S,
+) -> Result<(Header, usize), FpzipError> {
     let mut decoder = RangeDecoder::new(stream);
     let header = read_header_from(&mut decoder)?;
     let count = header.dims.count();
@@ -204,11 +224,10 @@ pub fn decode(stream: &[u8], max_values: usize) -> Result<Decoded, FpzipError> {
             limit: max_values,
         });
     }
-    let mut values = vec![0.0f32; count as usize];
-    let field_len = count as usize / header.dims.nf.max(1) as usize;
-    if field_len > 0 {
-        for field in values.chunks_exact_mut(field_len) {
-            if !codec::decode_field(&mut decoder, field, header.dims.field(), header.bits()) {
+    let mut sink = start(&header);
+    if count > 0 {
+        for _ in 0..header.dims.nf {
+            if !codec::decode_field(&mut decoder, &mut sink, header.dims.field(), header.bits()) {
                 break;
             }
         }
@@ -219,11 +238,7 @@ pub fn decode(stream: &[u8], max_values: usize) -> Result<Decoded, FpzipError> {
     if decoder.corrupt() {
         return Err(FpzipError::Corrupt);
     }
-    Ok(Decoded {
-        header,
-        values,
-        consumed: decoder.consumed(),
-    })
+    Ok((header, decoder.consumed()))
 }
 
 /// Encodes f32 values (storage order, x fastest) at `precision` (0 = full, or 2..=32 bits),

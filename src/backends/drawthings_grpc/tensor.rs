@@ -290,16 +290,10 @@ pub struct TensorDecoder {
 enum Decoding {
     /// The header's first bytes.
     Header(Vec<u8>),
-    /// Raw values: the picture so far, and the bytes of a value cut by a slice's end.
-    Raw {
-        header: TensorHeader,
-        pixels: Vec<u8>,
-        table: Option<Box<HalfToByte>>,
-        partial: Vec<u8>,
-        received: usize,
-    },
-    /// A compressed tensor, header included, to read whole.
-    Compressed(Vec<u8>),
+    /// Raw values, read as they come.
+    Raw(RawValues),
+    /// A compressed tensor's body (after its header), to read whole.
+    Compressed { header: TensorHeader, body: Vec<u8> },
 }
 
 impl TensorDecoder {
@@ -335,52 +329,20 @@ impl TensorDecoder {
                 });
             }
             self.state = match header.codec {
-                CODEC_RAW => Decoding::Raw {
+                CODEC_RAW => Decoding::Raw(RawValues::new(header)),
+                _ => Decoding::Compressed {
                     header,
-                    pixels: Vec::with_capacity(header.raw_len() / header.data_type.size()),
-                    table: (header.data_type == DataType::F16).then(half_to_byte_table),
-                    partial: Vec::new(),
-                    received: 0,
+                    body: Vec::new(),
                 },
-                _ => Decoding::Compressed(std::mem::take(head)),
             };
         }
         match &mut self.state {
             Decoding::Header(_) => Ok(()),
-            Decoding::Compressed(whole) => {
-                whole.extend_from_slice(bytes);
+            Decoding::Compressed { body, .. } => {
+                body.extend_from_slice(bytes);
                 Ok(())
             }
-            Decoding::Raw {
-                header,
-                pixels,
-                table,
-                partial,
-                received,
-            } => {
-                *received += bytes.len();
-                if *received > header.raw_len() {
-                    return Err(TensorError::LengthMismatch {
-                        expected: header.raw_len(),
-                        got: *received,
-                    });
-                }
-                let size = header.data_type.size();
-                if !partial.is_empty() {
-                    let wanted = (size - partial.len()).min(bytes.len());
-                    partial.extend_from_slice(&bytes[..wanted]);
-                    bytes = &bytes[wanted..];
-                    if partial.len() < size {
-                        return Ok(());
-                    }
-                    values_to_bytes(partial, table.as_deref(), pixels);
-                    partial.clear();
-                }
-                let whole = bytes.len() - bytes.len() % size;
-                values_to_bytes(&bytes[..whole], table.as_deref(), pixels);
-                partial.extend_from_slice(&bytes[whole..]);
-                Ok(())
-            }
+            Decoding::Raw(values) => values.push(bytes),
         }
     }
 
@@ -391,30 +353,11 @@ impl TensorDecoder {
                 needed: HEADER_LEN,
                 got: head.len(),
             }),
-            Decoding::Raw {
-                header,
-                pixels,
-                received,
-                ..
-            } => {
-                if received < header.raw_len() {
-                    return Err(TensorError::Truncated {
-                        needed: HEADER_LEN + header.raw_len(),
-                        got: HEADER_LEN + received,
-                    });
-                }
-                Ok(Rgb8 {
-                    width: header.width,
-                    height: header.height,
-                    pixels,
-                })
-            }
-            Decoding::Compressed(whole) => {
-                let header = read_header(&whole)?;
-                let body = &whole[HEADER_LEN..];
+            Decoding::Raw(values) => values.finish(),
+            Decoding::Compressed { header, body } => {
                 let pixels = match header.codec {
-                    CODEC_FPZIP => from_fpzip(header, body)?,
-                    _ => from_zip(header, body)?,
+                    CODEC_FPZIP => from_fpzip(header, &body)?,
+                    _ => from_zip(header, &body)?,
                 };
                 Ok(Rgb8 {
                     width: header.width,
@@ -423,6 +366,73 @@ impl TensorDecoder {
                 })
             }
         }
+    }
+}
+
+/// Raw values (after the header) turned into pixels as they come, in pieces of any length.
+#[derive(Debug)]
+struct RawValues {
+    header: TensorHeader,
+    /// The picture so far.
+    pixels: Vec<u8>,
+    /// For f16 values; f32 ones are computed.
+    table: Option<Box<HalfToByte>>,
+    /// The bytes of a value cut by a piece's end.
+    partial: Vec<u8>,
+    received: usize,
+}
+
+impl RawValues {
+    fn new(header: TensorHeader) -> RawValues {
+        RawValues {
+            header,
+            pixels: Vec::with_capacity(header.raw_len() / header.data_type.size()),
+            table: (header.data_type == DataType::F16).then(half_to_byte_table),
+            partial: Vec::new(),
+            received: 0,
+        }
+    }
+
+    fn push(&mut self, mut bytes: &[u8]) -> Result<(), TensorError> {
+        let expected = self.header.raw_len();
+        self.received += bytes.len();
+        if self.received > expected {
+            return Err(TensorError::LengthMismatch {
+                expected,
+                got: self.received,
+            });
+        }
+        let size = self.header.data_type.size();
+        let table = self.table.as_deref();
+        if !self.partial.is_empty() {
+            let wanted = (size - self.partial.len()).min(bytes.len());
+            self.partial.extend_from_slice(&bytes[..wanted]);
+            bytes = &bytes[wanted..];
+            if self.partial.len() < size {
+                return Ok(());
+            }
+            values_to_bytes(&self.partial, table, &mut self.pixels);
+            self.partial.clear();
+        }
+        let whole = bytes.len() - bytes.len() % size;
+        values_to_bytes(&bytes[..whole], table, &mut self.pixels);
+        self.partial.extend_from_slice(&bytes[whole..]);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Rgb8, TensorError> {
+        let expected = self.header.raw_len();
+        if self.received < expected {
+            return Err(TensorError::Truncated {
+                needed: HEADER_LEN + expected,
+                got: HEADER_LEN + self.received,
+            });
+        }
+        Ok(Rgb8 {
+            width: self.header.width,
+            height: self.header.height,
+            pixels: self.pixels,
+        })
     }
 }
 
@@ -452,16 +462,9 @@ fn from_zip(header: TensorHeader, body: &[u8]) -> Result<Vec<u8>, TensorError> {
             _ => TensorError::BadZip,
         },
     )?;
-    if raw.len() < header.raw_len() {
-        return Err(TensorError::Truncated {
-            needed: HEADER_LEN + header.raw_len(),
-            got: HEADER_LEN + raw.len(),
-        });
-    }
-    let mut pixels = Vec::with_capacity(raw.len() / header.data_type.size());
-    let table = (header.data_type == DataType::F16).then(half_to_byte_table);
-    values_to_bytes(&raw, table.as_deref(), &mut pixels);
-    Ok(pixels)
+    let mut values = RawValues::new(header);
+    values.push(&raw)?;
+    Ok(values.finish()?.pixels)
 }
 
 fn from_fpzip(header: TensorHeader, stream: &[u8]) -> Result<Vec<u8>, TensorError> {

@@ -89,10 +89,10 @@ impl Assembler {
     }
 
     /// Takes the next piece of the answer; gives a message's signpost, if it has one.
-    pub fn take(&mut self, piece: Piece<'_>) -> Result<Option<Signpost>, AnswerError> {
+    pub fn take(&mut self, piece: &Piece<'_>) -> Result<Option<Signpost>, AnswerError> {
         match piece {
             Piece::Image { starts, bytes } => {
-                if starts && !std::mem::take(&mut self.continues) {
+                if *starts && !std::mem::take(&mut self.continues) {
                     self.close_image()?;
                 }
                 self.image_bytes(bytes)?;
@@ -109,16 +109,16 @@ impl Assembler {
         mut message: ImageGenerationResponse,
     ) -> Result<Option<Signpost>, AnswerError> {
         for image in std::mem::take(&mut message.generated_images) {
-            self.take(Piece::Image {
+            self.take(&Piece::Image {
                 starts: true,
                 bytes: &[],
             })?;
-            self.take(Piece::Image {
+            self.take(&Piece::Image {
                 starts: false,
                 bytes: &image,
             })?;
         }
-        self.take(Piece::End(message))
+        self.take(&Piece::End(message))
     }
 
     fn image_bytes(&mut self, bytes: &[u8]) -> Result<(), AnswerError> {
@@ -129,7 +129,7 @@ impl Assembler {
                 limit: self.limit,
             });
         }
-        let number = self.answer.images.len() + self.answer.pictures.len() + 1;
+        let number = self.next_number();
         let (forming, got) = match &mut self.forming {
             Some(forming) => forming,
             None => {
@@ -164,9 +164,14 @@ impl Assembler {
         Ok(())
     }
 
+    /// The number of the image being received, from 1, for messages.
+    fn next_number(&self) -> usize {
+        self.answer.images.len() + self.answer.pictures.len() + 1
+    }
+
     /// The image being received is whole.
     fn close_image(&mut self) -> Result<(), AnswerError> {
-        let number = self.answer.images.len() + self.answer.pictures.len() + 1;
+        let number = self.next_number();
         match self.forming.take() {
             None => {}
             Some((Forming::Tensor(tensor), _)) => self.answer.images.push(tensor.freeze()),
@@ -181,7 +186,7 @@ impl Assembler {
 
     fn end_message(
         &mut self,
-        message: ImageGenerationResponse,
+        message: &ImageGenerationResponse,
     ) -> Result<Option<Signpost>, AnswerError> {
         if let Some(announced) = message.download_size
             && u64::try_from(announced).is_ok_and(|announced| announced > self.limit)
@@ -194,6 +199,7 @@ impl Assembler {
         self.answer.download_size = message.download_size.or(self.answer.download_size);
         let signpost = message
             .current_signpost
+            .as_ref()
             .and_then(|current| current.signpost);
         if let Some(signpost) = signpost {
             self.answer.signposts.push(signpost);
@@ -249,48 +255,40 @@ impl AnswerStream {
         };
         let mut reader = AnswerReader::new(MAX_MESSAGE_BYTES);
         let mut on_piece = |piece: Piece<'_>| {
-            let message = match &piece {
-                Piece::End(message) => Some(message.clone()),
-                Piece::Image { .. } => None,
-            };
-            let signpost = assembler.take(piece)?;
-            if let Some(message) = message {
-                on_message(&message, signpost.as_ref());
+            let signpost = assembler.take(&piece)?;
+            if let Piece::End(message) = &piece {
+                on_message(message, signpost.as_ref());
             }
             Ok(())
         };
-        loop {
+        // The messages, then the trailers (or the body's end, without them). A failure of
+        // the body is the connection breaking, or the server resetting the call.
+        let trailers = loop {
             let frame = match body.frame().await {
-                None => {
-                    return Err(AnswerError::ConnectionLost(
-                        "the answer ended without the server's status".to_owned(),
-                    ));
-                }
-                Some(Err(failure)) => return Err(broken_or_failed(failure)),
+                None => break None,
+                Some(Err(failure)) => return Err(AnswerError::ConnectionLost(failure.to_string())),
                 Some(Ok(frame)) => frame,
             };
-            let trailers = match frame.into_data() {
-                Ok(data) => {
-                    reader.read(&data, &mut on_piece)?;
-                    continue;
+            match frame.into_data() {
+                Ok(data) => reader.read(&data, &mut on_piece)?,
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        break Some(trailers);
+                    }
                 }
-                Err(frame) => frame.into_trailers().ok(),
-            };
-            let Some(trailers) = trailers else {
-                continue;
-            };
-            if !reader.between_messages() {
-                return Err(AnswerError::ConnectionLost(
-                    "the answer ended in the middle of a message".to_owned(),
-                ));
             }
-            return match Status::from_header_map(&trailers) {
-                Some(status) if status.code() == tonic::Code::Ok => Ok(()),
-                Some(status) => Err(AnswerError::Status(status)),
-                None => Err(AnswerError::ConnectionLost(
-                    "the answer ended without the server's status".to_owned(),
-                )),
-            };
+        };
+        if !reader.between_messages() {
+            return Err(AnswerError::ConnectionLost(
+                "the answer ended in the middle of a message".to_owned(),
+            ));
+        }
+        match trailers.as_ref().and_then(Status::from_header_map) {
+            Some(status) if status.code() == tonic::Code::Ok => Ok(()),
+            Some(status) => Err(AnswerError::Status(status)),
+            None => Err(AnswerError::ConnectionLost(
+                "the answer ended without the server's status".to_owned(),
+            )),
         }
     }
 }
@@ -311,12 +309,6 @@ pub async fn collect(
         })
         .await?;
     assembler.finish()
-}
-
-/// A failure reading the answer's body: the connection broke or was cut, or the server reset
-/// the call (with a status of its own, which is kept).
-fn broken_or_failed(failure: tonic::Status) -> AnswerError {
-    AnswerError::ConnectionLost(failure.to_string())
 }
 
 #[cfg(test)]

@@ -199,7 +199,7 @@ impl AnswerReader {
 
     /// After a field's key (`key`, its bytes).
     fn start_field(&mut self, key: Vec<u8>) -> Result<(), AnswerError> {
-        let key_value = varint(&key);
+        let key_value = varint(&key)?;
         let (field, wire_type) = (key_value >> 3, key_value & 7);
         if field == 0 {
             return Err(malformed("a field is numbered 0"));
@@ -241,7 +241,7 @@ impl AnswerReader {
         prefix: &[u8],
         on: &mut impl FnMut(Piece<'_>) -> Result<(), AnswerError>,
     ) -> Result<(), AnswerError> {
-        let length = varint(&prefix[key_len..]);
+        let length = varint(&prefix[key_len..])?;
         if length > self.left as u64 {
             return Err(malformed(&format!(
                 "field {field} announces {length} bytes where its message has {} left",
@@ -272,11 +272,9 @@ impl AnswerReader {
     }
 }
 
-/// The value of a whole varint's bytes.
-fn varint(bytes: &[u8]) -> u64 {
-    bytes.iter().enumerate().fold(0, |value, (at, byte)| {
-        value | (u64::from(byte & 0x7f) << (7 * at))
-    })
+/// The value of a whole varint's bytes, as prost reads it.
+fn varint(mut bytes: &[u8]) -> Result<u64, AnswerError> {
+    prost::encoding::decode_varint(&mut bytes).map_err(|problem| malformed(&problem.to_string()))
 }
 
 fn malformed(problem: &str) -> AnswerError {

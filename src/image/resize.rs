@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use ::image::codecs::png::PngDecoder;
 use ::image::imageops::{self, FilterType};
-use ::image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, Pixel};
+use ::image::{DynamicImage, ImageBuffer, ImageDecoder, Pixel};
 
 use super::color::into_srgb;
 use super::orientation::{Orientation, upright};
@@ -178,33 +178,25 @@ fn narrow(value: u64) -> u32 {
 
 /// Encodes 8-bit RGB pixels (rows top to bottom) as a PNG with fast compression.
 pub(crate) fn rgb_png(pixels: &[u8], size: (u32, u32)) -> Result<Vec<u8>, ImageError> {
-    encode_png(pixels, size, ExtendedColorType::Rgb8)
+    encode_png(pixels, size, 3)
 }
 
 /// Encodes an 8-bit RGB or RGBA picture as a PNG with fast compression.
 pub(crate) fn pixels_png(picture: &DynamicImage) -> Result<Vec<u8>, ImageError> {
-    let color = if picture.color().has_alpha() {
-        ExtendedColorType::Rgba8
-    } else {
-        ExtendedColorType::Rgb8
-    };
+    let bytes_per_pixel = if picture.color().has_alpha() { 4 } else { 3 };
     encode_png(
         picture.as_bytes(),
         (picture.width(), picture.height()),
-        color,
+        bytes_per_pixel,
     )
 }
 
-/// Encodes 8-bit pixels as a PNG with fast compression.
+/// Encodes 8-bit pixels, 3 (RGB) or 4 (RGBA) bytes each, as a PNG with fast compression.
 fn encode_png(
     pixels: &[u8],
     size: (u32, u32),
-    color: ExtendedColorType,
+    bytes_per_pixel: usize,
 ) -> Result<Vec<u8>, ImageError> {
-    let bytes_per_pixel = match color {
-        ExtendedColorType::Rgba8 => 4,
-        _ => 3,
-    };
     super::png_out::encode(pixels, size, bytes_per_pixel)
         .map_err(|e| ImageError::Encode(e.to_string()))
 }

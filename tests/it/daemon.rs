@@ -159,7 +159,7 @@ async fn pictures_dropped_at_the_root_and_into_a_profile_folder_come_out_done() 
     assert!(log.contains("done square.png"), "{log}");
     assert!(!log.contains("iVBOR"), "no image data in the log");
     assert_eq!(setup.inbox_files(), BTreeSet::new());
-    assert_eq!(setup.leftovers(), BTreeSet::new());
+    setup.wait_for_no_leftovers();
 
     let (status, took) = daemon.terminate(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
@@ -343,7 +343,7 @@ async fn a_job_in_flight_at_kill_9_is_finished_after_a_restart_exactly_once() {
         2,
         "sent again once, after the restart"
     );
-    assert_eq!(setup.leftovers(), BTreeSet::new());
+    setup.wait_for_no_leftovers();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

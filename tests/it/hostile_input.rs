@@ -78,14 +78,6 @@ fn wait_for_outbox(setup: &Setup, daemon: &Daemon, expected: &BTreeSet<String>, 
     }
 }
 
-/// Waits until drawdrop's claimed-jobs and staging areas are empty (a job's last step,
-/// just after its `jobs.jsonl` line).
-fn wait_for_no_leftovers(setup: &Setup) {
-    wait_until("no claimed job or staged file is left", || {
-        setup.leftovers().is_empty()
-    });
-}
-
 /// Waits until the daemon has said `text` at least `times` times.
 fn wait_for_said(daemon: &Daemon, text: &str, times: usize) {
     let started = std::time::Instant::now();
@@ -211,7 +203,7 @@ async fn broken_and_oversized_pngs_fail_with_a_reason_and_are_never_sent() {
         assert_eq!(line["error_kind"], kind, "{line}");
     }
     assert_eq!(setup.inbox_files(), BTreeSet::new());
-    wait_for_no_leftovers(&setup);
+    setup.wait_for_no_leftovers();
     assert!(
         !daemon.output().contains("unencrypted"),
         "no plain-HTTP warning for a server on this machine"
@@ -388,7 +380,7 @@ async fn odd_names_and_deep_folders_keep_their_names_and_nothing_escapes_the_out
         beside,
         "drawdrop wrote nothing outside its inbox and outbox"
     );
-    wait_for_no_leftovers(&setup);
+    setup.wait_for_no_leftovers();
 
     let log = setup.log_text();
     assert!(
@@ -556,7 +548,7 @@ fn outbox_trouble_keeps_inputs_safe(
         "cat.png was not sent again: its answer was kept"
     );
     assert!(!setup.inbox.join("cat.png").exists() && !setup.inbox.join("dog.png").exists());
-    wait_for_no_leftovers(setup);
+    setup.wait_for_no_leftovers();
     assert!(
         daemon.output().contains("the outbox can be written again"),
         "{}",
@@ -734,7 +726,7 @@ async fn inbox_and_outbox_on_different_file_systems_lose_nothing() {
         assert_eq!(server.img2img_requests().len(), sent_before + 3);
         wait_until("three jobs.jsonl lines", || setup.job_lines().len() == 3);
         assert_eq!(setup.inbox_files(), BTreeSet::new());
-        wait_for_no_leftovers(&setup);
+        setup.wait_for_no_leftovers();
         assert_clean_logs(&setup, &daemon);
     }
 }
@@ -778,7 +770,7 @@ async fn a_crash_while_finishing_across_file_systems_is_completed_exactly_once()
                 "{case}: a decided job is never sent again"
             );
             assert_eq!(setup.inbox_files(), BTreeSet::new(), "{case}");
-            wait_for_no_leftovers(&setup);
+            setup.wait_for_no_leftovers();
             drop(daemon);
         }
     }
@@ -905,7 +897,7 @@ async fn an_inbox_deleted_while_a_picture_is_in_flight_is_noticed_and_watched_ag
         "a file dropped into the new inbox is done",
     );
     assert_eq!(server.img2img_requests().len(), 2);
-    wait_for_no_leftovers(&setup);
+    setup.wait_for_no_leftovers();
     assert_clean_logs(&setup, &daemon);
 }
 

@@ -137,7 +137,7 @@ async fn a_server_lost_mid_batch_hands_its_work_over_and_nothing_is_lost_or_doub
             .iter()
             .all(|line| line["outcome"] == "done")
     );
-    assert_eq!(setup.leftovers(), BTreeSet::new());
+    setup.wait_for_no_leftovers();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -373,7 +373,7 @@ async fn server_errors_play_out(flavor: Flavor, api: &str) {
         !bench.setup.log_text().contains("iVBOR"),
         "no image data in the log"
     );
-    assert_eq!(bench.setup.leftovers(), BTreeSet::new());
+    bench.setup.wait_for_no_leftovers();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -290,6 +290,14 @@ impl Setup {
         );
         left
     }
+
+    /// Waits until drawdrop's claimed-jobs and staging areas are empty: with the daemon
+    /// running, a job's claim goes as its last step, just after its `jobs.jsonl` line.
+    pub fn wait_for_no_leftovers(&self) {
+        wait_until("no claimed job or staged file is left", || {
+            self.leftovers().is_empty()
+        });
+    }
 }
 
 /// The running daemon.
